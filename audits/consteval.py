@@ -1,0 +1,232 @@
+"""A tiny evaluator for configuration expressions: env-var reads with defaults, casts, comparisons.
+
+It answers one question — can this branch run under the stated configuration? — and says "unknown" for
+anything it cannot decide, so unknown code is always treated as reachable.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import libcst as cst
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN: Any = _Unknown()
+
+
+@dataclass
+class Value:
+    """A resolved value plus the env keys it was read from (for the 'why inactive' message)."""
+
+    value: Any
+    keys: tuple[str, ...] = ()
+
+
+@dataclass
+class ConfigScope:
+    """Names and attributes bound to configuration values, e.g. `ttt_enabled` from `class Hyperparameters`."""
+
+    env: dict[str, set[str]]
+    bindings: dict[str, Value] = field(default_factory=dict)
+    conflicted: set[str] = field(default_factory=set)
+    used_keys: dict[str, str] = field(default_factory=dict)  # key -> value used (default or stated)
+
+    def bind(self, name: str, v: Value) -> None:
+        if name in self.conflicted:
+            return
+        old = self.bindings.get(name)
+        if old is not None and (old.value is UNKNOWN or v.value is UNKNOWN or old.value != v.value):
+            self.conflicted.add(name)
+            del self.bindings[name]
+            return
+        self.bindings[name] = v
+
+    def lookup(self, name: str) -> Value:
+        return self.bindings.get(name, Value(UNKNOWN))
+
+
+_CMP = {
+    cst.Equal: operator.eq, cst.NotEqual: operator.ne, cst.LessThan: operator.lt,
+    cst.LessThanEqual: operator.le, cst.GreaterThan: operator.gt, cst.GreaterThanEqual: operator.ge,
+    cst.In: lambda a, b: a in b, cst.NotIn: lambda a, b: a not in b,
+    cst.Is: operator.is_, cst.IsNot: operator.is_not,
+}
+_BIN = {
+    cst.Add: operator.add, cst.Subtract: operator.sub, cst.Multiply: operator.mul,
+    cst.Divide: operator.truediv, cst.FloorDivide: operator.floordiv, cst.Modulo: operator.mod,
+}
+
+
+def _dotted(node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr.value}" if base else ""
+    return ""
+
+
+def _env_read(call: cst.Call, scope: ConfigScope) -> Value | None:
+    """`os.environ.get(K, d)`, `os.getenv(K, d)`; the stated env wins over the default."""
+    fn = _dotted(call.func)
+    if fn not in ("os.environ.get", "os.getenv", "environ.get", "getenv"):
+        return None
+    if not call.args:
+        return Value(UNKNOWN)
+    key_v = evaluate(call.args[0].value, scope)
+    if not isinstance(key_v.value, str):
+        return Value(UNKNOWN)
+    key = key_v.value
+    stated = scope.env.get(key)
+    if stated:
+        if len(stated) > 1:
+            scope.used_keys[key] = "|".join(sorted(stated))
+            return Value(UNKNOWN, (key,))
+        value = next(iter(stated))
+        scope.used_keys[key] = value
+        return Value(value, (key,))
+    if len(call.args) < 2:
+        scope.used_keys.setdefault(key, "<unset>")
+        return Value(None, (key,))
+    default = evaluate(call.args[1].value, scope)
+    if default.value is not UNKNOWN:
+        scope.used_keys.setdefault(key, f"{default.value} (default)")
+    return Value(default.value, (key,) + default.keys)
+
+
+def _cast(fn: str, v: Any) -> Any:
+    if v is UNKNOWN:
+        return UNKNOWN
+    try:
+        if fn == "int":
+            return int(float(v)) if isinstance(v, str) and "." in v else int(v)
+        if fn == "float":
+            return float(v)
+        if fn == "bool":
+            return bool(v)
+        if fn == "str":
+            return str(v)
+    except (TypeError, ValueError):
+        return UNKNOWN
+    return UNKNOWN
+
+
+def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Value:
+    if depth > 40:
+        return Value(UNKNOWN)
+    d = depth + 1
+    if isinstance(node, (cst.SimpleString, cst.Integer, cst.Float)):
+        try:
+            return Value(node.evaluated_value if isinstance(node, cst.SimpleString) else node.evaluated_value)
+        except Exception:
+            return Value(UNKNOWN)
+    if isinstance(node, cst.ConcatenatedString):
+        v = node.evaluated_value
+        return Value(v if isinstance(v, (str, bytes)) else UNKNOWN)
+    if isinstance(node, cst.Name):
+        if node.value in ("True", "False", "None"):
+            return Value({"True": True, "False": False, "None": None}[node.value])
+        if node.value == "__name__":
+            return Value("__main__")
+        return scope.lookup(node.value)
+    if isinstance(node, cst.Attribute):
+        if isinstance(node.value, cst.Subscript):  # os.environ["K"] handled below
+            return Value(UNKNOWN)
+        return scope.lookup(node.attr.value)
+    if isinstance(node, cst.Subscript):
+        if _dotted(node.value) in ("os.environ", "environ") and len(node.slice) == 1:
+            el = node.slice[0].slice
+            if isinstance(el, cst.Index):
+                key = evaluate(el.value, scope, d).value
+                if isinstance(key, str):
+                    stated = scope.env.get(key)
+                    if stated and len(stated) == 1:
+                        return Value(next(iter(stated)), (key,))
+        return Value(UNKNOWN)
+    if isinstance(node, cst.Call):
+        env = _env_read(node, scope)
+        if env is not None:
+            return env
+        fn = _dotted(node.func)
+        if fn in ("int", "float", "bool", "str") and len(node.args) == 1:
+            inner = evaluate(node.args[0].value, scope, d)
+            return Value(_cast(fn, inner.value), inner.keys)
+        if isinstance(node.func, cst.Attribute) and node.func.attr.value in ("lower", "strip", "upper") and not node.args:
+            inner = evaluate(node.func.value, scope, d)
+            if isinstance(inner.value, str):
+                return Value(getattr(inner.value, node.func.attr.value)(), inner.keys)
+            return Value(UNKNOWN, inner.keys)
+        return Value(UNKNOWN)
+    if isinstance(node, cst.UnaryOperation):
+        inner = evaluate(node.expression, scope, d)
+        if inner.value is UNKNOWN:
+            return inner
+        try:
+            if isinstance(node.operator, cst.Not):
+                return Value(not inner.value, inner.keys)
+            if isinstance(node.operator, cst.Minus):
+                return Value(-inner.value, inner.keys)
+        except TypeError:
+            pass
+        return Value(UNKNOWN, inner.keys)
+    if isinstance(node, cst.BooleanOperation):
+        left = evaluate(node.left, scope, d)
+        right = evaluate(node.right, scope, d)
+        keys = left.keys + right.keys
+        if isinstance(node.operator, cst.And):
+            if left.value is not UNKNOWN and not left.value:
+                return Value(left.value, left.keys)
+            if right.value is not UNKNOWN and not right.value and left.value is UNKNOWN:
+                return Value(False, right.keys)
+            return Value(right.value if left.value is not UNKNOWN else UNKNOWN, keys)
+        if left.value is not UNKNOWN and left.value:
+            return Value(left.value, left.keys)
+        if right.value is not UNKNOWN and right.value and left.value is UNKNOWN:
+            return Value(True, right.keys)
+        return Value(right.value if left.value is not UNKNOWN else UNKNOWN, keys)
+    if isinstance(node, cst.Comparison):
+        left = evaluate(node.left, scope, d)
+        keys = left.keys
+        result: Any = True
+        for target in node.comparisons:
+            right = evaluate(target.comparator, scope, d)
+            keys += right.keys
+            op = _CMP.get(type(target.operator))
+            if op is None or left.value is UNKNOWN or right.value is UNKNOWN:
+                return Value(UNKNOWN, keys)
+            try:
+                if not op(left.value, right.value):
+                    result = False
+            except TypeError:
+                return Value(UNKNOWN, keys)
+            left = right
+        return Value(result, keys)
+    if isinstance(node, cst.BinaryOperation):
+        left = evaluate(node.left, scope, d)
+        right = evaluate(node.right, scope, d)
+        op = _BIN.get(type(node.operator))
+        if op is None or left.value is UNKNOWN or right.value is UNKNOWN:
+            return Value(UNKNOWN, left.keys + right.keys)
+        try:
+            return Value(op(left.value, right.value), left.keys + right.keys)
+        except Exception:
+            return Value(UNKNOWN, left.keys + right.keys)
+    if isinstance(node, (cst.Tuple, cst.List, cst.Set)):
+        items = [evaluate(e.value, scope, d) for e in node.elements if isinstance(e, cst.Element)]
+        if any(i.value is UNKNOWN for i in items):
+            return Value(UNKNOWN)
+        vals = [i.value for i in items]
+        return Value(tuple(vals) if not isinstance(node, cst.Set) else frozenset(vals))
+    if isinstance(node, cst.IfExp):
+        test = evaluate(node.test, scope, d)
+        if test.value is UNKNOWN:
+            return Value(UNKNOWN, test.keys)
+        branch = evaluate(node.body if test.value else node.orelse, scope, d)
+        return Value(branch.value, test.keys + branch.keys)
+    return Value(UNKNOWN)

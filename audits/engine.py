@@ -1,0 +1,168 @@
+"""Audit one source text: parse, decode packed layers, run every rule, decide active/inactive/suppressed."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from audits.flow import build_flows
+from audits.program import Program, Region, build_program, inactive_regions, walk
+from audits.registry import all_rules
+from audits.results import DecodedSource, FileResult, Finding, Origin, Related, fingerprint
+from audits.rule import Context, Hit
+from audits.source import InputError, SourceFile
+from audits.suppressions import parse_suppressions
+from audits.types import Status
+from audits.unpack import MAX_LAYERS, UnpackError, decode_exec_argument, import_aliases
+
+EXEC_FUNCS = ("exec", "eval", "compile")
+
+
+def parse(text: str, path: str) -> cst.Module:
+    try:
+        return cst.parse_module(text)
+    except cst.ParserSyntaxError as e:
+        msg = str(e.message).splitlines()[0] if e.message else "invalid syntax"
+        raise InputError("syntax", f"{path}:{e.raw_line}:{e.raw_column + 1}: syntax error: {msg}") from None
+    except RecursionError:
+        raise InputError("too-complex", f"{path}: expressions nested too deeply to parse") from None
+
+
+@dataclass
+class Layer:
+    """One layer of code: the file itself (layer 0) or a decoded self-extracting payload."""
+
+    text: str
+    module: cst.Module
+    origin: Origin | None
+    unpack_failures: list[tuple[cst.Call, str]]
+    resolved_execs: set[int]
+
+
+def _exec_calls(module: cst.Module) -> list[cst.Call]:
+    return [n for n in walk(module, into_defs=True)
+            if isinstance(n, cst.Call) and isinstance(n.func, cst.Name) and n.func.value in EXEC_FUNCS]
+
+
+def decode_layers(text: str, path: str) -> list[Layer]:
+    """The file and every payload it unpacks with exec(...), recursively, capped in depth and size."""
+    layers: list[Layer] = []
+    todo: list[tuple[str, Origin | None, int]] = [(text, None, 0)]
+    while todo:
+        src, origin, depth = todo.pop(0)
+        module = parse(src, path if origin is None else f"{path} (decoded layer {origin.layer})")
+        layer = Layer(src, module, origin, [], set())
+        layers.append(layer)
+        aliases = import_aliases(module)
+        positions = None
+        for call in _exec_calls(module):
+            if not call.args:
+                continue
+            try:
+                decoded = decode_exec_argument(call.args[0].value, aliases)
+            except UnpackError as e:
+                layer.unpack_failures.append((call, str(e)))
+                continue
+            if decoded is None:
+                continue
+            layer.resolved_execs.add(id(call))
+            if depth + 1 > MAX_LAYERS:
+                layer.unpack_failures.append((call, f"more than {MAX_LAYERS} nested packed layers"))
+                continue
+            if positions is None:
+                positions = cst.MetadataWrapper(module, unsafe_skip_copy=True).resolve(cst.metadata.PositionProvider)
+            outer_line = positions[call].start.line
+            todo.append((decoded.text, Origin(len(layers) + len(todo), outer_line,
+                                              decoded.codecs if origin is None else origin.codecs + decoded.codecs),
+                         depth + 1))
+    return layers
+
+
+def _line_in(regions: list[Region], line: int) -> Region | None:
+    best = None
+    for r in regions:
+        if r.start <= line <= r.end and (best is None or r.end - r.start < best.end - best.start):
+            best = r
+    return best
+
+
+def _hit_line(prog: Program, hit: Hit) -> int:
+    return hit.line or (prog.line(hit.node) if hit.node is not None else 1)
+
+
+def audit_layer(layer: Layer, path: str, env: dict[str, set[str]]) -> tuple[list[Finding], list]:
+    prog = build_program(layer.module, layer.text, env)
+    prog.resolved_execs = layer.resolved_execs  # type: ignore[attr-defined]
+    prog.unpack_failures = layer.unpack_failures  # type: ignore[attr-defined]
+    regions = inactive_regions(prog)
+    ctx_cfg = Context(prog, build_flows(prog, prune=True))
+    ctx_all = Context(prog, build_flows(prog, prune=False))
+    sups, applies = parse_suppressions(layer.text, path)
+    findings: list[Finding] = []
+    hygiene = []
+    for rule in all_rules():
+        if getattr(rule, "needs_suppressions", False):
+            hygiene.append(rule)
+            continue
+        inst = rule()
+        active: dict[int, Hit] = {}
+        for hit in inst.check(ctx_cfg):
+            line = _hit_line(prog, hit)
+            if _line_in(regions, line) is None:
+                active.setdefault(line, hit)
+        inactive: dict[int, tuple[Hit, Region]] = {}
+        for hit in inst.check(ctx_all):
+            line = _hit_line(prog, hit)
+            region = _line_in(regions, line)
+            if line not in active and region is not None:
+                inactive.setdefault(line, (hit, region))
+        for line, hit in active.items():
+            findings.append(_finding(rule, prog, hit, line, path, layer.origin, Status.ACTIVE, ""))
+        for line, (hit, region) in inactive.items():
+            findings.append(_finding(rule, prog, hit, line, path, layer.origin, Status.INACTIVE, region.reason))
+    for f in findings:
+        for sup in applies.get(f.line, []):
+            if f.rule_id in sup.rule_ids and sup.reason:
+                f.status = Status.SUPPRESSED
+                f.status_reason = f"suppressed: {sup.reason}"
+                sup.used = True
+    for rule in hygiene:
+        ctx_cfg.suppressions = sups  # type: ignore[attr-defined]
+        for hit in rule().check(ctx_cfg):
+            findings.append(_finding(rule, prog, hit, _hit_line(prog, hit), path, layer.origin, Status.ACTIVE, ""))
+    return findings, sups
+
+
+def _finding(rule, prog: Program, hit: Hit, line: int, path: str, origin: Origin | None, status: Status,
+             reason: str) -> Finding:
+    if hit.node is not None and prog.line(hit.node) == line:
+        start_line, col, end_line, end_col = prog.span(hit.node)
+        if end_line != start_line:
+            end_line, end_col = start_line, len(prog.source_line(start_line)) + 1
+    else:
+        text = prog.source_line(line)
+        start_line, col, end_line, end_col = line, len(text) - len(text.lstrip()) + 1, line, len(text) + 1
+    return Finding(
+        rule_id=rule.id, rule_name=rule.name, conditions=list(rule.conditions), severity=rule.severity,
+        confidence=rule.confidence, message=hit.message, path=path, line=start_line, column=col, end_line=end_line,
+        end_column=end_col, snippet=prog.source_line(start_line).strip(), status=status, status_reason=reason,
+        related=[Related(ln, msg) for ln, msg in hit.related], origin=origin,
+    )
+
+
+def audit_source(src: SourceFile, env: dict[str, set[str]]) -> FileResult:
+    result = FileResult(path=src.path, sha256=src.sha256, lines=src.text.count("\n") + 1, source=src.text)
+    layers = decode_layers(src.text, src.path)
+    for layer in layers:
+        findings, sups = audit_layer(layer, src.path, env)
+        result.findings.extend(findings)
+        result.suppressions.extend(sups)
+        if layer.origin is not None:
+            result.decoded.append(DecodedSource(layer.origin.layer, layer.origin.outer_line, layer.origin.codecs, layer.text))
+    result.findings.sort(key=lambda f: (f.origin.layer if f.origin else 0, f.line, f.rule_id))
+    seen: dict[tuple, int] = {}
+    for f in result.findings:
+        key = (f.rule_id, " ".join(f.snippet.split()))
+        seen[key] = seen.get(key, -1) + 1
+        f.fingerprint = fingerprint(f.rule_id, f.path, f.snippet, seen[key])
+    return result

@@ -1,0 +1,581 @@
+"""Ordered events of a program run: what is scored, what is updated, in which loop, in which order.
+
+Each function body becomes a tree of items (events, loops, branches, grad-mode blocks, calls); calls into
+the script's own functions are expanded in place, so the whole run from the entry point linearizes into
+`Occ` records that carry their loop nesting, branch arms and position in every enclosing sequence. The
+legality rules are questions over that list: "is this update preceded, in the same loop iteration, by a
+score of the same tokens?", "is a score repeated after an update?".
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import libcst as cst
+
+from audits import patterns as P
+from audits.consteval import UNKNOWN
+from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, branch_value, dotted, names_in,
+                            root_name, walk)
+
+# event kinds
+SCORE, ACC, RESET, UPDATE, BACKWARD, RESTORE, QUANT, CALIB, TRAIN_READ, CACHE_UPDATE, NET, OPT_NEW = (
+    "score", "acc", "reset", "update", "backward", "restore", "quant", "calib", "train_read", "cache_update",
+    "net", "opt_new")
+
+
+@dataclass
+class Event:
+    kind: str
+    node: cst.CSTNode
+    line: int
+    func: Func
+    taint: frozenset = frozenset()
+    name: str = ""  # accumulator / receiver / callee
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class Loop:
+    kind: str  # "repeat" (same data each iteration) or "data" (iterates over data)
+    node: cst.CSTNode
+    line: int
+    why: str
+    body: list
+
+
+@dataclass
+class Branch:
+    node: cst.CSTNode
+    line: int
+    arms: list  # list[list[item]]
+
+
+@dataclass
+class GradBlock:
+    mode: str  # "no_grad" | "inference_mode" | "enable_grad"
+    node: cst.CSTNode
+    line: int
+    body: list
+
+
+@dataclass
+class CallItem:
+    node: cst.Call
+    line: int
+    callee: Func
+
+
+@dataclass(frozen=True)
+class LoopCtx:
+    uid: int
+    kind: str
+    line: int
+    func: str
+
+
+@dataclass
+class Occ:
+    """One event as it occurs in the linearized run."""
+
+    ev: Event
+    order: int
+    loops: tuple  # LoopCtx, outermost first
+    arms: tuple  # (branch uid, arm index)
+    path: tuple  # (seq uid, index, item line) for every enclosing sequence, outermost first
+    grad: str  # innermost grad mode ("" when grad is enabled by default)
+    chain: tuple  # qnames of the expanded call chain
+    taint: frozenset = frozenset()  # the event's effective taint (updates: what fed the gradient)
+    slot: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.ev.kind
+
+    @property
+    def line(self) -> int:
+        return self.ev.line
+
+    def innermost(self, kind: str) -> LoopCtx | None:
+        return next((lp for lp in reversed(self.loops) if lp.kind == kind), None)
+
+
+def exclusive(a: Occ, b: Occ) -> bool:
+    """True when the two events sit in different arms of one branch: they never run together."""
+    arms_a = dict(a.arms)
+    return any(uid in arms_a and arms_a[uid] != arm for uid, arm in b.arms)
+
+
+def common_split(a: Occ, b: Occ) -> tuple[int, int] | None:
+    """Lines of the items that contain `a` and `b` in the deepest sequence enclosing both."""
+    for (sa, ia, la), (sb, ib, lb) in zip(a.path, b.path):
+        if sa != sb:
+            return None
+        if ia != ib:
+            return la, lb
+    return None
+
+
+# -- per-function trees ----------------------------------------------------------------------------------
+
+@dataclass
+class FuncFacts:
+    reported: set[str]
+    optimizers: set[str]
+    slot_optimizers: set[str]
+    leaves: set[str]
+
+
+def _reported_names(prog: Program, func: Func) -> set[str]:
+    """Names whose value reaches what the function returns or logs as val_loss/val_bpb (the reported score)."""
+    seeds: set[str] = set()
+    assigns: list[tuple[set[str], set[str]]] = []
+    for n in _own_nodes(func):
+        if isinstance(n, cst.Return) and n.value is not None:
+            seeds |= names_in(n.value)
+        elif isinstance(n, (cst.Assign, cst.AnnAssign, cst.AugAssign)) and n.value is not None:
+            targets = {root_name(t.target) for t in n.targets} if isinstance(n, cst.Assign) else {root_name(n.target)}
+            if any(P.REPORTED_NAME.search(t) for t in targets if t):
+                seeds |= names_in(n.value)
+            assigns.append((targets, names_in(n.value)))
+        elif isinstance(n, cst.Call):
+            fn = dotted(n.func)
+            last = P.last_part(fn)
+            if last in ("add_", "copy_", "addcmul_", "append", "extend") and isinstance(n.func, cst.Attribute):
+                assigns.append(({root_name(n.func.value)}, set().union(*(names_in(a.value) for a in n.args)) if n.args else set()))
+            if last in ("print", "log0", "log", "info", "print0", "write") or "log" in last:
+                text = "".join(s.value for s in walk(n) if isinstance(s, (cst.SimpleString, cst.FormattedStringText)))
+                if P.REPORTED_NAME.search(text):
+                    seeds |= names_in(n)
+    if isinstance(func.node, cst.Lambda):
+        seeds |= names_in(func.node.body)
+    reported = set(seeds)
+    for _ in range(8):
+        grew = False
+        for targets, sources in assigns:
+            if targets & reported and not sources <= reported:
+                reported |= sources
+                grew = True
+        if not grew:
+            break
+    return reported
+
+
+def _own_nodes(func: Func) -> Iterator[cst.CSTNode]:
+    for stmt in func.body:
+        if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            yield from walk(stmt)
+
+
+def _is_optimizer_ctor(prog: Program, call: cst.Call) -> bool:
+    fn = dotted(call.func)
+    resolved = prog.imports.get(fn.split(".")[0], fn.split(".")[0])
+    full = resolved + fn[len(fn.split(".")[0]):]
+    last = P.last_part(fn)
+    if "optim" in full.split(".")[:-1] or full.startswith("torch.optim"):
+        return last[:1].isupper()
+    if P.OPTIMIZER_CLASS.search(last) and last[:1].isupper():
+        return True
+    bases = prog.class_bases.get(last, [])
+    return any(P.OPTIMIZER_CLASS.search(P.last_part(b)) for b in bases)
+
+
+def function_facts(prog: Program, func: Func) -> FuncFacts:
+    cache = prog.__dict__.setdefault("_facts", {})
+    if func.qname in cache:
+        return cache[func.qname]
+    optimizers, slot_opts, leaves = set(), set(), set()
+    for n in _own_nodes(func):
+        if isinstance(n, cst.Assign) and isinstance(n.value, cst.Call):
+            targets = [root_name(t.target) for t in n.targets]
+            call = n.value
+            if _is_optimizer_ctor(prog, call):
+                optimizers.update(t for t in targets if t)
+                params = names_in(call.args[0].value) if call.args else set()
+                if params & leaves:
+                    slot_opts.update(t for t in targets if t)
+            elif any(a.keyword and a.keyword.value == "requires_grad" and dotted(a.value) == "True" for a in call.args):
+                leaves.update(t for t in targets if t)
+            elif isinstance(call.func, cst.Attribute) and call.func.attr.value == "requires_grad_":
+                leaves.update(t for t in targets if t)
+    facts = FuncFacts(_reported_names(prog, func), optimizers, slot_opts, leaves)
+    cache[func.qname] = facts
+    return facts
+
+
+def _grad_mode(item: cst.WithItem) -> str | None:
+    fn = dotted(item.item.func) if isinstance(item.item, cst.Call) else dotted(item.item)
+    last = P.last_part(fn)
+    if last in ("no_grad", "inference_mode", "enable_grad"):
+        if last == "inference_mode" and isinstance(item.item, cst.Call) and item.item.args:
+            v = item.item.args[0].value
+            if isinstance(v, cst.Name) and v.value == "False":
+                return "enable_grad"
+        return last
+    return None
+
+
+class TreeBuilder:
+    """Builds the item tree of one function; `prune` drops branches the configuration cannot take."""
+
+    def __init__(self, prog: Program, func: Func, prune: bool):
+        self.prog = prog
+        self.func = func
+        self.prune = prune
+        self.facts = function_facts(prog, func)
+
+    def block(self, stmts: Sequence[cst.CSTNode]) -> list:
+        items: list = []
+        for stmt in stmts:
+            if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                continue
+            if isinstance(stmt, cst.If):
+                taken = self._if(stmt, items)
+                if taken is not None and self._exits(taken):
+                    break
+                continue
+            if isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    items.extend(self.small(small))
+            elif isinstance(stmt, cst.For):
+                items.extend(self.expr_events(stmt.iter))
+                if self.prune and _range_len(self.prog, stmt.iter) == 0:
+                    continue
+                kind, why = self.classify_for(stmt)
+                items.append(Loop(kind, stmt, self.prog.line(stmt), why, self.block(_block(stmt))))
+            elif isinstance(stmt, cst.While):
+                items.extend(self.expr_events(stmt.test))
+                if self.prune:
+                    v = branch_value(self.prog, stmt.test)
+                    if v.value is not UNKNOWN and not v.value:
+                        continue
+                test = self.prog.module.code_for_node(stmt.test)
+                kind = "repeat" if P.REPEAT_ITER.search(test) or P.REPEAT_VAR.search(test.split("<")[0].strip()) else "data"
+                items.append(Loop(kind, stmt, self.prog.line(stmt), f"`while {test.strip()}`", self.block(_block(stmt))))
+            elif isinstance(stmt, cst.With):
+                mode = None
+                for wi in stmt.items:
+                    items.extend(self.expr_events(wi.item))
+                    mode = _grad_mode(wi) or mode
+                body = self.block(_block(stmt))
+                if mode:
+                    items.append(GradBlock(mode, stmt, self.prog.line(stmt), body))
+                else:
+                    items.extend(body)
+            elif isinstance(stmt, cst.Try):
+                items.extend(self.block(_block(stmt)))
+                for h in stmt.handlers:
+                    items.extend(self.block(_block(h)))
+                items.extend(self.block(_block(stmt.orelse)))
+                items.extend(self.block(_block(stmt.finalbody)))
+            elif isinstance(stmt, cst.Match):
+                arms = [self.block(_block(c)) for c in stmt.cases]
+                items.append(Branch(stmt, self.prog.line(stmt), arms))
+            elif isinstance(stmt, cst.CSTNode) and not isinstance(stmt, cst.BaseStatement):
+                items.extend(self.expr_events(stmt))  # a lambda body
+        return items
+
+    @staticmethod
+    def _exits(block: Sequence[cst.CSTNode]) -> bool:
+        if not block:
+            return False
+        last = block[-1]
+        return isinstance(last, cst.SimpleStatementLine) and any(isinstance(s, (cst.Return, cst.Raise)) for s in last.body)
+
+    def _if(self, stmt: cst.If, items: list):
+        """Append the if/elif chain; returns the statements of the arm known to be taken, if any."""
+        items.extend(self.expr_events(stmt.test))
+        if self.prune:
+            v = branch_value(self.prog, stmt.test)
+            if v.value is not UNKNOWN:
+                if v.value:
+                    items.extend(self.block(_block(stmt)))
+                    return _block(stmt)
+                if isinstance(stmt.orelse, cst.If):
+                    return self._if(stmt.orelse, items)
+                if stmt.orelse is not None:
+                    items.extend(self.block(_block(stmt.orelse)))
+                    return _block(stmt.orelse)
+                return None
+        arms = [self.block(_block(stmt))]
+        if isinstance(stmt.orelse, cst.If):
+            sub: list = []
+            self._if(stmt.orelse, sub)
+            arms.append(sub)
+        elif stmt.orelse is not None:
+            arms.append(self.block(_block(stmt.orelse)))
+        else:
+            arms.append([])
+        items.append(Branch(stmt, self.prog.line(stmt), arms))
+        return None
+
+    def classify_for(self, stmt: cst.For) -> tuple[str, str]:
+        target = self.prog.module.code_for_node(stmt.target).strip()
+        it = self.prog.module.code_for_node(stmt.iter).strip()
+        if P.REPEAT_ITER.search(it) or dotted(stmt.iter.func if isinstance(stmt.iter, cst.Call) else stmt.iter).endswith("repeat"):
+            return "repeat", f"`for {target} in {it}` repeats over the same data"
+        vars_ = names_in(stmt.target)
+        if P.REPEAT_VAR.match(target):
+            return "repeat", f"`for {target} in {it}` is an epoch/pass loop"
+        used = set()
+        for s in _block(stmt):
+            used |= names_in(s)
+        if not (vars_ & used):
+            return "repeat", f"`for {target} in {it}` does not use its loop variable"
+        return "data", ""
+
+    def small(self, node: cst.CSTNode) -> list:
+        prog, func = self.prog, self.func
+        items: list = []
+        if isinstance(node, (cst.Import, cst.ImportFrom)):
+            mod = (cst.helpers.get_full_name_for_node(node.module) if isinstance(node, cst.ImportFrom) and node.module
+                   else None)
+            names = [cst.helpers.get_full_name_for_node(a.name) or "" for a in node.names] if not isinstance(
+                node.names, cst.ImportStar) else []
+            full = [f"{mod}.{n}" for n in names] if mod else names
+            for name in full + ([mod] if mod else []):
+                if P.is_network_module(name):
+                    items.append(Event(NET, node, prog.line(node), func, name=name))
+                    break
+            return items
+        if isinstance(node, cst.Assign):
+            items.extend(self.expr_events(node.value))
+            for t in node.targets:
+                target = t.target
+                if isinstance(target, cst.Subscript):
+                    items.extend(self.expr_events(target.slice[0].slice) if target.slice else [])
+                    items.append(self.acc(node, target, node.value))
+                elif isinstance(target, (cst.Name, cst.Attribute)):
+                    name = root_name(target)
+                    if _is_zero(node.value):
+                        items.append(Event(RESET, node, prog.line(node), func, name=name))
+                    if isinstance(node.value, cst.Call) and _is_optimizer_ctor(prog, node.value):
+                        items.append(Event(OPT_NEW, node, prog.line(node), func, name=name))
+            return items
+        if isinstance(node, cst.AnnAssign):
+            return self.expr_events(node.value) if node.value is not None else []
+        if isinstance(node, cst.AugAssign):
+            items.extend(self.expr_events(node.value))
+            if _has_grad(node.value) and isinstance(node.operator, (cst.SubtractAssign, cst.AddAssign)):
+                items.append(Event(UPDATE, node, prog.line(node), func, name=root_name(node.target), detail={"manual": True}))
+            else:
+                items.append(self.acc(node, node.target, node.value))
+            return items
+        if isinstance(node, (cst.Expr, cst.Return)):
+            return self.expr_events(node.value) if node.value is not None else []
+        return self.expr_events(node) if isinstance(node, cst.BaseExpression) else []
+
+    def acc(self, stmt: cst.CSTNode, target: cst.CSTNode, value: cst.CSTNode) -> Event:
+        name = root_name(target)
+        taint = self.prog.expr_taint(value, self.func) | self.prog.expr_taint(target, self.func)
+        return Event(ACC, stmt, self.prog.line(stmt), self.func, frozenset(taint), name,
+                     {"target": target, "value": value})
+
+    def expr_events(self, expr: cst.CSTNode | None) -> list:
+        """Events of the calls in an expression, inner calls first (evaluation order)."""
+        if expr is None:
+            return []
+        out: list = []
+        self._expr(expr, out)
+        return out
+
+    def _expr(self, node: cst.CSTNode, out: list) -> None:
+        if isinstance(node, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
+            return
+        for child in node.children:
+            self._expr(child, out)
+        if isinstance(node, cst.Call):
+            out.extend(self.call(node))
+
+    def call(self, node: cst.Call) -> list:
+        prog, func, facts = self.prog, self.func, self.facts
+        line = prog.line(node)
+        fn = dotted(node.func)
+        recv_node = node.func.value if isinstance(node.func, cst.Attribute) else None
+        if isinstance(node.func, cst.Call) and dotted(node.func.func) == "getattr" and len(node.func.args) >= 2:
+            attr = node.func.args[1].value
+            if isinstance(attr, cst.SimpleString) and isinstance(attr.evaluated_value, str):
+                fn = f"{dotted(node.func.args[0].value)}.{attr.evaluated_value}"
+                recv_node = node.func.args[0].value
+        last = P.last_part(fn)
+        recv = dotted(recv_node) if recv_node is not None else ""
+        items: list = []
+        resolved = prog.resolve_call(node, func)
+        if last == "step" and recv_node is not None:
+            rname = root_name(recv_node)
+            if not P.NOT_OPTIMIZER.search(recv) and (rname in facts.optimizers or P.OPTIMIZER_NAME.search(rname)):
+                items.append(Event(UPDATE, node, line, func, name=rname,
+                                   detail={"slot": rname in facts.slot_optimizers, "closure": [a.value for a in node.args]}))
+                return items
+        if last == "backward" and recv_node is not None:
+            return [Event(BACKWARD, node, line, func, frozenset(prog.expr_taint(recv_node, func)), name=recv)]
+        if fn in ("torch.autograd.grad", "autograd.grad") and node.args:
+            return [Event(BACKWARD, node, line, func, frozenset(prog.expr_taint(node.args[0].value, func)))]
+        if last in ("add_", "sub_", "copy_", "addcdiv_", "addcmul_", "lerp_", "mul_") and any(_has_grad(a.value) for a in node.args):
+            return [Event(UPDATE, node, line, func, name=root_name(recv_node), detail={"manual": True})]
+        if last in ("add_", "copy_", "addcmul_", "index_add_", "scatter_add_") and recv_node is not None:
+            value = node.args[-1].value if node.args else node
+            items.append(self.acc(node, recv_node, value))
+        if last in ("zero_", "fill_") and recv_node is not None:
+            items.append(Event(RESET, node, line, func, name=root_name(recv_node)))
+        if P.RESTORE_CALL.search(last):
+            items.append(Event(RESTORE, node, line, func, name=recv or fn))
+        if P.QUANT_CALL.search(fn) and not P.CALIB_CALL.search(fn):
+            items.append(Event(QUANT, node, line, func, name=fn))
+        if P.CALIB_CALL.search(last):
+            taint = frozenset(set().union(*(prog.expr_taint(a.value, func) for a in node.args)) if node.args else set())
+            items.append(Event(CALIB, node, line, func, taint, name=fn))
+        if P.NETWORK_CALLS.search(fn):
+            items.append(Event(NET, node, line, func, name=fn))
+        if last in ("next_batch", "take", "load_data_shard", "load_shard", "read_shard", "fromfile", "memmap") or fn == "next":
+            taint = prog.expr_taint(node, func)
+            if TRAIN in taint:
+                items.append(Event(TRAIN_READ, node, line, func, frozenset(taint), name=fn))
+        if last in ("update", "add", "observe", "push", "insert", "add_tokens") and recv_node is not None and \
+                P.CACHE_TABLE.search(root_name(recv_node)):
+            taint = prog.expr_taint(node, func)
+            items.append(Event(CACHE_UPDATE, node, line, func, frozenset(taint), name=root_name(recv_node)))
+        if resolved is not None and resolved is not func:
+            items.append(CallItem(node, line, resolved))
+        return items
+
+
+def _is_zero(node: cst.CSTNode) -> bool:
+    if isinstance(node, (cst.Integer, cst.Float)):
+        return float(node.value.replace("_", "")) == 0
+    if isinstance(node, cst.Call):
+        last = P.last_part(dotted(node.func))
+        return last in ("zeros", "zeros_like", "zero_", "tensor") and (last != "tensor" or (
+            bool(node.args) and isinstance(node.args[0].value, (cst.Integer, cst.Float)) and _is_zero(node.args[0].value)))
+    return False
+
+
+def _has_grad(node: cst.CSTNode) -> bool:
+    return any(isinstance(n, cst.Attribute) and n.attr.value == "grad" for n in walk(node))
+
+
+# -- linearization ---------------------------------------------------------------------------------------
+
+MAX_DEPTH = 10
+MAX_OCCS = 200_000
+
+
+class Linearizer:
+    """Expands calls into their callees' trees and numbers every event in run order."""
+
+    def __init__(self, prog: Program, prune: bool):
+        self.prog = prog
+        self.prune = prune
+        self.trees: dict[str, list] = {}
+        self.occs: list[Occ] = []
+        self.loop_items: dict[int, tuple[Loop, tuple, tuple]] = {}  # loop uid -> (loop, path, chain)
+        self._uid = itertools.count(1)
+        self.truncated = False
+
+    def tree(self, func: Func) -> list:
+        if func.qname not in self.trees:
+            self.trees[func.qname] = []  # recursion guard
+            self.trees[func.qname] = TreeBuilder(self.prog, func, self.prune).block(func.body)
+        return self.trees[func.qname]
+
+    def run(self, root: Func) -> list[Occ]:
+        self._seq(self.tree(root), (), (), (), "", (root.qname,))
+        self._assign_update_taint()
+        return self.occs
+
+    def _seq(self, items: list, loops, arms, path, grad, chain) -> None:
+        sid = next(self._uid)
+        for i, item in enumerate(items):
+            p = path + ((sid, i, item.line),)
+            if len(self.occs) >= MAX_OCCS:
+                self.truncated = True
+                return
+            if isinstance(item, Event):
+                self.occs.append(Occ(item, len(self.occs), loops, arms, p, grad, chain, item.taint))
+            elif isinstance(item, Loop):
+                uid = next(self._uid)
+                self.loop_items[uid] = (item, p, chain)
+                ctx = LoopCtx(uid, item.kind, item.line, chain[-1])
+                self._seq(item.body, loops + (ctx,), arms, p, grad, chain)
+            elif isinstance(item, Branch):
+                bid = next(self._uid)
+                for k, arm in enumerate(item.arms):
+                    self._seq(arm, loops, arms + ((bid, k),), p, grad, chain)
+            elif isinstance(item, GradBlock):
+                self._seq(item.body, loops, arms, p, "" if item.mode == "enable_grad" else item.mode, chain)
+            elif isinstance(item, CallItem):
+                q = item.callee.qname
+                if q in chain or len(chain) >= MAX_DEPTH:
+                    continue
+                self._seq(self.tree(item.callee), loops, arms, p, grad, chain + (q,))
+
+    def _assign_update_taint(self) -> None:
+        """An update is fed by the gradient of the most recent backward in the same call chain."""
+        last_bw: Occ | None = None
+        for o in self.occs:
+            if o.kind == BACKWARD:
+                last_bw = o
+            elif o.kind == UPDATE:
+                if last_bw is not None and o.chain[: len(last_bw.chain)] == last_bw.chain[: len(o.chain)] and \
+                        not exclusive(last_bw, o):
+                    o.taint = last_bw.taint
+                else:
+                    closure_taint: set[str] = set()
+                    for c in o.ev.detail.get("closure", []):
+                        f = self.prog.resolve_callee(c, o.ev.func) if isinstance(c, (cst.Name, cst.Attribute)) else None
+                        if f is not None:
+                            closure_taint |= self.prog.return_taint.get(f.qname, set())
+                            closure_taint |= set().union(*self.prog.taint.get(f.qname, {}).values()) if self.prog.taint.get(f.qname) else set()
+                    o.taint = frozenset(closure_taint)
+                o.slot = bool(o.ev.detail.get("slot"))
+
+
+def classify_scores(prog: Program, occs: list[Occ]) -> None:
+    """An accumulation becomes a SCORE when it feeds the function's reported value and holds a loss."""
+    for o in occs:
+        if o.kind != ACC:
+            continue
+        facts = function_facts(prog, o.ev.func)
+        name = o.ev.name
+        if P.CACHE_TABLE.search(name) and not P.SCORE_ACC.search(name):
+            o.ev = Event(CACHE_UPDATE, o.ev.node, o.ev.line, o.ev.func, o.ev.taint, name, o.ev.detail)
+            continue
+        if name in facts.reported and P.SCORE_ACC.search(name) and not P.NOT_SCORE_ACC.search(name):
+            o.ev = Event(SCORE, o.ev.node, o.ev.line, o.ev.func, o.ev.taint, name, o.ev.detail)
+
+
+@dataclass
+class Flow:
+    """The linearized run of a program from each root (the entry point, or every function in all-paths mode)."""
+
+    prog: Program
+    occs: list[Occ]
+    loops: dict[int, tuple[Loop, tuple, tuple]]
+    truncated: bool
+
+    def val_scores(self) -> list[Occ]:
+        return [o for o in self.occs if o.kind == SCORE and VAL in o.taint]
+
+    def val_updates(self) -> list[Occ]:
+        return [o for o in self.occs if o.kind == UPDATE and VAL in o.taint]
+
+    def of_kind(self, *kinds: str) -> list[Occ]:
+        return [o for o in self.occs if o.kind in kinds]
+
+
+def build_flows(prog: Program, prune: bool) -> list[Flow]:
+    roots = [prog.funcs["<module>"]]
+    if not prune:
+        roots += [f for q, f in prog.funcs.items() if q != "<module>" and isinstance(f.node, cst.FunctionDef)]
+    flows = []
+    lin = Linearizer(prog, prune)
+    for root in roots:
+        lin.occs, lin.loop_items = [], {}
+        occs = lin.run(root)
+        classify_scores(prog, occs)
+        flows.append(Flow(prog, occs, lin.loop_items, lin.truncated))
+    return flows
+
+
+__all__ = ["Flow", "Occ", "Event", "build_flows", "exclusive", "common_split", "VAL", "TRAIN", "TARGET"]

@@ -1,0 +1,643 @@
+"""A small program model over the CST: functions, call resolution, configuration values, reachability, taint.
+
+libcst has no control- or data-flow graph; this module builds the little we need. It is deliberately
+approximate in one direction only: anything it cannot decide is treated as reachable and possibly tainted,
+and rules that need certainty (FAIL) ask for line evidence on top.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from audits import patterns as P
+from audits.consteval import UNKNOWN, ConfigScope, Value, evaluate
+
+VAL, TRAIN, TARGET = "val", "train", "target"
+
+# Method names never resolved to script-defined methods: they are torch API, and `.step()` is an event.
+_API_METHODS = {
+    "step", "zero_grad", "backward", "forward", "train", "eval", "to", "cuda", "cpu", "parameters",
+    "named_parameters", "state_dict", "load_state_dict", "item", "sum", "mean", "view", "reshape", "float",
+    "half", "bfloat16", "detach", "clone", "size", "numel", "append", "extend", "update", "get", "items",
+    "keys", "values", "add_", "copy_", "zero_", "fill_", "mul_", "sub_", "register_buffer", "apply", "modules",
+    "children", "__init__", "__call__", "format", "join", "split", "strip", "encode", "decode", "reset",
+}
+
+
+def dotted(node: cst.CSTNode | None) -> str:
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute):
+        base = dotted(node.value)
+        return f"{base}.{node.attr.value}" if base else f"?.{node.attr.value}"
+    if isinstance(node, cst.Call):
+        inner = dotted(node.func)
+        return f"{inner}()" if inner else ""
+    if isinstance(node, cst.Subscript):
+        inner = dotted(node.value)
+        return f"{inner}[]" if inner else ""
+    return ""
+
+
+def root_name(node: cst.CSTNode) -> str:
+    """The variable an expression writes through: `doc_loss[b]` → doc_loss, `self.loss_sum` → loss_sum."""
+    while True:
+        if isinstance(node, cst.Subscript):
+            node = node.value
+        elif isinstance(node, cst.Attribute):
+            if isinstance(node.value, cst.Name) and node.value.value in ("self", "cls"):
+                return node.attr.value
+            if isinstance(node.value, (cst.Name, cst.Attribute, cst.Subscript)):
+                node = node.value
+            else:
+                return node.attr.value
+        elif isinstance(node, cst.Name):
+            return node.value
+        elif isinstance(node, cst.Call):
+            node = node.func
+        else:
+            return ""
+
+
+def walk(node: cst.CSTNode, into_defs: bool = False) -> Iterator[cst.CSTNode]:
+    """Pre-order walk; nested function and class bodies are separate scopes and skipped unless asked."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        if not into_defs and n is not node and isinstance(n, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        stack.extend(reversed(list(n.children)))
+
+
+def names_in(node: cst.CSTNode) -> set[str]:
+    out = set()
+    for n in walk(node):
+        if isinstance(n, cst.Name):
+            out.add(n.value)
+        elif isinstance(n, cst.Attribute):
+            out.add(n.attr.value)
+    return out
+
+
+@dataclass
+class Func:
+    qname: str
+    name: str
+    node: cst.CSTNode  # FunctionDef, Lambda, or Module for the entry point
+    params: list[str]
+    cls: str | None
+    parent: str | None
+
+    @property
+    def body(self) -> Sequence[cst.CSTNode]:
+        if isinstance(self.node, cst.Module):
+            return self.node.body
+        if isinstance(self.node, cst.Lambda):
+            return [self.node.body]
+        body = self.node.body
+        return body.body if isinstance(body, cst.IndentedBlock) else [body]
+
+
+@dataclass
+class Region:
+    start: int
+    end: int
+    reason: str
+
+
+@dataclass
+class Program:
+    module: cst.Module
+    text: str
+    positions: dict
+    funcs: dict[str, Func] = field(default_factory=dict)
+    classes: dict[str, list[str]] = field(default_factory=dict)  # class name -> method qnames
+    class_bases: dict[str, list[str]] = field(default_factory=dict)
+    config: ConfigScope | None = None
+    taint: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    param_taint: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    return_taint: dict[str, set[str]] = field(default_factory=dict)
+    global_taint: dict[str, set[str]] = field(default_factory=dict)
+    imports: dict[str, str] = field(default_factory=dict)  # local alias -> imported dotted name
+    owner: dict[int, str] = field(default_factory=dict)  # id(node) of each def -> qname
+
+    # -- positions -------------------------------------------------------------------------------------
+    def line(self, node: cst.CSTNode) -> int:
+        return self.positions[node].start.line
+
+    def span(self, node: cst.CSTNode) -> tuple[int, int, int, int]:
+        r = self.positions[node]
+        return r.start.line, r.start.column + 1, r.end.line, r.end.column + 1
+
+    def source_line(self, line: int) -> str:
+        lines = self.text.splitlines()
+        return lines[line - 1] if 0 < line <= len(lines) else ""
+
+    # -- name resolution -------------------------------------------------------------------------------
+    def resolve_call(self, call: cst.Call, scope: Func) -> Func | None:
+        return self.resolve_callee(call.func, scope)
+
+    def resolve_callee(self, func: cst.BaseExpression, scope: Func) -> Func | None:
+        if isinstance(func, cst.Call) and dotted(func.func) == "getattr" and len(func.args) >= 2:
+            name = func.args[1].value
+            if isinstance(name, cst.SimpleString) and isinstance(name.evaluated_value, str):
+                return self._method(name.evaluated_value, scope, self_call=False)
+            return None
+        if isinstance(func, cst.Name):
+            return self._by_name(func.value, scope)
+        if isinstance(func, cst.Attribute):
+            recv = func.value
+            meth = func.attr.value
+            if meth in _API_METHODS:
+                return None
+            self_call = isinstance(recv, cst.Name) and recv.value in ("self", "cls")
+            return self._method(meth, scope, self_call)
+        return None
+
+    def _by_name(self, name: str, scope: Func | None) -> Func | None:
+        q = scope.qname if scope else None
+        while q:
+            cand = self.funcs.get(f"{q}.<locals>.{name}")
+            if cand:
+                return cand
+            q = self.funcs[q].parent if q in self.funcs else None
+        if name in self.funcs:
+            return self.funcs[name]
+        if name in self.classes:
+            return self.funcs.get(f"{name}.__init__")
+        return None
+
+    def _method(self, meth: str, scope: Func, self_call: bool) -> Func | None:
+        if self_call and scope.cls and f"{scope.cls}.{meth}" in self.funcs:
+            return self.funcs[f"{scope.cls}.{meth}"]
+        found = [q for cls, ms in self.classes.items() for q in ms if q == f"{cls}.{meth}"]
+        if len(found) == 1:
+            return self.funcs[found[0]]
+        if not found and meth in self.funcs:  # module function through a module alias, e.g. utils.helper()
+            return self.funcs[meth]
+        return None
+
+    # -- taint -----------------------------------------------------------------------------------------
+    def name_kinds(self, name: str) -> set[str]:
+        kinds = set()
+        if P.VAL_NAME.match(name):
+            kinds.add(VAL)
+        if P.TRAIN_NAME.match(name):
+            kinds.add(TRAIN)
+        if P.TARGET_NAME.match(name):
+            kinds.add(TARGET)
+        return kinds
+
+    def expr_taint(self, node: cst.CSTNode, scope: Func | None) -> set[str]:
+        local = self.taint.get(scope.qname, {}) if scope else {}
+        kinds: set[str] = set()
+        for n in walk(node):
+            if isinstance(n, cst.Name):
+                k = local.get(n.value)
+                if k is None:
+                    k = self.global_taint.get(n.value, set())
+                kinds |= k | self.name_kinds(n.value)
+            elif isinstance(n, cst.Attribute):
+                kinds |= self.name_kinds(n.attr.value)
+            elif isinstance(n, cst.SimpleString):
+                v = n.value
+                if P.VAL_STRING.search(v):
+                    kinds.add(VAL)
+                if P.TRAIN_STRING.search(v):
+                    kinds.add(TRAIN)
+            elif isinstance(n, cst.Call):
+                fn = dotted(n.func)
+                if P.VAL_CALL.search(P.last_part(fn)):
+                    kinds.add(VAL)
+                callee = self.resolve_call(n, scope) if scope else None
+                if callee is not None:
+                    kinds |= self.return_taint.get(callee.qname, set())
+        return kinds
+
+
+# -- building the model ----------------------------------------------------------------------------------
+
+class _Indexer(cst.CSTVisitor):
+    def __init__(self, prog: Program):
+        self.prog = prog
+        self.stack: list[tuple[str, str]] = []  # (kind, qname)
+
+    def _scope(self) -> tuple[str | None, str | None]:
+        cls = next((q for k, q in reversed(self.stack) if k == "class"), None)
+        fn = next((q for k, q in reversed(self.stack) if k == "func"), None)
+        return cls, fn
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        name = node.name.value
+        self.prog.classes.setdefault(name, [])
+        self.prog.class_bases[name] = [dotted(a.value) for a in node.bases]
+        self.stack.append(("class", name))
+
+    def leave_ClassDef(self, node: cst.ClassDef) -> None:
+        self.stack.pop()
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        cls_q, fn_q = self._scope()
+        name = node.name.value
+        in_class = bool(self.stack) and self.stack[-1][0] == "class"
+        if in_class:
+            qname = f"{cls_q}.{name}"
+            self.prog.classes[cls_q].append(qname)
+        elif fn_q:
+            qname = f"{fn_q}.<locals>.{name}"
+        else:
+            qname = name
+        if qname in self.prog.funcs:  # redefinition: keep both reachable under distinct keys
+            qname = f"{qname}@{len(self.prog.funcs)}"
+        params = [p.name.value for p in (*node.params.posonly_params, *node.params.params,
+                                         *node.params.kwonly_params)]
+        self.prog.funcs[qname] = Func(qname, name, node, params, cls_q if in_class else None, fn_q)
+        self.prog.owner[id(node)] = qname
+        self.stack.append(("func", qname))
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.stack.pop()
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        """`step_fn = lambda: opt.step()` makes the lambda callable by that name."""
+        if isinstance(node.value, cst.Lambda) and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
+            _, fn_q = self._scope()
+            name = node.targets[0].target.value
+            qname = f"{fn_q}.<locals>.{name}" if fn_q else name
+            params = [p.name.value for p in node.value.params.params]
+            self.prog.funcs.setdefault(qname, Func(qname, name, node.value, params, None, fn_q))
+            self.prog.owner[id(node.value)] = qname
+
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            name = cst.helpers.get_full_name_for_node(alias.name) or ""
+            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name.split(".")[0]
+            self.prog.imports.setdefault(local, name if alias.asname else name.split(".")[0])
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        if isinstance(node.names, cst.ImportStar) or node.module is None:
+            return
+        mod = cst.helpers.get_full_name_for_node(node.module) or ""
+        for alias in node.names:
+            name = cst.helpers.get_full_name_for_node(alias.name) or ""
+            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+            self.prog.imports.setdefault(local, f"{mod}.{name}")
+
+
+def build_program(module: cst.Module, text: str, env: dict[str, set[str]]) -> Program:
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    positions = wrapper.resolve(PositionProvider)
+    prog = Program(module=module, text=text, positions=positions)
+    prog.funcs["<module>"] = Func("<module>", "<module>", module, [], None, None)
+    module.visit(_Indexer(prog))
+    prog.config = _collect_config(prog, env)
+    _compute_taint(prog)
+    return prog
+
+
+def func_statements(func: Func) -> Iterator[cst.CSTNode]:
+    """Every node of a function's own body (not of nested defs)."""
+    for stmt in func.body:
+        if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            yield from walk(stmt)
+
+
+def _binding_targets(node: cst.CSTNode) -> list[cst.CSTNode]:
+    if isinstance(node, cst.Assign):
+        return [t.target for t in node.targets]
+    if isinstance(node, (cst.AnnAssign, cst.AugAssign)):
+        return [node.target]
+    if isinstance(node, (cst.For, cst.CompFor)):
+        return [node.target]
+    if isinstance(node, cst.WithItem) and node.asname:
+        return [node.asname.name]
+    if isinstance(node, cst.NamedExpr):
+        return [node.target]
+    return []
+
+
+def _flat_targets(t: cst.CSTNode) -> list[cst.CSTNode]:
+    if isinstance(t, (cst.Tuple, cst.List)):
+        return [x for e in t.elements for x in _flat_targets(e.value)]
+    if isinstance(t, cst.StarredElement):
+        return _flat_targets(t.value)
+    return [t]
+
+
+def _bound_name(t: cst.CSTNode) -> str | None:
+    if isinstance(t, cst.Name):
+        return t.value
+    if isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name) and t.value.value in ("self", "cls"):
+        return t.attr.value
+    return None
+
+
+def _collect_config(prog: Program, env: dict[str, set[str]]) -> ConfigScope:
+    """Bind every name that is assigned exactly one decidable value anywhere (two passes for chains)."""
+    sites: dict[str, list[cst.CSTNode | None]] = {}
+    for func in prog.funcs.values():
+        if isinstance(func.node, cst.FunctionDef):
+            for p in func.params:
+                sites.setdefault(p, []).append(None)
+        for n in walk(func.node):
+            if isinstance(n, cst.ClassDef) and func.qname == "<module>":
+                for m in walk(n, into_defs=False):  # class bodies (Hyperparameters) bind attribute names
+                    for t in _binding_targets(m):
+                        for leaf in _flat_targets(t):
+                            name = _bound_name(leaf)
+                            if name:
+                                sites.setdefault(name, []).append(m if len(_flat_targets(t)) == 1 and isinstance(m, (cst.Assign, cst.AnnAssign)) else None)
+            for t in _binding_targets(n):
+                leaves = _flat_targets(t)
+                for leaf in leaves:
+                    name = _bound_name(leaf)
+                    if name:
+                        ok = len(leaves) == 1 and isinstance(n, (cst.Assign, cst.AnnAssign)) and n.value is not None
+                        sites.setdefault(name, []).append(n if ok else None)
+    scope = ConfigScope(env=env)
+    for _ in range(3):
+        fresh = ConfigScope(env=env, used_keys=scope.used_keys)
+        for name, nodes in sites.items():
+            if any(n is None for n in nodes):
+                continue
+            seen = {id(n): n for n in nodes}
+            vals = [evaluate(n.value, scope) for n in seen.values()]
+            for v in vals:
+                fresh.bind(name, v)
+        scope = fresh
+    return scope
+
+
+def _compute_taint(prog: Program) -> None:
+    funcs = list(prog.funcs.values())
+    prog.taint = {f.qname: {} for f in funcs}
+    prog.param_taint = {f.qname: {} for f in funcs}
+    for _ in range(6):
+        changed = False
+        for func in funcs:
+            local = prog.taint[func.qname]
+            for p, kinds in prog.param_taint[func.qname].items():
+                if not kinds <= local.get(p, set()):
+                    local[p] = local.get(p, set()) | kinds
+                    changed = True
+            for _inner in range(3):
+                inner_changed = False
+                for n in func_statements(func):
+                    value = None
+                    if isinstance(n, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr)):
+                        value = n.value
+                    elif isinstance(n, (cst.For, cst.CompFor)):
+                        value = n.iter
+                    elif isinstance(n, cst.WithItem) and n.asname:
+                        value = n.item
+                    if value is None:
+                        continue
+                    kinds = prog.expr_taint(value, func)
+                    if isinstance(n, cst.AugAssign):
+                        kinds |= prog.expr_taint(n.target, func)
+                    if not kinds:
+                        continue
+                    for t in _binding_targets(n):
+                        for leaf in _flat_targets(t):
+                            name = _bound_name(leaf) or (root_name(leaf) if isinstance(leaf, cst.Subscript) else None)
+                            if name and not kinds <= local.get(name, set()):
+                                local[name] = local.get(name, set()) | kinds
+                                inner_changed = changed = True
+                if not inner_changed:
+                    break
+            if func.qname == "<module>":
+                prog.global_taint = local
+            ret: set[str] = set()
+            for n in func_statements(func):
+                if isinstance(n, cst.Return) and n.value is not None:
+                    ret |= prog.expr_taint(n.value, func)
+            if isinstance(func.node, cst.Lambda):
+                ret |= prog.expr_taint(func.node.body, func)
+            if not ret <= prog.return_taint.get(func.qname, set()):
+                prog.return_taint[func.qname] = prog.return_taint.get(func.qname, set()) | ret
+                changed = True
+            for n in func_statements(func):
+                if isinstance(n, cst.Call):
+                    callee = prog.resolve_call(n, func)
+                    if callee is None:
+                        continue
+                    params = [p for p in callee.params if p not in ("self", "cls")]
+                    pt = prog.param_taint[callee.qname]
+                    for i, arg in enumerate(n.args):
+                        kinds = prog.expr_taint(arg.value, func)
+                        if not kinds:
+                            continue
+                        if arg.keyword is not None:
+                            pname = arg.keyword.value
+                        elif arg.star:
+                            continue
+                        elif i < len(params):
+                            pname = params[i]
+                        else:
+                            continue
+                        if not kinds <= pt.get(pname, set()):
+                            pt[pname] = pt.get(pname, set()) | kinds
+                            changed = True
+        if not changed:
+            break
+
+
+# -- configuration-dependent reachability ---------------------------------------------------------------
+
+def branch_value(prog: Program, test: cst.BaseExpression) -> Value:
+    return evaluate(test, prog.config)
+
+
+def describe_keys(prog: Program, v: Value) -> str:
+    if not v.keys:
+        return "a constant condition"
+    parts = [f"{k}={prog.config.used_keys.get(k, '?')}" for k in dict.fromkeys(v.keys)]
+    return ", ".join(parts)
+
+
+def _exits(block: Sequence[cst.CSTNode]) -> bool:
+    if not block:
+        return False
+    last = block[-1]
+    if isinstance(last, cst.SimpleStatementLine):
+        return any(isinstance(s, (cst.Return, cst.Raise, cst.Continue, cst.Break)) for s in last.body)
+    return False
+
+
+def _block(node: cst.CSTNode | None) -> Sequence[cst.CSTNode]:
+    if node is None:
+        return []
+    body = getattr(node, "body", None)
+    if isinstance(body, cst.IndentedBlock):
+        return body.body
+    if isinstance(body, cst.SimpleStatementSuite):
+        return [body]
+    return []
+
+
+def inactive_regions(prog: Program) -> list[Region]:
+    """Code that cannot run under the stated configuration, or is never called from the entry point."""
+    regions: list[Region] = []
+    reachable: set[str] = set()
+    seen_stmt: set[int] = set()
+
+    def mark_reachable_in(node: cst.CSTNode, scope: Func) -> None:
+        for n in walk(node):
+            if isinstance(n, cst.Call):
+                callee = prog.resolve_call(n, scope)
+                if callee is not None:
+                    enter(callee)
+            elif isinstance(n, cst.Name):
+                f = prog._by_name(n.value, scope)
+                if f is not None:
+                    enter(f)
+                if n.value in prog.classes:
+                    for q in prog.classes[n.value]:
+                        enter(prog.funcs[q])
+            elif isinstance(n, cst.Attribute) and n.attr.value not in _API_METHODS:
+                f = prog._method(n.attr.value, scope, isinstance(n.value, cst.Name) and n.value.value in ("self", "cls"))
+                if f is not None:
+                    enter(f)
+
+    def visit_block(stmts: Sequence[cst.CSTNode], scope: Func) -> None:
+        for i, stmt in enumerate(stmts):
+            if id(stmt) in seen_stmt:
+                continue
+            seen_stmt.add(id(stmt))
+            if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                if isinstance(stmt, cst.ClassDef):
+                    for d in stmt.decorators:
+                        mark_reachable_in(d, scope)
+                continue
+            if isinstance(stmt, cst.If):
+                if visit_if(stmt, scope) and i + 1 < len(stmts):
+                    rest = stmts[i + 1:]
+                    v = branch_value(prog, stmt.test)
+                    regions.append(Region(prog.line(rest[0]), prog.positions[rest[-1]].end.line,
+                                          f"after an early exit taken under {describe_keys(prog, v)}"))
+                    return
+                continue
+            if isinstance(stmt, (cst.While,)):
+                v = branch_value(prog, stmt.test)
+                if v.value is not UNKNOWN and not v.value:
+                    regions.append(_region_of(prog, stmt.body, f"loop condition is false under {describe_keys(prog, v)}"))
+                    continue
+            if isinstance(stmt, cst.For):
+                n_iter = _range_len(prog, stmt.iter)
+                if n_iter == 0:
+                    regions.append(_region_of(prog, stmt.body, f"loop runs zero times under {describe_keys(prog, branch_value(prog, stmt.iter.args[-1].value))}"))
+                    mark_reachable_in(stmt.iter, scope)
+                    continue
+            headers = _header_exprs(stmt)
+            for h in headers:
+                mark_reachable_in(h, scope)
+            for child in _child_blocks(stmt):
+                visit_block(child, scope)
+
+    def visit_if(stmt: cst.If, scope: Func) -> bool:
+        """Visit an if/elif chain; True when the taken arm always exits (rest of the block is dead)."""
+        mark_reachable_in(stmt.test, scope)
+        v = branch_value(prog, stmt.test)
+        body = _block(stmt)
+        orelse = stmt.orelse
+        if v.value is UNKNOWN:
+            visit_block(body, scope)
+            if isinstance(orelse, cst.If):
+                visit_if(orelse, scope)
+            elif orelse is not None:
+                visit_block(_block(orelse), scope)
+            return False
+        why = describe_keys(prog, v)
+        if v.value:
+            visit_block(body, scope)
+            if orelse is not None:
+                regions.append(_region_of(prog, orelse, f"else-branch not taken: condition is true under {why}"))
+            return _exits(body)
+        regions.append(_region_of(prog, stmt.body, f"condition `{_code(prog, stmt.test)}` is false under {why}"))
+        if isinstance(orelse, cst.If):
+            return visit_if(orelse, scope)
+        if orelse is not None:
+            visit_block(_block(orelse), scope)
+            return _exits(_block(orelse))
+        return False
+
+    def enter(f: Func) -> None:
+        if f.qname in reachable:
+            return
+        reachable.add(f.qname)
+        if isinstance(f.node, cst.FunctionDef):
+            for d in f.node.decorators:
+                mark_reachable_in(d, f)
+            for p in f.node.params.params:
+                if p.default is not None:
+                    mark_reachable_in(p.default, f)
+            visit_block(f.body, f)
+        elif isinstance(f.node, cst.Lambda):
+            mark_reachable_in(f.node.body, f)
+        else:
+            visit_block(f.body, f)
+
+    enter(prog.funcs["<module>"])
+    for cls, methods in prog.classes.items():
+        if any(q in reachable for q in methods):  # an instantiated class: torch calls its methods for us
+            for q in methods:
+                enter(prog.funcs[q])
+    for q, f in prog.funcs.items():
+        if q not in reachable and isinstance(f.node, cst.FunctionDef):
+            if f.parent and f.parent not in reachable:
+                continue  # the enclosing function's region already covers it
+            start, _, end, _ = prog.span(f.node)
+            regions.append(Region(start, end, f"`{f.name}` is never called from the script's entry point"))
+    prog.reachable = reachable  # type: ignore[attr-defined]
+    return regions
+
+
+def _code(prog: Program, node: cst.CSTNode) -> str:
+    text = prog.module.code_for_node(node).strip()
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _region_of(prog: Program, node: cst.CSTNode, reason: str) -> Region:
+    r = prog.positions[node]
+    return Region(r.start.line, r.end.line, reason)
+
+
+def _range_len(prog: Program, it: cst.BaseExpression) -> int | None:
+    if isinstance(it, cst.Call) and dotted(it.func) == "range" and 1 <= len(it.args) <= 2:
+        vals = [branch_value(prog, a.value).value for a in it.args]
+        if all(isinstance(v, int) for v in vals):
+            lo, hi = (0, vals[0]) if len(vals) == 1 else (vals[0], vals[1])
+            return max(0, hi - lo)
+    return None
+
+
+def _header_exprs(stmt: cst.CSTNode) -> list[cst.CSTNode]:
+    if isinstance(stmt, cst.SimpleStatementLine):
+        return [stmt]
+    if isinstance(stmt, cst.For):
+        return [stmt.iter, stmt.target]
+    if isinstance(stmt, cst.While):
+        return [stmt.test]
+    if isinstance(stmt, cst.With):
+        return list(stmt.items)
+    if isinstance(stmt, cst.Try):
+        return [h.type for h in stmt.handlers if h.type is not None]
+    if isinstance(stmt, cst.Match):
+        return [stmt.subject]
+    return []
+
+
+def _child_blocks(stmt: cst.CSTNode) -> list[Sequence[cst.CSTNode]]:
+    if isinstance(stmt, (cst.For, cst.While)):
+        return [_block(stmt), _block(stmt.orelse)]
+    if isinstance(stmt, cst.With):
+        return [_block(stmt)]
+    if isinstance(stmt, cst.Try):
+        return [_block(stmt)] + [_block(h) for h in stmt.handlers] + [_block(stmt.orelse), _block(stmt.finalbody)]
+    if isinstance(stmt, cst.Match):
+        return [_block(c) for c in stmt.cases]
+    return []

@@ -1,0 +1,109 @@
+"""The rule contract: one rule per module, one class per rule, metadata, docs and examples in one place.
+
+A rule's class docstring is its user-facing doc, written in four sections ("What it flags", "Why it is
+illegal", "Example", "Use instead"); `VALID` and `INVALID` are small programs that `tests/test_rule_examples.py`
+runs through the whole analyzer, so every rule's examples are also its tests.
+"""
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator
+
+import libcst as cst
+
+from audits.flow import Flow, Occ
+from audits.program import Program
+from audits.types import Condition, Confidence, Ruling, Severity
+
+
+@dataclass(frozen=True)
+class Valid:
+    code: str
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Invalid:
+    code: str
+    line: int  # the line (of the dedented code) the finding must be reported at
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Hit:
+    node: cst.CSTNode | None
+    message: str
+    line: int = 0
+    related: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """What a rule sees: the program model and its linearized runs."""
+
+    prog: Program
+    flows: list[Flow]
+
+    def line_of(self, o: Occ) -> int:
+        return o.line
+
+
+_SECTIONS = ("What it flags", "Why it is illegal", "Example", "Use instead")
+
+
+class Rule:
+    id: ClassVar[str]
+    name: ClassVar[str]
+    conditions: ClassVar[tuple[Condition, ...]]
+    severity: ClassVar[Severity]
+    confidence: ClassVar[Confidence]
+    ruling: ClassVar[Ruling]
+    message: ClassVar[str]
+    VALID: ClassVar[list[Valid]] = []
+    INVALID: ClassVar[list[Invalid]] = []
+
+    def check(self, ctx: Context) -> Iterator[Hit]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def doc(cls) -> str:
+        return textwrap.dedent(cls.__doc__ or "").strip()
+
+    @classmethod
+    def summary(cls) -> str:
+        return cls.doc().split("\n\n", 1)[0].replace("\n", " ")
+
+    @classmethod
+    def sections(cls) -> dict[str, str]:
+        """The doc split into its named sections (a section header is a line ending in ':')."""
+        out: dict[str, str] = {}
+        current = "summary"
+        for line in cls.doc().splitlines():
+            header = line.strip().rstrip(":")
+            if line.strip().endswith(":") and header in _SECTIONS:
+                current = header
+                continue
+            out.setdefault(current, "")
+            out[current] += line + "\n"
+        return {k: textwrap.dedent(v).strip() for k, v in out.items()}
+
+    @classmethod
+    def slug(cls) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", cls.id.lower()).strip("-")
+
+    @classmethod
+    def metadata(cls) -> dict:
+        return {
+            "id": cls.id,
+            "name": cls.name,
+            "conditions": [c.value for c in cls.conditions],
+            "severity": cls.severity.value,
+            "confidence": cls.confidence.value,
+            "message": cls.message,
+            "summary": cls.summary(),
+            "ruling": {"who": cls.ruling.who, "where": cls.ruling.where, "quote": cls.ruling.quote,
+                       "status": cls.ruling.status},
+            "doc": cls.doc(),
+        }

@@ -1,0 +1,1 @@
+"""One module per rule; `audits.registry.all_rules()` collects them."""

@@ -1,0 +1,83 @@
+"""PG-PPM-001: byte-level PPM mixtures scored on the realized byte stream."""
+from __future__ import annotations
+
+import re
+
+import libcst as cst
+
+from audits.program import names_in, walk
+from audits.rule import Hit, Invalid, Rule, Valid
+from audits.scoring import eval_functions
+from audits.types import Condition, Confidence, Ruling, Severity
+
+_PPM = re.compile(r"ppm|byte_model|p_byte|byte_p|bytewise", re.I)
+
+
+class BytePPMMixture(Rule):
+    """Flags mixing the network's probability with a byte-level model's probability of the realized byte.
+
+    What it flags:
+        In evaluation code, an expression that adds a PPM/byte-model probability to the model's probability
+        (`lam * p_nn + (1 - lam) * p_ppm`), typically after spreading the token probability over bytes
+        (`p ** (1 / n_bytes)`).
+
+    Why it is illegal:
+        The byte model scores only the byte that occurred; no full normalized distribution over possible next
+        symbols is committed before the target is known (C2).
+
+    Example:
+        p_byte_nn = p_tok ** (1.0 / n_bytes)
+        p_mix = lam * p_byte_nn + (1 - lam) * ppm.prob(ctx, byte)
+
+    Use instead:
+        Mix full next-token distributions over the official vocabulary, then score the realized token.
+    """
+
+    id = "PG-PPM-001"
+    name = "byte-ppm-mixture"
+    conditions = (Condition.C2,)
+    severity = Severity.ERROR
+    confidence = Confidence.MEDIUM
+    message = "Mixes in a byte-level model's probability of the realized byte"
+    ruling = Ruling(
+        "cocohearts (Alex Zhao)",
+        "PR #2083 (same on #1991, #2076, #2080, #2098, #2103); Issue #1872",
+        "it does not define and commit a full normalized distribution over possible next symbols before the "
+        "target is known. That fails the C2/full-normalization audit",
+        "maintainer ruling",
+    )
+    VALID = [Valid("""
+        def eval_val(model, val_tokens):
+            loss_sum = 0.0
+            p = torch.softmax(model(val_tokens[:-1]), -1)
+            loss_sum += -torch.log(p.gather(-1, val_tokens[1:, None])).sum()
+            return loss_sum
+        val_tokens = load_validation_tokens("fineweb_val_*.bin")
+        print(eval_val(model, val_tokens))
+    """)]
+    INVALID = [Invalid("""
+        def eval_val(model, val_tokens, ppm):
+            loss_sum = 0.0
+            p_tok = torch.softmax(model(val_tokens[:-1]), -1).gather(-1, val_tokens[1:, None])
+            for b, n in byte_stream(val_tokens):
+                p_nn = p_tok[b] ** (1.0 / n)
+                p_mix = 0.7 * p_nn + 0.3 * ppm.prob(b)
+                loss_sum += -math.log2(p_mix)
+            return loss_sum
+        val_tokens = load_validation_tokens("fineweb_val_*.bin")
+        print(eval_val(model, val_tokens, ppm))
+    """, line=6)]
+
+    def check(self, ctx):
+        prog = ctx.prog
+        for q in sorted(eval_functions(ctx)):
+            func = prog.funcs[q]
+            for stmt in func.body:
+                for n in walk(stmt):
+                    if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Add):
+                        left, right = names_in(n.left), names_in(n.right)
+                        if (any(_PPM.search(x) for x in right) and not any(_PPM.search(x) for x in left)) or \
+                                (any(_PPM.search(x) for x in left) and not any(_PPM.search(x) for x in right)):
+                            yield Hit(n, "mixes a byte-level model's probability of the realized byte into the "
+                                         "scored probability")
+                            break

@@ -1,0 +1,101 @@
+"""PG-CAL-001: quantization calibration reading training data after the wallclock-capped training loop."""
+from __future__ import annotations
+
+import libcst as cst
+
+from audits import patterns as P
+from audits.flow import CALIB, TRAIN, TRAIN_READ, UPDATE, common_split
+from audits.program import names_in, walk
+from audits.rule import Hit, Invalid, Rule, Valid
+from audits.types import Condition, Confidence, Ruling, Severity
+
+
+def has_reserve(module: cst.Module) -> bool:
+    """`max_wallclock_ms -= gptq_reserve_ms` or any assignment combining a wallclock and a reserve name."""
+    for n in walk(module, into_defs=True):
+        if isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
+            names = names_in(n)
+            if any(P.WALLCLOCK.search(x) for x in names) and any(P.RESERVE.search(x) for x in names):
+                return True
+    return False
+
+
+class CalibrationAfterBudget(Rule):
+    """Flags GPTQ/Hessian calibration on training data that runs after the training loop used the full wallclock.
+
+    What it flags:
+        A training loop capped by wallclock (`if elapsed > max_wallclock_ms: break`) followed by a calibration
+        read of training data (`collect_hessians(model, train_loader)`, `train_loader.next_batch(...)`), with no
+        reserve subtracted from the wallclock budget anywhere in the script.
+
+    Why it is illegal:
+        Artifact creation is not untimed: everything must fit into training (600 s) or evaluation. Calibration
+        on training data after the loop stopped at the cap reads training data outside the training budget.
+
+    Example:
+        while True:
+            ...; if approx_training_time_ms > max_wallclock_ms: break
+        hessians = collect_hessians(model, train_loader, n_batches=64)
+
+    Use instead:
+        `max_wallclock_ms -= gptq_reserve_seconds * 1000` before training (as #634, #1047, #1868 do), or
+        self-generated calibration data.
+    """
+
+    id = "PG-CAL-001"
+    name = "calibration-after-budget"
+    conditions = (Condition.CAL,)
+    severity = Severity.ERROR
+    confidence = Confidence.MEDIUM
+    message = "Calibrates on training data after the training budget is spent"
+    ruling = Ruling(
+        "valerio-oai",
+        "PR #606 (also #593, #615, #626, #639, #656, #706, #1028); PR #609",
+        "I would not regard 'artifact creation' as untimed (otherwise you'd be able to sneak in arbitrary compute "
+        "there), so everything needs to fit into either training or eval, and this has to fall under training "
+        "to be legal.",
+        "maintainer ruling",
+    )
+    VALID = [Valid("""
+        max_wallclock_ms = 600_000 - gptq_reserve_ms
+        train_loader = DistributedTokenLoader(args.train_files)
+        while True:
+            x, y = train_loader.next_batch()
+            model(x, y).backward()
+            opt.step()
+            if elapsed_ms() > max_wallclock_ms:
+                break
+        hessians = collect_hessians(model, train_loader)
+    """)]
+    INVALID = [Invalid("""
+        max_wallclock_ms = 600_000
+        train_loader = DistributedTokenLoader(args.train_files)
+        while True:
+            x, y = train_loader.next_batch()
+            model(x, y).backward()
+            opt.step()
+            if elapsed_ms() > max_wallclock_ms:
+                break
+        hessians = collect_hessians(model, train_loader)
+    """, line=9)]
+
+    def check(self, ctx):
+        if has_reserve(ctx.prog.module):
+            return
+        for flow in ctx.flows:
+            for uid, (loop, _path, _chain) in flow.loops.items():
+                inside = [o for o in flow.occs if any(lp.uid == uid for lp in o.loops)]
+                if not any(o.kind == UPDATE and TRAIN in o.taint for o in inside):
+                    continue
+                loop_text = ctx.prog.module.code_for_node(loop.node)
+                if not P.WALLCLOCK.search(loop_text) or "break" not in loop_text:
+                    continue
+                end = max(o.order for o in inside)
+                for o in flow.occs[end + 1:]:
+                    if (o.kind == CALIB and TRAIN in o.taint) or o.kind == TRAIN_READ:
+                        split = common_split(inside[-1], o)
+                        yield Hit(None, "calibration reads training data after the wallclock-capped training loop; "
+                                        "no reserve is subtracted from the training budget",
+                                  line=split[1] if split else o.line,
+                                  related=[(loop.line, "training loop stops at the wallclock cap")])
+                        break

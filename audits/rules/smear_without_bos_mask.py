@@ -1,0 +1,112 @@
+"""PG-BOS-001: previous-token mixing (SmearGate) that crosses document boundaries."""
+from __future__ import annotations
+
+import libcst as cst
+
+from audits import patterns as P
+from audits.program import dotted, names_in, root_name, walk
+from audits.rule import Hit, Invalid, Rule, Valid
+from audits.types import Condition, Confidence, Ruling, Severity
+
+
+def _is_prev_shift(node: cst.Subscript) -> bool:
+    """`x[:, :-1]` (or `x[:, :-1, :]`): the previous position along the sequence axis."""
+    if len(node.slice) < 2:
+        return False
+    first, second = node.slice[0].slice, node.slice[1].slice
+    if not (isinstance(first, cst.Slice) and first.lower is None and first.upper is None):
+        return False
+    return isinstance(second, cst.Slice) and second.lower is None and isinstance(second.upper, cst.UnaryOperation) \
+        and isinstance(second.upper.expression, cst.Integer) and second.upper.expression.value == "1"
+
+
+class SmearWithoutBOSMask(Rule):
+    """Warns about mixing the previous position's hidden state into the current one without a BOS mask.
+
+    What it flags:
+        A shift-mix such as `x = cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)` or `F.pad(x[:, :-1], ...)`
+        on hidden states, in a function/class that never masks document starts (`input_ids != BOS_ID`).
+        Shifts of token ids (BigramHash inputs) are not flagged.
+
+    Why it is illegal:
+        At a document start the mix pulls in the last token of the previous document. cocohearts' audit of
+        #1797 blocked this; Issue #1988 disputes it as a custom rule — hence a warning, not a failure.
+
+    Example:
+        g = torch.sigmoid(self.gate(x[:, 1:]))
+        x = torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
+
+    Use instead:
+        `bos_mask = (input_ids[:, 1:] != BOS_ID)`; `g = g * bos_mask[..., None]` before mixing (#1851/#1855).
+    """
+
+    id = "PG-BOS-001"
+    name = "smear-without-bos-mask"
+    conditions = (Condition.C1,)
+    severity = Severity.WARNING
+    confidence = Confidence.MEDIUM
+    message = "Previous-token mix crosses document boundaries (no BOS mask)"
+    ruling = Ruling(
+        "cocohearts (Alex Zhao); disputed by ClassicLarry and romeerp",
+        "PR #1797 (fixed in #1851/#1855); Issue #1988",
+        "current SmearGate crosses document boundaries",
+        "contested",
+    )
+    VALID = [Valid("""
+        class SmearGate(nn.Module):
+            def forward(self, x, input_ids):
+                g = torch.sigmoid(self.gate(x[:, 1:]))
+                bos_mask = (input_ids[:, 1:] != BOS_ID).unsqueeze(-1)
+                g = g * bos_mask
+                return torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
+        smear = SmearGate()
+    """)]
+    INVALID = [Invalid("""
+        class SmearGate(nn.Module):
+            def forward(self, x):
+                g = torch.sigmoid(self.gate(x[:, 1:]))
+                return torch.cat([x[:, :1], x[:, 1:] + g * x[:, :-1]], dim=1)
+        smear = SmearGate()
+    """, line=4)]
+
+    def check(self, ctx):
+        prog = ctx.prog
+        for func in prog.funcs.values():
+            if func.qname == "<module>":
+                continue
+            scope_text = prog.module.code_for_node(func.node)
+            cls_text = ""
+            if func.cls:
+                cls_text = " ".join(prog.module.code_for_node(prog.funcs[q].node) for q in prog.classes.get(func.cls, []))
+            if P.BOS_MASK.search(scope_text) or P.BOS_MASK.search(cls_text):
+                continue
+            for stmt in func.body:
+                if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                    continue
+                hit = self._mix(stmt)
+                if hit is not None:
+                    yield Hit(hit, "mixes the previous position into the current one with no document-boundary "
+                                   "mask: the first token of a document sees the previous document")
+                    break
+
+    @staticmethod
+    def _mix(stmt: cst.CSTNode) -> cst.CSTNode | None:
+        for n in walk(stmt):
+            mixed: list[cst.CSTNode] = []
+            if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, (cst.Add, cst.Multiply)):
+                mixed = [n.left, n.right]
+            elif isinstance(n, cst.Call) and P.last_part(dotted(n.func)) == "pad" and n.args:
+                mixed = [n.args[0].value]
+            for side in mixed:
+                if isinstance(side, cst.Subscript) and _is_prev_shift(side) and \
+                        not P.TOKEN_IDS.match(root_name(side.value) or ""):
+                    return n
+                if isinstance(side, cst.BinaryOperation):
+                    for sub in (side.left, side.right):
+                        if isinstance(sub, cst.Subscript) and _is_prev_shift(sub) and \
+                                not P.TOKEN_IDS.match(root_name(sub.value) or ""):
+                            return n
+        return None
+
+
+__all__ = ["SmearWithoutBOSMask", "names_in"]

@@ -1,0 +1,71 @@
+"""PG-DATA-001: the training loader or stream pointed at validation data."""
+from __future__ import annotations
+
+import libcst as cst
+
+from audits import patterns as P
+from audits.program import VAL, dotted, root_name, walk
+from audits.rule import Hit, Invalid, Rule, Valid
+from audits.types import Condition, Confidence, Ruling, Severity
+
+
+class TrainOnVal(Rule):
+    """Flags a training data source built from validation files or tokens.
+
+    What it flags:
+        A training loader/stream (`DistributedTokenLoader(...)`, `TokenStream(...)`) constructed from validation
+        files or tokens, or a training file pattern set to `fineweb_val_*`, e.g. through a `TRAIN_SPLIT_MODE`.
+
+    Why it is illegal:
+        Training must use the training split only; training on validation data scores a model that has seen
+        the answers ("val-only" training, extra passes over val).
+
+    Example:
+        train_loader = DistributedTokenLoader(args.val_files, rank, world_size, device)
+
+    Use instead:
+        `DistributedTokenLoader(args.train_files, ...)`; touch validation tokens only in evaluation.
+    """
+
+    id = "PG-DATA-001"
+    name = "train-on-val"
+    conditions = (Condition.DATA,)
+    severity = Severity.ERROR
+    confidence = Confidence.HIGH
+    message = "Trains on validation data"
+    ruling = Ruling(
+        "0hq (Will DePue); cocohearts (Alex Zhao)",
+        "PR #44; PR #64; PR #179",
+        "did you train on the val set for val-only? that doesnt follow the rules have to be train-only",
+        "maintainer ruling",
+    )
+    VALID = [Valid("""
+        train_loader = DistributedTokenLoader(args.train_files, 0, 1)
+        val_tokens = load_validation_tokens(args.val_files)
+    """)]
+    INVALID = [Invalid("""
+        train_loader = DistributedTokenLoader(args.val_files, 0, 1)
+        val_tokens = load_validation_tokens(args.val_files)
+    """, line=1)]
+
+    def check(self, ctx):
+        prog = ctx.prog
+        for func in prog.funcs.values():
+            for stmt in func.body:
+                if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                    continue
+                for n in walk(stmt):
+                    if not isinstance(n, cst.Assign):
+                        continue
+                    targets = [root_name(t.target) for t in n.targets]
+                    if isinstance(n.value, cst.Call):
+                        callee = P.last_part(dotted(n.value.func))
+                        is_loader = bool(P.LOADER_CLASS.search(callee)) and not P.VAL_CALL.search(callee)
+                        trainish = any(t.startswith(("train", "tr_")) or t in ("loader", "stream") for t in targets)
+                        if is_loader and trainish and any(
+                                VAL in prog.expr_taint(a.value, func) for a in n.value.args):
+                            yield Hit(n, f"training data source `{targets[0]}` is built from validation data")
+                    elif any(P.TRAIN_NAME.match(t or "") for t in targets) and isinstance(
+                            n.value, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.BinaryOperation)) \
+                            and VAL in prog.expr_taint(n.value, func):
+                        yield Hit(n, f"training files `{targets[0]}` point at the validation split")

@@ -1,0 +1,123 @@
+"""Which functions score validation tokens, and which names feed the reported NLL (not the byte count).
+
+Cache, gate and mixture rules (PG-NG-*, PG-PPM-001) only care about expressions that reach the loss being
+reported; byte-count tables indexed by the target (`has_leading_space_lut[tgt]`) are legal accounting.
+"""
+from __future__ import annotations
+
+import libcst as cst
+
+from audits import patterns as P
+from audits.flow import VAL, function_facts
+from audits.program import Func, Program, names_in, root_name, walk
+from audits.rule import Context
+
+
+def eval_functions(ctx: Context) -> set[str]:
+    """Functions that hold a validation score, plus every script function they call (transitively)."""
+    cache = ctx.__dict__.get("_eval_funcs")
+    if cache is not None:
+        return cache
+    roots = {o.ev.func.qname for flow in ctx.flows for o in flow.val_scores()} - {"<module>"}
+    out = set(roots)
+    todo = list(roots)
+    while todo:
+        f = ctx.prog.funcs[todo.pop()]
+        for stmt in f.body:
+            if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                continue
+            for n in walk(stmt):
+                if isinstance(n, cst.Call):
+                    callee = ctx.prog.resolve_call(n, f)
+                    if callee is not None and callee.qname not in out and callee.qname != "<module>":
+                        out.add(callee.qname)
+                        todo.append(callee.qname)
+    ctx.__dict__["_eval_funcs"] = out
+    return out
+
+
+def nll_sources(prog: Program, func: Func) -> set[str]:
+    """Names whose value flows into a loss accumulator, or into what a scoring helper returns."""
+    cache = prog.__dict__.setdefault("_nll_sources", {})
+    if func.qname in cache:
+        return cache[func.qname]
+    seeds: set[str] = set()
+    edges: list[tuple[set[str], set[str]]] = []
+    for stmt in func.body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        for n in walk(stmt):
+            if isinstance(n, (cst.Assign, cst.AugAssign)) and n.value is not None:
+                targets = {root_name(t.target) for t in n.targets} if isinstance(n, cst.Assign) else {root_name(n.target)}
+                sources = names_in(n.value)
+                if isinstance(n, cst.AugAssign) and any(_is_loss_acc(t) for t in targets):
+                    seeds |= sources
+                if isinstance(n, cst.Assign):
+                    for t in n.targets:
+                        if isinstance(t.target, cst.Subscript):
+                            sources = sources | names_in(t.target.slice[0]) if t.target.slice else sources
+                edges.append((targets, sources))
+            elif isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value in ("add_", "copy_"):
+                target = root_name(n.func.value)
+                sources = set().union(*(names_in(a.value) for a in n.args)) if n.args else set()
+                if _is_loss_acc(target):
+                    seeds |= sources
+                edges.append(({target}, sources))
+            elif isinstance(n, cst.Return) and n.value is not None:
+                seeds |= names_in(n.value)
+    out = set(seeds)
+    for _ in range(10):
+        grew = False
+        for targets, sources in edges:
+            if targets & out and not sources <= out:
+                out |= sources
+                grew = True
+        if not grew:
+            break
+    cache[func.qname] = out
+    return out
+
+
+def _is_loss_acc(name: str) -> bool:
+    return bool(name) and bool(P.SCORE_ACC.search(name)) and not P.NOT_SCORE_ACC.search(name)
+
+
+def statement_targets(stmt: cst.CSTNode) -> set[str]:
+    if isinstance(stmt, cst.Assign):
+        return {root_name(t.target) for t in stmt.targets}
+    if isinstance(stmt, (cst.AugAssign, cst.AnnAssign)):
+        return {root_name(stmt.target)}
+    return set()
+
+
+def enclosing_statements(func: Func):
+    """(small statement, node) pairs for every node of the function's own body."""
+    for stmt in func.body:
+        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            continue
+        for n in walk(stmt):
+            if isinstance(n, cst.SimpleStatementLine):
+                for small in n.body:
+                    yield small
+
+
+def reaches_nll(prog: Program, func: Func, small: cst.CSTNode) -> bool:
+    """Does this statement write something the reported NLL is computed from?"""
+    if isinstance(small, (cst.Return,)):
+        return True
+    srcs = nll_sources(prog, func)
+    targets = statement_targets(small)
+    if targets & srcs:
+        return True
+    if isinstance(small, cst.AugAssign) and _is_loss_acc(root_name(small.target)):
+        return True
+    if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) and isinstance(small.value.func, cst.Attribute):
+        return small.value.func.attr.value in ("add_", "copy_") and _is_loss_acc(root_name(small.value.func.value))
+    return False
+
+
+def val_scoring_facts(prog: Program, func: Func):
+    return function_facts(prog, func)
+
+
+__all__ = ["eval_functions", "nll_sources", "reaches_nll", "enclosing_statements", "VAL"]

@@ -1,0 +1,70 @@
+"""Reading submission files as untrusted input: every failure becomes an `InputError` with a one-line reason."""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_FILE_BYTES = 20_000_000  # far above any real train_gpt.py (the whole artifact is capped at 16 MB)
+
+
+class InputError(Exception):
+    """A file that cannot be audited; `kind` is stable and appears in JSON results."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class SourceFile:
+    path: str  # as displayed (relative to the audited folder when there is one)
+    text: str
+    sha256: str
+
+
+def read_source(path: Path, display: str) -> SourceFile:
+    try:
+        if path.is_symlink():
+            raise InputError("symlink", f"{display}: is a symbolic link; not followed")
+        st = path.stat()
+        if not path.is_file():
+            raise InputError("not-a-file", f"{display}: not a regular file")
+        if st.st_size > MAX_FILE_BYTES:
+            raise InputError("too-large", f"{display}: {st.st_size} bytes exceeds the {MAX_FILE_BYTES}-byte limit")
+        data = path.read_bytes()
+    except InputError:
+        raise
+    except PermissionError:
+        raise InputError("unreadable", f"{display}: permission denied") from None
+    except FileNotFoundError:
+        raise InputError("missing", f"{display}: no such file") from None
+    except OSError as e:
+        raise InputError("unreadable", f"{display}: {e.strerror or e}") from None
+    return decode_source(data, display)
+
+
+def decode_source(data: bytes, display: str) -> SourceFile:
+    sha = hashlib.sha256(data).hexdigest()
+    if b"\x00" in data[:65536]:
+        raise InputError("binary", f"{display}: binary file (contains NUL bytes)")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError("encoding", f"{display}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+    if not text.strip():
+        raise InputError("empty", f"{display}: empty file")
+    return SourceFile(display, text, sha)
+
+
+def display_path(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return os.path.normpath(str(path)).replace(os.sep, "/")
