@@ -1,0 +1,116 @@
+"""Content-hash cache of per-file audit results, so re-auditing an unchanged folder costs a file read.
+
+The key covers everything a result depends on: the file's bytes, the path it is reported under (findings and
+fingerprints carry it), the effective run environment, the tool version and a hash of the analyzer's own
+source (so editing a rule invalidates every entry without a version bump). Entries are JSON files written
+atomically; a corrupt or unreadable entry is a miss, and a cache that cannot be written is silently skipped:
+the cache only ever saves time, it never changes a result.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from audits.results import FileResult
+
+CACHE_FORMAT = "1"
+ENV_VAR = "SCOREFIRST_CACHE_DIR"
+DEFAULT_DIRNAME = ".scorefirst-cache"
+
+
+def default_cache_dir() -> Path:
+    """`$SCOREFIRST_CACHE_DIR`, else `.scorefirst-cache` in the current directory."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else Path.cwd() / DEFAULT_DIRNAME
+
+
+@lru_cache(maxsize=1)
+def analyzer_hash() -> str:
+    """sha256 over the analyzer's Python source (the `audits` package, bundled examples excluded)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        rel = p.relative_to(root).as_posix()
+        if rel.startswith("examples/") or "__pycache__" in p.parts:
+            continue
+        h.update(rel.encode() + b"\0")
+        try:
+            h.update(p.read_bytes())
+        except OSError:
+            h.update(b"<unreadable>")
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def env_fingerprint(env: dict[str, set[str]]) -> str:
+    return json.dumps(sorted((k, sorted(v)) for k, v in env.items()))
+
+
+class Cache:
+    """A directory of cached `FileResult`s; `hits`, `misses` and `writes` count this process's use."""
+
+    def __init__(self, directory: str | os.PathLike[str], tool_version: str):
+        self.directory = Path(directory)
+        self.tool_version = tool_version
+        self.hits = 0
+        self.misses = 0
+        self.writes = 0
+        self._usable = True
+
+    def key(self, content_sha256: str, display: str, env: dict[str, set[str]]) -> str:
+        material = "\0".join([CACHE_FORMAT, self.tool_version, analyzer_hash(), content_sha256, display,
+                              env_fingerprint(env)])
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"v{CACHE_FORMAT}" / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> FileResult | None:
+        try:
+            data = json.loads(self._path(key).read_text(encoding="utf-8"))
+            result = FileResult.from_dict(data)
+        except (OSError, ValueError, KeyError, TypeError):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return result
+
+    def put(self, key: str, result: FileResult) -> None:
+        if not self._usable:
+            return
+        target = self._path(key)
+        try:
+            self._prepare()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(result.to_dict(with_source=True), fh)
+                os.replace(tmp, target)
+            except BaseException:
+                _unlink(tmp)
+                raise
+        except OSError:
+            self._usable = False  # read-only or full disk: audit on without caching
+            return
+        self.writes += 1
+
+    def _prepare(self) -> None:
+        if self.directory.is_dir():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / ".gitignore").write_text("# created by scorefirst\n*\n", encoding="utf-8")
+        (self.directory / "CACHEDIR.TAG").write_text(
+            "Signature: 8a477f597d28d172789f06886806bc55\n# scorefirst audit cache; safe to delete\n",
+            encoding="utf-8")
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,0 +1,183 @@
+"""SARIF 2.1.0 view, shaped for GitHub code scanning: one run per audited target.
+
+Columns are 1-based with an exclusive end (as `Finding` already stores them); `partialFingerprints` carry the
+line-independent `Finding.fingerprint`, so an alert survives code moving; suppressed findings keep a
+`suppressions[]` entry with the reason; inactive findings are notes with `properties.status = "inactive"`;
+files that could not be audited are `toolExecutionNotifications` and make `executionSuccessful` false.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from audits.outputs import decoded_note, file_line
+from audits.outputs.ruledoc import help_uri, rule_markdown, rule_text
+from audits.registry import all_rules
+from audits.results import AuditResult, Finding
+from audits.rule import Rule
+from audits.types import Confidence, Severity, Status
+
+SARIF_VERSION = "2.1.0"
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+INFORMATION_URI = "https://github.com/scorefirst/scorefirst"
+FINGERPRINT_KEY = "scorefirst/v1"
+_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
+_PRECISION = {Confidence.HIGH: "high", Confidence.MEDIUM: "medium", Confidence.LOW: "low"}
+_PROBLEM = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "recommendation"}
+
+
+def _uri(path: str) -> str:
+    p = PurePosixPath(path)
+    if p.is_absolute():
+        return p.as_uri()
+    return str(p)
+
+
+def _descriptor(rule: type[Rule]) -> dict[str, Any]:
+    r = rule.ruling
+    return {
+        "id": rule.id,
+        "name": rule.name,
+        "shortDescription": {"text": rule.message[:1024]},
+        "fullDescription": {"text": rule.summary()},
+        "help": {"text": rule_text(rule), "markdown": rule_markdown(rule)},
+        "helpUri": help_uri(rule.id),
+        "defaultConfiguration": {"level": _LEVEL[rule.severity]},
+        "properties": {
+            "tags": ["parameter-golf", "compliance"] + [f"condition/{c.value}" for c in rule.conditions],
+            "precision": _PRECISION[rule.confidence],
+            "problem.severity": _PROBLEM[rule.severity],
+            "conditions": [c.value for c in rule.conditions],
+            "ruling": {"who": r.who, "where": r.where, "status": r.status},
+        },
+    }
+
+
+def _adhoc_descriptor(f: Finding) -> dict[str, Any]:
+    """A rule that is not registered here (a result read back from an older/newer version)."""
+    return {
+        "id": f.rule_id,
+        "name": f.rule_name,
+        "shortDescription": {"text": f.rule_name},
+        "fullDescription": {"text": f.rule_name},
+        "help": {"text": f"See {help_uri(f.rule_id)}"},
+        "helpUri": help_uri(f.rule_id),
+        "defaultConfiguration": {"level": _LEVEL[f.severity]},
+        "properties": {"tags": ["parameter-golf", "compliance"], "precision": _PRECISION[f.confidence]},
+    }
+
+
+def _region(f: Finding) -> dict[str, Any]:
+    if f.origin is not None:  # decoded code: point at the exec line of the real file
+        return {"startLine": max(1, file_line(f))}
+    start_col = max(1, f.column)
+    end_line = max(f.line, f.end_line)
+    end_col = max(1, f.end_column)
+    if end_line == f.line:
+        end_col = max(end_col, start_col)
+    region: dict[str, Any] = {"startLine": max(1, f.line), "startColumn": start_col, "endLine": end_line,
+                              "endColumn": end_col}
+    if f.snippet:
+        region["snippet"] = {"text": f.snippet}
+    return region
+
+
+def _result(f: Finding, index: int) -> dict[str, Any]:
+    text = f.message
+    if f.origin is not None:
+        text = f"{text} (decoded line {f.line}, column {f.column}, in {decoded_note(f)})"
+    level = _LEVEL[f.severity] if f.status is Status.ACTIVE else "note"
+    res: dict[str, Any] = {
+        "ruleId": f.rule_id,
+        "ruleIndex": index,
+        "level": level,
+        "message": {"text": text},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}, "region": _region(f)}}],
+        "partialFingerprints": {FINGERPRINT_KEY: f.fingerprint},
+        "properties": {
+            "severity": f.severity.value,
+            "confidence": f.confidence.value,
+            "conditions": [c.value for c in f.conditions],
+            "status": f.status.value,
+        },
+    }
+    if f.status is Status.INACTIVE:
+        res["properties"]["inactive"] = True
+        res["properties"]["inactiveReason"] = f.status_reason
+    if f.status is Status.SUPPRESSED:
+        reason = re.sub(r"^suppressed:\s*", "", f.status_reason) or "suppressed in source"
+        res["suppressions"] = [{"kind": "inSource", "status": "accepted", "justification": reason}]
+    if f.origin is not None:
+        res["properties"]["decoded"] = {"layer": f.origin.layer, "codecs": list(f.origin.codecs),
+                                        "line": f.line, "column": f.column, "execLine": f.origin.outer_line}
+    if f.related:
+        rel = []
+        for i, r in enumerate(f.related, 1):
+            loc: dict[str, Any] = {"id": i, "message": {"text": r.message}}
+            if f.origin is None:
+                loc["physicalLocation"] = {"artifactLocation": {"uri": _uri(f.path)},
+                                           "region": {"startLine": max(1, r.line)}}
+            rel.append(loc)
+        res["relatedLocations"] = rel
+    return res
+
+
+def _slug(target: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._/-]+", "-", target).strip("-/")
+    return s or "target"
+
+
+def run_for(result: AuditResult) -> dict[str, Any]:
+    rules = list(all_rules())
+    descriptors = [_descriptor(r) for r in rules]
+    index = {r.id: i for i, r in enumerate(rules)}
+    results = []
+    for f in result.findings:
+        if f.rule_id not in index:
+            index[f.rule_id] = len(descriptors)
+            descriptors.append(_adhoc_descriptor(f))
+        results.append(_result(f, index[f.rule_id]))
+    notifications = []
+    for fr in result.errors:
+        notifications.append({
+            "level": "error",
+            "message": {"text": fr.error},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(fr.path)}}}],
+            "properties": {"errorKind": fr.error_kind},
+        })
+    tool = result.tool or {}
+    driver = {
+        "name": "scorefirst",
+        "version": tool.get("version", ""),
+        "semanticVersion": tool.get("version", ""),
+        "informationUri": INFORMATION_URI,
+        "rules": descriptors,
+    }
+    invocation: dict[str, Any] = {"executionSuccessful": not result.errors}
+    if notifications:
+        invocation["toolExecutionNotifications"] = notifications
+    return {
+        "tool": {"driver": driver},
+        "automationDetails": {"id": f"scorefirst/{_slug(result.target)}/"},
+        "invocations": [invocation],
+        "results": results,
+        "properties": {
+            "target": result.target,
+            "pr": result.pr,
+            "prUrl": result.pr_url,
+            "verdict": {"overall": result.overall.value,
+                        "conditions": {c.value: v.value for c, v in result.conditions.items()}},
+            "env": [e.to_dict() for e in result.env],
+            "toolInfo": dict(tool),
+        },
+    }
+
+
+def to_obj(results: list[AuditResult]) -> dict[str, Any]:
+    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run_for(r) for r in results]}
+
+
+def dumps(results: list[AuditResult]) -> str:
+    return json.dumps(to_obj(results), indent=2, ensure_ascii=False) + "\n"

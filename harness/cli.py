@@ -1,0 +1,311 @@
+"""The `scorefirst` command line (also `python -m harness`).
+
+The audit path imports libcst and the `audits` package only: never torch, never the submission.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from harness import __version__
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+EPILOG = """\
+exit codes:
+  0  no active finding at or above --fail-on (default: error)
+  1  findings at or above --fail-on (0 instead with --exit-zero)
+  2  usage error, a file or folder that could not be audited (unreadable, binary, not UTF-8, syntax
+     error, ...), an output that could not be written, or an internal error; --exit-zero never masks it.
+     The other files are still audited and every requested output is still written.
+The last line on stderr always says why, e.g. "scorefirst: exit 1: 3 findings at or above error (C3 FAIL)".
+"""
+
+
+class UsageError(Exception):
+    def __init__(self, message: str, usage: str = ""):
+        super().__init__(message)
+        self.usage = usage
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that ends with our one-line reason instead of exiting on its own terms."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}", self.format_usage())
+
+
+def _version_text() -> str:
+    from audits.api import tool_info
+
+    t = tool_info()
+    return f"scorefirst {__version__} (libcst {t['libcst']}, Python {t['python']}, parses Python {t['grammar']} syntax)"
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_text())
+        parser.exit(0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="scorefirst",
+        description="Compliance auditing for Parameter Golf submissions: a static legality audit that never runs "
+                    "the submission, with a verdict per condition (C1-C4, DATA, CAL, NET, BYTES).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    audit = sub.add_parser(
+        "audit", help="statically audit a submission (file, folder, PR or the bundled examples)",
+        description="Audit train_gpt.py files without running them. Each PATH (a file, or a folder audited "
+                    "recursively) is one target with its own verdict.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    audit.add_argument("paths", nargs="*", metavar="PATH", help="file or folder to audit")
+    audit.add_argument("--pr", type=_positive_int, metavar="N",
+                       help="label results with PR N; with --repo and no PATH, audit what PR N adds under records/")
+    audit.add_argument("--repo", metavar="PATH", help="a git clone of openai/parameter-golf (with --pr)")
+    audit.add_argument("--examples", action="store_true", help="audit the bundled example submissions")
+    audit.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                       help="state the run environment (repeatable); overrides the README's run command")
+    audit.add_argument("--format", default="concise", choices=["concise", "full", "json", "sarif", "github"],
+                       help="what to print on stdout (default: concise)")
+    audit.add_argument("--json", metavar="FILE", help="also write the JSON result to FILE")
+    audit.add_argument("--sarif", metavar="FILE", help="also write SARIF 2.1.0 to FILE")
+    audit.add_argument("--fail-on", default="error", choices=["error", "warning", "info"],
+                       help="lowest severity that makes the exit code 1 (default: error)")
+    audit.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (never masks exit 2)")
+    audit.add_argument("--no-cache", action="store_true",
+                       help="do not read or write the result cache (.scorefirst-cache or $SCOREFIRST_CACHE_DIR)")
+    audit.add_argument("--jobs", type=_positive_int, metavar="N", help="worker processes (default: all cores)")
+    audit.set_defaults(func=cmd_audit)
+
+    rules = sub.add_parser("rules", help="list the rules, or print one rule's documentation and ruling",
+                           description="List every rule, or print one rule's full documentation and the ruling "
+                                       "it rests on.")
+    rules.add_argument("rule_id", nargs="?", metavar="RULE-ID")
+    rules.add_argument("--format", default="text", choices=["text", "json", "markdown"])
+    rules.set_defaults(func=cmd_rules)
+
+    try:
+        from reference_model.commands import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return n
+
+
+# --- rules ------------------------------------------------------------------------------------------------
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    import json
+
+    from audits.outputs import ruledoc
+    from audits.registry import all_rules, rule_by_id
+
+    if args.rule_id:
+        rule = rule_by_id(args.rule_id) or rule_by_id(args.rule_id.upper())
+        if rule is None:
+            raise UsageError(f"unknown rule {args.rule_id!r}; `scorefirst rules` lists them")
+        if args.format == "json":
+            text = json.dumps(rule.metadata(), indent=2) + "\n"
+        elif args.format == "markdown":
+            text = ruledoc.rule_markdown(rule)
+        else:
+            text = ruledoc.rule_text(rule)
+    else:
+        rules = list(all_rules())
+        if args.format == "json":
+            text = json.dumps([r.metadata() for r in rules], indent=2) + "\n"
+        elif args.format == "markdown":
+            text = ruledoc.rules_markdown(rules)
+        else:
+            text = ruledoc.rules_text(rules)
+    _stdout(text)
+    return EXIT_OK
+
+
+# --- audit ------------------------------------------------------------------------------------------------
+
+
+def _examples_targets():
+    import audits
+    from audits.api import Target
+
+    base = Path(audits.__file__).resolve().parent / "examples"
+    records = base / "records"
+    if not records.is_dir():
+        raise UsageError("no bundled example submissions found (audits/examples/records/ is missing)")
+    folders = sorted({p.parent for p in records.rglob("*.py") if "__pycache__" not in p.parts})
+    if not folders:
+        raise UsageError("no bundled example submissions found under audits/examples/records/")
+    return [Target(f.relative_to(base).as_posix(), [f], display_root=base) for f in folders]
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from audits.api import Target, audit_targets, pr_url_for, tool_version
+    from audits.cache import Cache, default_cache_dir
+    from audits.runenv import EnvError, parse_env_args
+
+    try:
+        env_settings = parse_env_args(args.env)
+    except EnvError as e:
+        raise UsageError(str(e)) from None
+    modes = sum([bool(args.paths), bool(args.repo), bool(args.examples)])
+    if modes == 0:
+        raise UsageError("audit needs a PATH, --repo PATH --pr N, or --examples")
+    if modes > 1:
+        raise UsageError("give PATHs, --repo, or --examples: one of them")
+    if args.repo and args.pr is None:
+        raise UsageError("--repo needs --pr N (the pull request to audit)")
+
+    cache = None if args.no_cache else Cache(default_cache_dir(), tool_version())
+    pr_url = pr_url_for(args.pr) if args.pr is not None else None
+    workdir = None
+    try:
+        if args.repo:
+            from audits.gitpr import GitPRError, pr_targets
+
+            try:
+                workdir, targets = pr_targets(Path(args.repo), args.pr)
+            except GitPRError as e:
+                raise _Fatal(str(e)) from None
+        elif args.examples:
+            targets = _examples_targets()
+        else:
+            targets = [Target(os.path.normpath(p).replace(os.sep, "/"), [Path(p)], pr=args.pr, pr_url=pr_url)
+                       for p in args.paths]
+        results = audit_targets(targets, env_settings, jobs=args.jobs, cache_dir=cache)
+    finally:
+        if workdir is not None:
+            workdir.cleanup()
+
+    from audits.outputs import render, write_atomic
+
+    write_failures = []
+    for fmt, dest in (("json", args.json), ("sarif", args.sarif)):
+        if dest:
+            try:
+                write_atomic(dest, render(fmt, results))
+            except OSError as e:
+                write_failures.append(f"cannot write {dest}: {e.strerror or e}")
+    _stdout(render(args.format, results))
+    code, reason = decide(results, args.fail_on, args.exit_zero)
+    if write_failures:
+        code, reason = EXIT_ERROR, "; ".join(write_failures)
+    _last_line(code, reason)
+    return code
+
+
+def decide(results, fail_on: str, exit_zero: bool) -> tuple[int, str]:
+    """The exit code and its one-line reason."""
+    from audits.types import Severity, Status, Verdict
+
+    errors = [fr for r in results for fr in r.errors]
+    if errors:
+        n = len(errors)
+        first = errors[0].error or errors[0].path
+        more = f" (+{n - 1} more)" if n > 1 else ""
+        return EXIT_ERROR, f"{n} file{'s' if n != 1 else ''} could not be audited: {first}{more}"
+    threshold = Severity(fail_on)
+    gating = [f for r in results for f in r.findings
+              if f.status is Status.ACTIVE and f.severity.rank >= threshold.rank]
+    verdicts = []
+    for r in results:
+        bad = [f"{c.value} {v.value}" for c, v in r.conditions.items() if v is not Verdict.PASS]
+        prefix = f"{r.target}: " if len(results) > 1 and bad else ""
+        if bad:
+            verdicts.append(prefix + ", ".join(bad))
+    overall = max((r.overall for r in results), key=lambda v: v.rank, default=Verdict.PASS)
+    why = f"({'; '.join(verdicts)})" if verdicts else f"(overall {overall.value})"
+    if gating:
+        n = len(gating)
+        reason = f"{n} finding{'s' if n != 1 else ''} at or above {fail_on} {why}"
+        if exit_zero:
+            return EXIT_OK, reason + "; --exit-zero"
+        return EXIT_FINDINGS, reason
+    return EXIT_OK, f"no findings at or above {fail_on} {why}"
+
+
+# --- plumbing -----------------------------------------------------------------------------------------------
+
+
+class _Fatal(Exception):
+    """A one-line error that ends the run with exit 2."""
+
+
+def _stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop writing quietly; point stdout at devnull so the interpreter's
+        # final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def _last_line(code: int, reason: str) -> None:
+    reason = " ".join(reason.split())
+    try:
+        print(f"scorefirst: exit {code}: {reason}", file=sys.stderr)
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help(sys.stderr)
+            _last_line(EXIT_ERROR, "usage error: a command is required (audit, rules, ...)")
+            return EXIT_ERROR
+        code = args.func(args)
+        return int(code or 0)
+    except UsageError as e:
+        if e.usage:
+            try:
+                sys.stderr.write(e.usage)
+            except OSError:
+                pass
+        _last_line(EXIT_ERROR, f"usage error: {e}")
+        return EXIT_ERROR
+    except _Fatal as e:
+        _last_line(EXIT_ERROR, str(e))
+        return EXIT_ERROR
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_ERROR)
+    except KeyboardInterrupt:
+        _last_line(EXIT_ERROR, "interrupted")
+        return EXIT_ERROR
+    except BaseException as e:  # never a traceback: one line, exit 2
+        _last_line(EXIT_ERROR, f"internal error: {type(e).__name__}: {e}")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
