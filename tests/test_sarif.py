@@ -1,0 +1,130 @@
+"""SARIF 2.1.0: valid against the official schema, what GitHub needs, 1-based columns, stable fingerprints."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from audits.api import audit_paths
+from audits.outputs.sarif import FINGERPRINT_KEY, to_obj
+from audits.registry import all_rules
+from audits.runenv import parse_env_args
+
+SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
+VALIDATOR = jsonschema.Draft4Validator(SCHEMA)
+
+
+def validate(obj):
+    errors = sorted(VALIDATOR.iter_errors(obj), key=lambda e: list(e.path))
+    assert not errors, [f"{list(e.path)}: {e.message[:200]}" for e in errors[:5]]
+
+
+def test_schema_itself_is_valid():
+    jsonschema.Draft4Validator.check_schema(SCHEMA)
+
+
+@pytest.fixture
+def sarif(illegal_file):
+    return to_obj([audit_paths([illegal_file])])
+
+
+def test_validates_and_has_github_required_fields(sarif):
+    validate(sarif)
+    assert sarif["version"] == "2.1.0" and sarif["$schema"].endswith("sarif-2.1.0.json")
+    run = sarif["runs"][0]
+    driver = run["tool"]["driver"]
+    assert driver["name"] == "scorefirst" and driver["version"]
+    assert [r["id"] for r in driver["rules"]] == [r.id for r in all_rules()]
+    for rule in driver["rules"]:
+        assert rule["shortDescription"]["text"] and len(rule["shortDescription"]["text"]) <= 1024
+        assert rule["fullDescription"]["text"]
+        assert rule["help"]["text"] and rule["help"]["markdown"].startswith(f"# {rule['id']}")
+        assert rule["helpUri"].endswith(f"/docs/rules/{rule['id']}.md")
+        assert rule["defaultConfiguration"]["level"] in ("error", "warning", "note")
+        assert rule["properties"]["precision"] in ("very-high", "high", "medium", "low")
+        assert rule["properties"]["tags"]
+    for res in run["results"]:
+        assert driver["rules"][res["ruleIndex"]]["id"] == res["ruleId"]
+        assert res["message"]["text"]
+        assert 1 <= len(res["locations"]) <= 10
+        assert res["partialFingerprints"][FINGERPRINT_KEY]
+    assert run["automationDetails"]["id"].startswith("scorefirst/")
+    assert run["invocations"][0]["executionSuccessful"] is True
+
+
+def test_columns_are_one_based(sarif, samples, illegal_file):
+    results = {r["ruleId"]: r for r in sarif["runs"][0]["results"]}
+    net = results["PG-NET"]["locations"][0]["physicalLocation"]
+    assert net["artifactLocation"]["uri"].endswith("train_gpt.py")
+    assert net["region"]["startLine"] == samples.net_line
+    assert net["region"]["startColumn"] == 1  # `import requests` starts the line
+    assert net["region"]["endColumn"] == len("import requests") + 1  # exclusive end
+    ttt = results["PG-TTT-001"]["locations"][0]["physicalLocation"]["region"]
+    assert (ttt["startLine"], ttt["startColumn"], ttt["endColumn"]) == (samples.ttt_line, 9, 19)
+    line = illegal_file.read_text().splitlines()[samples.ttt_line - 1]
+    assert line[ttt["startColumn"] - 1:ttt["endColumn"] - 1] == "opt.step()"
+
+
+def test_fingerprints_survive_moving_code_down(write, samples):
+    p = write("m/train_gpt.py", samples.illegal)
+    before = to_obj([audit_paths([p])])["runs"][0]["results"]
+    lines = samples.illegal.splitlines(keepends=True)
+    p.write_text("".join(lines[:3]) + "# a comment\n\n\n" + "".join(lines[3:]))  # everything below moves 3 lines
+    after = to_obj([audit_paths([p])])["runs"][0]["results"]
+    fp = lambda rs: {(r["ruleId"], r["partialFingerprints"][FINGERPRINT_KEY]) for r in rs}  # noqa: E731
+    assert fp(before) == fp(after) and len(fp(before)) == 2
+    ttt_before = next(r for r in before if r["ruleId"] == "PG-TTT-001")
+    ttt_after = next(r for r in after if r["ruleId"] == "PG-TTT-001")
+    line = lambda r: r["locations"][0]["physicalLocation"]["region"]["startLine"]  # noqa: E731
+    assert line(ttt_after) == line(ttt_before) + 3
+
+
+def test_suppressed_and_inactive_findings(write, samples):
+    text = samples.illegal.replace("import requests", "import requests  # scorefirst: ignore[PG-NET] used only offline")
+    p = write("s/train_gpt.py", text)
+    obj = to_obj([audit_paths([p], env_settings=parse_env_args(["TTT_ENABLED=0"]))])
+    validate(obj)
+    results = {r["ruleId"]: r for r in obj["runs"][0]["results"]}
+    assert results["PG-NET"]["suppressions"] == [{"kind": "inSource", "status": "accepted",
+                                                  "justification": "used only offline"}]
+    ttt = results["PG-TTT-001"]
+    assert ttt["level"] == "note" and ttt["properties"]["inactive"] is True and ttt["properties"]["status"] == "inactive"
+    assert ttt["properties"]["inactiveReason"]
+
+
+def test_file_errors_are_notifications(write, samples):
+    write("e/train_gpt.py", samples.illegal)
+    write("e/broken.py", "def f(:\n    pass\n")
+    obj = to_obj([audit_paths([write("e/README.md", "x").parent])])
+    validate(obj)
+    inv = obj["runs"][0]["invocations"][0]
+    assert inv["executionSuccessful"] is False
+    note = inv["toolExecutionNotifications"][0]
+    assert note["level"] == "error" and "syntax error" in note["message"]["text"]
+    assert note["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("e/broken.py")
+    assert obj["runs"][0]["results"]  # the other file still has results
+
+
+def test_one_run_per_target(illegal_file, clean_file):
+    obj = to_obj([audit_paths([illegal_file.parent]), audit_paths([clean_file.parent])])
+    validate(obj)
+    ids = [run["automationDetails"]["id"] for run in obj["runs"]]
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert [run["properties"]["verdict"]["overall"] for run in obj["runs"]] == ["FAIL", "PASS"]
+
+
+def test_decoded_findings_point_at_the_exec_line(write):
+    import base64
+    import lzma
+
+    inner = ("import requests\n")
+    packed = base64.b85encode(lzma.compress(inner.encode())).decode()
+    p = write("p/train_gpt.py", f"import lzma, base64\n\nexec(lzma.decompress(base64.b85decode({packed!r})))\n")
+    obj = to_obj([audit_paths([p])])
+    validate(obj)
+    res = next(r for r in obj["runs"][0]["results"] if r["ruleId"] == "PG-NET")
+    assert res["locations"][0]["physicalLocation"]["region"]["startLine"] == 3
+    assert res["properties"]["decoded"]["layer"] == 1 and res["properties"]["decoded"]["line"] == 1
+    assert "decoded line 1" in res["message"]["text"]
