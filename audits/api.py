@@ -78,6 +78,7 @@ class _Job:
     src: SourceFile
     env: dict[str, set[str]]
     key: str | None = None
+    cpython_error: str | None = None  # CPython's own syntax error, clearer than libcst's when both reject the file
 
 
 @dataclass
@@ -110,6 +111,8 @@ def audit_targets(targets: Sequence[Target], env_settings: Iterable[EnvSetting] 
         plans.append(plan)
         _plan_target(ti, target, cli_env, plan, pending, cache)
     for job, fr in zip(pending, _run_jobs(pending, jobs)):
+        if fr.error_kind == "syntax" and job.cpython_error:
+            fr.error = job.cpython_error  # both parsers reject it; CPython says where, libcst's position is rough
         plans[job.target].slots[job.slot] = fr
         if cache is not None and job.key is not None and _cacheable(fr):
             cache.put(job.key, fr)
@@ -173,7 +176,7 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
         plan.slots.append(None)
         try:
             src = read_source(path, display)
-            _precheck(src)
+            cpython_error = _precheck(src)
         except InputError as e:
             plan.slots[slot] = _error(display, e.kind, str(e))
             continue
@@ -183,7 +186,7 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
             if hit is not None:
                 plan.slots[slot] = hit
                 continue
-        pending.append(_Job(ti, slot, src, env, key))
+        pending.append(_Job(ti, slot, src, env, key, cpython_error))
     seen_cli = {(s.key, s.value) for s in result.env}
     result.env[:0] = [s for s in cli_env if (s.key, s.value) not in seen_cli]
 
@@ -262,7 +265,7 @@ def _load_submission(folder: Path, base_display: str, plan: _Plan) -> None:
     plan.result.submission = data
 
 
-def _precheck(src: SourceFile) -> None:
+def _precheck(src: SourceFile) -> str | None:
     """Refuse code that CPython itself could not compile for being too deep, before libcst sees it.
 
     libcst's native parser overflows its stack (a hard crash, not an exception) on inputs such as 5,000 nested
@@ -273,13 +276,16 @@ def _precheck(src: SourceFile) -> None:
     try:
         ast.parse(src.text)
     except SyntaxError as e:
-        msg = str(e.msg or "")
+        msg = str(e.msg or "invalid syntax")
         if "too many" in msg or "too complex" in msg or "too deeply" in msg:
             raise InputError("too-complex", f"{src.path}:{e.lineno or 1}: {msg}; Python itself cannot compile this") from None
+        col = f":{e.offset}" if e.offset else ""
+        return f"{src.path}:{e.lineno or 1}{col}: syntax error: {msg}"
     except (RecursionError, MemoryError):
         raise InputError("too-complex", f"{src.path}: expressions nested too deeply; Python itself cannot compile this") from None
     except ValueError:
         pass  # e.g. source containing NUL bytes past the sniffed prefix: libcst reports it
+    return None
 
 
 def _error(display: str, kind: str, message: str) -> FileResult:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import libcst as cst
 
 from audits.flow import build_flows
-from audits.program import Program, Region, build_program, inactive_regions, walk
+from audits.program import Program, Region, build_program, inactive_regions, reset_children_cache, walk
 from audits.registry import all_rules
 from audits.results import DecodedSource, FileResult, Finding, Origin, Related, fingerprint
 from audits.rule import Context, Hit
@@ -51,6 +51,7 @@ def decode_layers(text: str, path: str) -> list[Layer]:
     while todo:
         src, origin, depth = todo.pop(0)
         module = parse(src, path if origin is None else f"{path} (decoded layer {origin.layer})")
+        reset_children_cache(module)
         layer = Layer(src, module, origin, [], set())
         layers.append(layer)
         aliases = import_aliases(module)
@@ -106,12 +107,14 @@ def audit_layer(layer: Layer, path: str, env: dict[str, set[str]]) -> tuple[list
             continue
         inst = rule()
         active: dict[int, Hit] = {}
-        for hit in inst.check(ctx_cfg):
+        all_hits = list(inst.check(ctx_all))
+        cfg_hits = list(inst.check(ctx_cfg)) if rule.uses_flows else all_hits
+        for hit in cfg_hits:
             line = _hit_line(prog, hit)
             if _line_in(regions, line) is None:
                 active.setdefault(line, hit)
         inactive: dict[int, tuple[Hit, Region]] = {}
-        for hit in inst.check(ctx_all):
+        for hit in all_hits:
             line = _hit_line(prog, hit)
             region = _line_in(regions, line)
             if line not in active and region is not None:

@@ -16,7 +16,9 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.consteval import UNKNOWN
-from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, branch_value, dotted, names_in,
+from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, bind_args, branch_value, children,
+                            dotted, local_taint,
+                            func_statements, names_in,
                             root_name, walk)
 
 # event kinds
@@ -83,7 +85,7 @@ class Occ:
     order: int
     loops: tuple  # LoopCtx, outermost first
     arms: tuple  # (branch uid, arm index)
-    path: tuple  # (seq uid, index, item line) for every enclosing sequence, outermost first
+    path: tuple  # (seq uid, index, item line, function) for every enclosing sequence, outermost first
     grad: str  # innermost grad mode ("" when grad is enabled by default)
     chain: tuple  # qnames of the expanded call chain
     taint: frozenset = frozenset()  # the event's effective taint (updates: what fed the gradient)
@@ -109,7 +111,7 @@ def exclusive(a: Occ, b: Occ) -> bool:
 
 def common_split(a: Occ, b: Occ) -> tuple[int, int] | None:
     """Lines of the items that contain `a` and `b` in the deepest sequence enclosing both."""
-    for (sa, ia, la), (sb, ib, lb) in zip(a.path, b.path):
+    for (sa, ia, la, _qa), (sb, ib, lb, _qb) in zip(a.path, b.path):
         if sa != sb:
             return None
         if ia != ib:
@@ -162,10 +164,8 @@ def _reported_names(prog: Program, func: Func) -> set[str]:
     return reported
 
 
-def _own_nodes(func: Func) -> Iterator[cst.CSTNode]:
-    for stmt in func.body:
-        if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
-            yield from walk(stmt)
+def _own_nodes(func: Func) -> list[cst.CSTNode]:
+    return func_statements(func)
 
 
 def _is_optimizer_ctor(prog: Program, call: cst.Call) -> bool:
@@ -219,11 +219,15 @@ def _grad_mode(item: cst.WithItem) -> str | None:
 class TreeBuilder:
     """Builds the item tree of one function; `prune` drops branches the configuration cannot take."""
 
-    def __init__(self, prog: Program, func: Func, prune: bool):
+    def __init__(self, prog: Program, func: Func, prune: bool, local: dict[str, set[str]]):
         self.prog = prog
         self.func = func
         self.prune = prune
+        self.local = local  # this call context's taint of the function's names
         self.facts = function_facts(prog, func)
+
+    def taint(self, node: cst.CSTNode) -> set[str]:
+        return self.prog.expr_taint(node, self.func, self.local)
 
     def block(self, stmts: Sequence[cst.CSTNode]) -> list:
         items: list = []
@@ -250,7 +254,7 @@ class TreeBuilder:
                     v = branch_value(self.prog, stmt.test)
                     if v.value is not UNKNOWN and not v.value:
                         continue
-                test = self.prog.module.code_for_node(stmt.test)
+                test = self.prog.node_text(stmt.test)
                 kind = "repeat" if P.REPEAT_ITER.search(test) or P.REPEAT_VAR.search(test.split("<")[0].strip()) else "data"
                 items.append(Loop(kind, stmt, self.prog.line(stmt), f"`while {test.strip()}`", self.block(_block(stmt))))
             elif isinstance(stmt, cst.With):
@@ -311,8 +315,8 @@ class TreeBuilder:
         return None
 
     def classify_for(self, stmt: cst.For) -> tuple[str, str]:
-        target = self.prog.module.code_for_node(stmt.target).strip()
-        it = self.prog.module.code_for_node(stmt.iter).strip()
+        target = self.prog.node_text(stmt.target).strip()
+        it = self.prog.node_text(stmt.iter).strip()
         if P.REPEAT_ITER.search(it) or dotted(stmt.iter.func if isinstance(stmt.iter, cst.Call) else stmt.iter).endswith("repeat"):
             return "repeat", f"`for {target} in {it}` repeats over the same data"
         vars_ = names_in(stmt.target)
@@ -348,6 +352,10 @@ class TreeBuilder:
                     items.append(self.acc(node, target, node.value))
                 elif isinstance(target, (cst.Name, cst.Attribute)):
                     name = root_name(target)
+                    if name in self.facts.reported and name in names_in(node.value) and _lossy_value(node.value):
+                        ev = self.acc(node, target, node.value)
+                        ev.detail["assign"] = True  # `best = torch.minimum(best, nll)`: overwritten, not added
+                        items.append(ev)
                     if _is_zero(node.value):
                         items.append(Event(RESET, node, prog.line(node), func, name=name))
                     if isinstance(node.value, cst.Call) and _is_optimizer_ctor(prog, node.value):
@@ -368,7 +376,7 @@ class TreeBuilder:
 
     def acc(self, stmt: cst.CSTNode, target: cst.CSTNode, value: cst.CSTNode) -> Event:
         name = root_name(target)
-        taint = self.prog.expr_taint(value, self.func) | self.prog.expr_taint(target, self.func)
+        taint = self.taint(value) | self.taint(target)
         return Event(ACC, stmt, self.prog.line(stmt), self.func, frozenset(taint), name,
                      {"target": target, "value": value})
 
@@ -383,7 +391,7 @@ class TreeBuilder:
     def _expr(self, node: cst.CSTNode, out: list) -> None:
         if isinstance(node, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
             return
-        for child in node.children:
+        for child in children(node):
             self._expr(child, out)
         if isinstance(node, cst.Call):
             out.extend(self.call(node))
@@ -409,9 +417,9 @@ class TreeBuilder:
                                    detail={"slot": rname in facts.slot_optimizers, "closure": [a.value for a in node.args]}))
                 return items
         if last == "backward" and recv_node is not None:
-            return [Event(BACKWARD, node, line, func, frozenset(prog.expr_taint(recv_node, func)), name=recv)]
+            return [Event(BACKWARD, node, line, func, frozenset(self.taint(recv_node)), name=recv)]
         if fn in ("torch.autograd.grad", "autograd.grad") and node.args:
-            return [Event(BACKWARD, node, line, func, frozenset(prog.expr_taint(node.args[0].value, func)))]
+            return [Event(BACKWARD, node, line, func, frozenset(self.taint(node.args[0].value)))]
         if last in ("add_", "sub_", "copy_", "addcdiv_", "addcmul_", "lerp_", "mul_") and any(_has_grad(a.value) for a in node.args):
             return [Event(UPDATE, node, line, func, name=root_name(recv_node), detail={"manual": True})]
         if last in ("add_", "copy_", "addcmul_", "index_add_", "scatter_add_") and recv_node is not None:
@@ -424,17 +432,17 @@ class TreeBuilder:
         if P.QUANT_CALL.search(fn) and not P.CALIB_CALL.search(fn):
             items.append(Event(QUANT, node, line, func, name=fn))
         if P.CALIB_CALL.search(last):
-            taint = frozenset(set().union(*(prog.expr_taint(a.value, func) for a in node.args)) if node.args else set())
+            taint = frozenset(set().union(*(self.taint(a.value) for a in node.args)) if node.args else set())
             items.append(Event(CALIB, node, line, func, taint, name=fn))
         if P.NETWORK_CALLS.search(fn):
             items.append(Event(NET, node, line, func, name=fn))
         if last in ("next_batch", "take", "load_data_shard", "load_shard", "read_shard", "fromfile", "memmap") or fn == "next":
-            taint = prog.expr_taint(node, func)
+            taint = self.taint(node)
             if TRAIN in taint:
                 items.append(Event(TRAIN_READ, node, line, func, frozenset(taint), name=fn))
         if last in ("update", "add", "observe", "push", "insert", "add_tokens") and recv_node is not None and \
                 P.CACHE_TABLE.search(root_name(recv_node)):
-            taint = prog.expr_taint(node, func)
+            taint = self.taint(node)
             items.append(Event(CACHE_UPDATE, node, line, func, frozenset(taint), name=root_name(recv_node)))
         if resolved is not None and resolved is not func:
             items.append(CallItem(node, line, resolved))
@@ -473,21 +481,23 @@ class Linearizer:
         self._uid = itertools.count(1)
         self.truncated = False
 
-    def tree(self, func: Func) -> list:
-        if func.qname not in self.trees:
-            self.trees[func.qname] = []  # recursion guard
-            self.trees[func.qname] = TreeBuilder(self.prog, func, self.prune).block(func.body)
-        return self.trees[func.qname]
+    def tree(self, func: Func, local: dict[str, set[str]]) -> list:
+        key = (func.qname, id(local))
+        if key not in self.trees:
+            self.trees[key] = []  # recursion guard
+            self.trees[key] = TreeBuilder(self.prog, func, self.prune, local).block(func.body)
+        return self.trees[key]
 
     def run(self, root: Func) -> list[Occ]:
-        self._seq(self.tree(root), (), (), (), "", (root.qname,))
+        local = self.prog.taint[root.qname]
+        self._seq(self.tree(root, local), root, local, (), (), (), "", (root.qname,))
         self._assign_update_taint()
         return self.occs
 
-    def _seq(self, items: list, loops, arms, path, grad, chain) -> None:
+    def _seq(self, items: list, func: Func, local, loops, arms, path, grad, chain) -> None:
         sid = next(self._uid)
         for i, item in enumerate(items):
-            p = path + ((sid, i, item.line),)
+            p = path + ((sid, i, item.line, func.qname),)
             if len(self.occs) >= MAX_OCCS:
                 self.truncated = True
                 return
@@ -497,18 +507,21 @@ class Linearizer:
                 uid = next(self._uid)
                 self.loop_items[uid] = (item, p, chain)
                 ctx = LoopCtx(uid, item.kind, item.line, chain[-1])
-                self._seq(item.body, loops + (ctx,), arms, p, grad, chain)
+                self._seq(item.body, func, local, loops + (ctx,), arms, p, grad, chain)
             elif isinstance(item, Branch):
                 bid = next(self._uid)
                 for k, arm in enumerate(item.arms):
-                    self._seq(arm, loops, arms + ((bid, k),), p, grad, chain)
+                    self._seq(arm, func, local, loops, arms + ((bid, k),), p, grad, chain)
             elif isinstance(item, GradBlock):
-                self._seq(item.body, loops, arms, p, "" if item.mode == "enable_grad" else item.mode, chain)
+                self._seq(item.body, func, local, loops, arms, p, "" if item.mode == "enable_grad" else item.mode, chain)
             elif isinstance(item, CallItem):
-                q = item.callee.qname
-                if q in chain or len(chain) >= MAX_DEPTH:
+                callee = item.callee
+                if callee.qname in chain or len(chain) >= MAX_DEPTH:
                     continue
-                self._seq(self.tree(item.callee), loops, arms, p, grad, chain + (q,))
+                seed = bind_args(self.prog, item.node, callee, func, local)
+                callee_local = local_taint(self.prog, callee, seed)
+                self._seq(self.tree(callee, callee_local), callee, callee_local, loops, arms, p, grad,
+                          chain + (callee.qname,))
 
     def _assign_update_taint(self) -> None:
         """An update is fed by the gradient of the most recent backward in the same call chain."""
@@ -531,6 +544,22 @@ class Linearizer:
                 o.slot = bool(o.ev.detail.get("slot"))
 
 
+def _lossy_value(value: cst.CSTNode | None) -> bool:
+    """Is the accumulated value a loss (`nll[j, a:b].sum()`, `F.cross_entropy(...)`), not a byte or token count?"""
+    if value is None:
+        return False
+    names = names_in(value)
+    return any(P.SCORE_ACC.search(n) for n in names) and not any(P.COUNT_NAME.search(n) for n in names)
+
+
+def _string_key(target: cst.CSTNode | None) -> str | None:
+    if isinstance(target, cst.Subscript) and len(target.slice) == 1 and isinstance(target.slice[0].slice, cst.Index):
+        v = target.slice[0].slice.value
+        if isinstance(v, cst.SimpleString) and isinstance(v.evaluated_value, str):
+            return v.evaluated_value
+    return None
+
+
 def classify_scores(prog: Program, occs: list[Occ]) -> None:
     """An accumulation becomes a SCORE when it feeds the function's reported value and holds a loss."""
     for o in occs:
@@ -538,10 +567,15 @@ def classify_scores(prog: Program, occs: list[Occ]) -> None:
             continue
         facts = function_facts(prog, o.ev.func)
         name = o.ev.name
-        if P.CACHE_TABLE.search(name) and not P.SCORE_ACC.search(name):
+        key = _string_key(o.ev.detail.get("target"))  # acc["nll"] += ... names the slot
+        if P.CACHE_TABLE.search(name) and not P.SCORE_ACC.search(name) and \
+                isinstance(o.ev.detail.get("target"), cst.Subscript):
             o.ev = Event(CACHE_UPDATE, o.ev.node, o.ev.line, o.ev.func, o.ev.taint, name, o.ev.detail)
             continue
-        if name in facts.reported and P.SCORE_ACC.search(name) and not P.NOT_SCORE_ACC.search(name):
+        if key is not None and (P.COUNT_NAME.search(key) or not P.SCORE_ACC.search(key)):
+            continue
+        if name in facts.reported and not P.NOT_SCORE_ACC.search(name) and (
+                P.SCORE_ACC.search(name) or key is not None or _lossy_value(o.ev.detail.get("value"))):
             o.ev = Event(SCORE, o.ev.node, o.ev.line, o.ev.func, o.ev.taint, name, o.ev.detail)
 
 

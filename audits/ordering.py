@@ -41,7 +41,8 @@ def analyze(flow: Flow) -> list[Ordering]:
     if cached is not None:
         return cached
     out: list[Ordering] = []
-    scores = flow.val_scores()
+    all_scores = flow.val_scores()
+    scores = [s for s in all_scores if not s.ev.detail.get("assign")]  # accumulations: what gets reported
     updates = [u for u in flow.val_updates() if not u.slot]
     covered: set[int] = set()
 
@@ -50,7 +51,7 @@ def analyze(flow: Flow) -> list[Ordering]:
     for uid, (loop, _path, _chain) in flow.loops.items():
         if loop.kind != "repeat":
             continue
-        s_in = [s for s in scores if _inside(s, uid)]
+        s_in = [s for s in all_scores if _inside(s, uid)]
         u_in = [u for u in updates if _inside(u, uid)]
         if s_in and u_in and any(not exclusive(s, u) for s in s_in for u in u_in):
             epoch_loops.append((uid, loop, s_in, u_in))
@@ -80,38 +81,37 @@ def analyze(flow: Flow) -> list[Ordering]:
         if u.order in covered:
             continue
         L = u.innermost("data")
-        earlier = [s for s in scores if s.order < u.order and not exclusive(s, u) and s.order not in covered]
+        # a score counts as "before" only if it is not inside a loop the update is outside of: periodic
+        # validation inside the training loop is a diagnostic, not the s0 of this update
+        u_loops = {lp.uid for lp in u.loops}
+        earlier = [s for s in scores if s.order < u.order and not exclusive(s, u) and s.order not in covered
+                   and {lp.uid for lp in s.loops} <= u_loops]
         later = [s for s in scores if s.order > u.order and not exclusive(s, u) and s.order not in covered]
         if not later:
             continue
         dominated = any(L is None or _inside(s, L.uid) for s in earlier)
-        if dominated or earlier:
-            s2 = later[0]
-            line = _split_line(u, s2)
-            key = ("rescore", line)
-            if key not in seen_lines:
-                seen_lines.add(key)
-                first = earlier[-1]
-                out.append(Ordering("rescore", line, u, s2, [
-                    (first.line, "tokens scored here first"), (u.line, "then trained on here")]))
-            continue
         s2 = later[0]
         between = [o for o in flow.occs if u.order < o.order < s2.order and not exclusive(o, u)]
-        restores = [o for o in between if o.kind in (RESTORE, OPT_NEW)]
         quant = [o for o in between if o.kind == QUANT]
-        related = [(s2.line, "the same validation tokens are scored later here")]
-        if quant:
-            kind = "pre_quant"
-            related.append((quant[0].line, "quantization/serialization between the update and the score"))
-        elif len({_restore_target(r) for r in restores}) >= 2 or any(_restore_target(r) == "both" for r in restores):
-            kind = "warmup_restored"
-            related += [(r.line, "state restored before scoring") for r in restores[:2]]
+        if not dominated and quant:
+            kind, line = "pre_quant", u.line
+            related = [(s2.line, "the same validation tokens are scored later here"),
+                       (quant[0].line, "quantization/serialization between the update and the score")]
+        elif dominated or earlier:
+            kind, line = "rescore", _split_line(u, s2)
+            related = [(earlier[-1].line, "tokens scored here first"), (u.line, "then trained on here")]
         else:
-            kind = "pre_eval"
-        key = (kind, u.line)
-        if key not in seen_lines:
-            seen_lines.add(key)
-            out.append(Ordering(kind, u.line, u, s2, related))
+            restores = [o for o in between if o.kind in (RESTORE, OPT_NEW)]
+            related = [(s2.line, "the same validation tokens are scored later here")]
+            if len({_restore_target(r) for r in restores}) >= 2 or any(_restore_target(r) == "both" for r in restores):
+                kind = "warmup_restored"
+                related += [(r.line, "state restored before scoring") for r in restores[:2]]
+            else:
+                kind = "pre_eval"
+            line = u.line
+        if (kind, line) not in seen_lines:
+            seen_lines.add((kind, line))
+            out.append(Ordering(kind, line, u, s2, related))
 
     # caches filled from validation tokens, then the same tokens scored again through the cache
     for c in flow.of_kind(CACHE_UPDATE):

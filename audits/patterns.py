@@ -24,8 +24,10 @@ TARGET_NAME = re.compile(
 )
 
 # Events ------------------------------------------------------------------------------------------------
-SCORE_ACC = re.compile(r"(loss|nll|bits|logp|log_prob|logprob|(^|_)ce(_|$)|score|bpb|entropy)", re.I)
+SCORE_ACC = re.compile(r"(loss|nll|bits|logp|log_prob|logprob|(^|_)ce(_|$)|(^|_)ptl(_|$)|score|bpb|entropy|cross_entropy|"
+                       r"log_softmax)", re.I)
 NOT_SCORE_ACC = re.compile(r"^(train|tr|running|avg_train|warmup|ttt_train|grad)_?|train_loss", re.I)
+COUNT_NAME = re.compile(r"(byte|bytes|count|numel|tok_cnt|n_tok|ntok)", re.I)
 REPORTED_NAME = re.compile(r"(val_loss|val_bpb|bpb|bits_per_byte|final_loss|q_val|quant_val)", re.I)
 OPTIMIZER_NAME = re.compile(r"(^|_)(opt|optim|optimi[sz]er|optimizers|opts|muon|adam\w*|sgd|lbfgs|lion)(_|\d|s|$)", re.I)
 NOT_OPTIMIZER = re.compile(r"sched|scaler|warmup_sched|lr_", re.I)

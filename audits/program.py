@@ -62,23 +62,80 @@ def root_name(node: cst.CSTNode) -> str:
             return ""
 
 
+# libcst computes `children` by visiting every field, which dominates the audit's run time when called
+# repeatedly; the analysis of one module caches them. Keys are ids, valid while that module is alive, so the
+# cache is reset for every module (`reset_children_cache`) and holds a reference to it.
+_CHILDREN: dict[int, tuple] = {}
+_CACHE_OWNER: list = []
+
+
+def reset_children_cache(module: cst.Module) -> None:
+    if _CACHE_OWNER and _CACHE_OWNER[0] is module:
+        return
+    _CHILDREN.clear()
+    _LEAVES.clear()
+    _CACHE_OWNER[:] = [module]
+
+
+_LEAVES: dict[int, tuple] = {}
+
+
+def taint_leaves(node: cst.CSTNode) -> tuple:
+    """The parts of an expression that can carry taint: names, attribute names, strings, calls (cached)."""
+    got = _LEAVES.get(id(node))
+    if got is not None:
+        return got
+    out = []
+    for n in walk(node):
+        t = type(n)
+        if t is cst.Name:
+            out.append((0, n.value))
+        elif t is cst.Attribute:
+            out.append((1, n.attr.value))
+        elif t is cst.SimpleString:
+            out.append((2, n.value))
+        elif t is cst.Call:
+            out.append((3, n))
+    got = _LEAVES[id(node)] = tuple(out)
+    return got
+
+
+def children(n: cst.CSTNode) -> tuple:
+    kids = _CHILDREN.get(id(n))
+    if kids is None:
+        kids = tuple(n.children)
+        _CHILDREN[id(n)] = kids
+    return kids
+
+
+_DEFS = (cst.FunctionDef, cst.ClassDef)
+
+
 def walk(node: cst.CSTNode, into_defs: bool = False) -> Iterator[cst.CSTNode]:
-    """Pre-order walk; nested function and class bodies are separate scopes and skipped unless asked."""
+    """Pre-order walk; nested function and class bodies are separate scopes and skipped unless asked.
+
+    libcst classes use ABCMeta, so `isinstance` is slow on this hot path; exact type tests are used instead.
+    """
     stack = [node]
+    cache = _CHILDREN
     while stack:
         n = stack.pop()
         yield n
-        if not into_defs and n is not node and isinstance(n, (cst.FunctionDef, cst.ClassDef)):
+        if not into_defs and n is not node and type(n) in _DEFS:
             continue
-        stack.extend(reversed(list(n.children)))
+        kids = cache.get(id(n))
+        if kids is None:
+            kids = cache[id(n)] = tuple(n.children)
+        stack.extend(reversed(kids))
 
 
 def names_in(node: cst.CSTNode) -> set[str]:
     out = set()
     for n in walk(node):
-        if isinstance(n, cst.Name):
+        t = type(n)
+        if t is cst.Name:
             out.add(n.value)
-        elif isinstance(n, cst.Attribute):
+        elif t is cst.Attribute:
             out.add(n.attr.value)
     return out
 
@@ -121,9 +178,17 @@ class Program:
     taint: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     param_taint: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     return_taint: dict[str, set[str]] = field(default_factory=dict)
+    attr_taint: dict[str, set[str]] = field(default_factory=dict)
     global_taint: dict[str, set[str]] = field(default_factory=dict)
     imports: dict[str, str] = field(default_factory=dict)  # local alias -> imported dotted name
     owner: dict[int, str] = field(default_factory=dict)  # id(node) of each def -> qname
+
+    def all_nodes(self) -> list[cst.CSTNode]:
+        """Every node of the module, nested definitions included (computed once)."""
+        nodes = self.__dict__.get("_all_nodes")
+        if nodes is None:
+            nodes = self.__dict__["_all_nodes"] = list(walk(self.module, into_defs=True))
+        return nodes
 
     # -- positions -------------------------------------------------------------------------------------
     def line(self, node: cst.CSTNode) -> int:
@@ -134,8 +199,21 @@ class Program:
         return r.start.line, r.start.column + 1, r.end.line, r.end.column + 1
 
     def source_line(self, line: int) -> str:
-        lines = self.text.splitlines()
+        lines = self.__dict__.get("_lines")
+        if lines is None:
+            lines = self.__dict__["_lines"] = self.text.splitlines()
         return lines[line - 1] if 0 < line <= len(lines) else ""
+
+    def node_text(self, node: cst.CSTNode) -> str:
+        """Source text of a node, sliced from the file by position (libcst's codegen is far slower)."""
+        r = self.positions[node]
+        self.source_line(1)
+        lines = self.__dict__["_lines"][r.start.line - 1: r.end.line]
+        if not lines:
+            return ""
+        if len(lines) == 1:
+            return lines[0][r.start.column: r.end.column]
+        return "\n".join([lines[0][r.start.column:], *lines[1:-1], lines[-1][: r.end.column]])
 
     # -- name resolution -------------------------------------------------------------------------------
     def resolve_call(self, call: cst.Call, scope: Func) -> Func | None:
@@ -181,8 +259,21 @@ class Program:
             return self.funcs[meth]
         return None
 
+    def _enclosing_taint(self, name: str, scope: Func | None) -> set[str]:
+        """A free variable: look it up in the enclosing functions (closures), then the module."""
+        q = scope.parent if scope else None
+        while q:
+            k = self.taint.get(q, {}).get(name)
+            if k is not None:
+                return k
+            q = self.funcs[q].parent if q in self.funcs else None
+        return self.global_taint.get(name, set())
+
     # -- taint -----------------------------------------------------------------------------------------
     def name_kinds(self, name: str) -> set[str]:
+        cache = self.__dict__.setdefault("_name_kinds", {})
+        if name in cache:
+            return cache[name]
         kinds = set()
         if P.VAL_NAME.match(name):
             kinds.add(VAL)
@@ -190,30 +281,33 @@ class Program:
             kinds.add(TRAIN)
         if P.TARGET_NAME.match(name):
             kinds.add(TARGET)
-        return kinds
+        cache[name] = frozenset(kinds)
+        return cache[name]
 
-    def expr_taint(self, node: cst.CSTNode, scope: Func | None) -> set[str]:
-        local = self.taint.get(scope.qname, {}) if scope else {}
+    def expr_taint(self, node: cst.CSTNode, scope: Func | None, local: dict[str, set[str]] | None = None) -> set[str]:
+        """Taint kinds an expression carries; a call to a script function adds what that function returns on
+        its own (its arguments are part of the expression already), so taint stays per call site."""
+        if local is None:
+            local = self.taint.get(scope.qname, {}) if scope else {}
         kinds: set[str] = set()
-        for n in walk(node):
-            if isinstance(n, cst.Name):
-                k = local.get(n.value)
+        for kind, x in taint_leaves(node):
+            if kind == 0:
+                k = local.get(x)
                 if k is None:
-                    k = self.global_taint.get(n.value, set())
-                kinds |= k | self.name_kinds(n.value)
-            elif isinstance(n, cst.Attribute):
-                kinds |= self.name_kinds(n.attr.value)
-            elif isinstance(n, cst.SimpleString):
-                v = n.value
-                if P.VAL_STRING.search(v):
+                    k = self._enclosing_taint(x, scope)
+                kinds |= k | self.name_kinds(x)
+            elif kind == 1:
+                kinds |= self.name_kinds(x) | self.attr_taint.get(x, set())
+            elif kind == 2:
+                if P.VAL_STRING.search(x):
                     kinds.add(VAL)
-                if P.TRAIN_STRING.search(v):
+                if P.TRAIN_STRING.search(x):
                     kinds.add(TRAIN)
-            elif isinstance(n, cst.Call):
-                fn = dotted(n.func)
+            else:
+                fn = dotted(x.func)
                 if P.VAL_CALL.search(P.last_part(fn)):
                     kinds.add(VAL)
-                callee = self.resolve_call(n, scope) if scope else None
+                callee = self.resolve_call(x, scope) if scope else None
                 if callee is not None:
                     kinds |= self.return_taint.get(callee.qname, set())
         return kinds
@@ -289,6 +383,7 @@ class _Indexer(cst.CSTVisitor):
 
 
 def build_program(module: cst.Module, text: str, env: dict[str, set[str]]) -> Program:
+    reset_children_cache(module)
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
     positions = wrapper.resolve(PositionProvider)
     prog = Program(module=module, text=text, positions=positions)
@@ -299,11 +394,13 @@ def build_program(module: cst.Module, text: str, env: dict[str, set[str]]) -> Pr
     return prog
 
 
-def func_statements(func: Func) -> Iterator[cst.CSTNode]:
-    """Every node of a function's own body (not of nested defs)."""
-    for stmt in func.body:
-        if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
-            yield from walk(stmt)
+def func_statements(func: Func) -> list[cst.CSTNode]:
+    """Every node of a function's own body (not of nested defs), computed once per function."""
+    nodes = func.__dict__.get("_nodes")
+    if nodes is None:
+        nodes = [n for stmt in func.body if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) for n in walk(stmt)]
+        func.__dict__["_nodes"] = nodes
+    return nodes
 
 
 def _binding_targets(node: cst.CSTNode) -> list[cst.CSTNode]:
@@ -372,76 +469,154 @@ def _collect_config(prog: Program, env: dict[str, set[str]]) -> ConfigScope:
     return scope
 
 
+def _bindings(func: Func) -> tuple[list, list, list]:
+    """(value, [bound names], aug) pairs, return values, and calls of a function, computed once."""
+    binds, rets, calls = [], [], []
+    for n in func_statements(func):
+        t = type(n)
+        value = None
+        if t in (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr):
+            value = n.value
+        elif t in (cst.For, cst.CompFor):
+            value = n.iter
+        elif t is cst.WithItem and n.asname:
+            value = n.item
+        elif t is cst.Return and n.value is not None:
+            rets.append(n.value)
+        elif t is cst.Call:
+            calls.append(n)
+        if value is None:
+            continue
+        aug = n.target if t is cst.AugAssign else None
+        for target in _binding_targets(n):
+            for sub_value, names in _pairs(target, value):
+                binds.append((sub_value, names, aug))
+    if isinstance(func.node, cst.Lambda):
+        rets.append(func.node.body)
+    return binds, rets, calls
+
+
+def _leaf_name(leaf: cst.CSTNode) -> str | None:
+    """A bound name; `self.x` binds the attribute `.x`, shared by every method of the class."""
+    if isinstance(leaf, cst.Attribute) and isinstance(leaf.value, cst.Name) and leaf.value.value in ("self", "cls"):
+        return "." + leaf.attr.value
+    return _bound_name(leaf) or (root_name(leaf) if isinstance(leaf, cst.Subscript) else None)
+
+
+def _pairs(target: cst.CSTNode, value: cst.CSTNode) -> list[tuple[cst.CSTNode, list[str]]]:
+    """`a, b = e1, e2` binds element-wise, so `x, y = chunk[:-1], chunk[1:]` does not make x a target."""
+    if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)) and \
+            len(target.elements) == len(value.elements) and \
+            not any(isinstance(e, cst.StarredElement) for e in (*target.elements, *value.elements)):
+        out = []
+        for te, ve in zip(target.elements, value.elements):
+            out.extend(_pairs(te.value, ve.value))
+        return out
+    names = [x for x in (_leaf_name(leaf) for leaf in _flat_targets(target)) if x]
+    return [(value, names)] if names else []
+
+
+def _class_bindings(prog: Program) -> list:
+    """Class-body assignments (`train_files = os.path.join(...)` in Hyperparameters) bind attributes."""
+    binds = []
+    for stmt in prog.module.body:
+        if isinstance(stmt, cst.ClassDef):
+            for n in walk(stmt):
+                if type(n) in (cst.Assign, cst.AnnAssign) and n.value is not None:
+                    for target in _binding_targets(n):
+                        for leaf in _flat_targets(target):
+                            if isinstance(leaf, cst.Name):
+                                binds.append((n.value, ["." + leaf.value], None))
+    return binds
+
+
+def bind_args(prog: Program, call: cst.Call, callee: Func, caller: Func,
+              caller_local: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
+    """Taint of each parameter of `callee` at one call site."""
+    params = [p for p in callee.params if p not in ("self", "cls")]
+    out: dict[str, set[str]] = {}
+    for i, arg in enumerate(call.args):
+        if arg.star:
+            continue
+        pname = arg.keyword.value if arg.keyword is not None else (params[i] if i < len(params) else None)
+        if pname is None:
+            continue
+        kinds = prog.expr_taint(arg.value, caller, caller_local)
+        if kinds:
+            out[pname] = out.get(pname, set()) | kinds
+    return out
+
+
+def local_taint(prog: Program, func: Func, seed: dict[str, set[str]]) -> dict[str, set[str]]:
+    """A function's local taint when its parameters carry `seed` (one call context), cached per seed."""
+    key = (func.qname, tuple(sorted((k, tuple(sorted(v))) for k, v in seed.items())))
+    cache = prog.__dict__.setdefault("_ctx_taint", {})
+    if key not in cache:
+        local = {k: set(v) for k, v in seed.items()}
+        _fixpoint(prog, func, local)
+        cache[key] = local
+    return cache[key]
+
+
+def _fixpoint(prog: Program, func: Func, local: dict[str, set[str]]) -> bool:
+    grew = False
+    binds = prog._binds[func.qname][0]
+    for _inner in range(4):
+        inner = False
+        for value, names, aug_target in binds:
+            kinds = prog.expr_taint(value, func, local)
+            if aug_target is not None:
+                kinds = kinds | prog.expr_taint(aug_target, func, local)
+            if not kinds:
+                continue
+            for name in names:
+                if name.startswith("."):
+                    if not kinds <= prog.attr_taint.get(name[1:], set()):
+                        prog.attr_taint[name[1:]] = prog.attr_taint.get(name[1:], set()) | kinds
+                        inner = grew = True
+                if not kinds <= local.get(name, set()):
+                    local[name] = local.get(name, set()) | kinds
+                    inner = grew = True
+        if not inner:
+            break
+    return grew
+
+
 def _compute_taint(prog: Program) -> None:
     funcs = list(prog.funcs.values())
     prog.taint = {f.qname: {} for f in funcs}
     prog.param_taint = {f.qname: {} for f in funcs}
-    for _ in range(6):
+    prog._binds = {f.qname: _bindings(f) for f in funcs}
+    prog._binds["<module>"][0].extend(_class_bindings(prog))
+    callees = {f.qname: [(c, prog.resolve_call(c, f)) for c in prog._binds[f.qname][2]] for f in funcs}
+    for _ in range(8):
         changed = False
         for func in funcs:
+            rets = prog._binds[func.qname][1]
+            intrinsic: dict[str, set[str]] = {}
+            _fixpoint(prog, func, intrinsic)
+            ret: set[str] = set()
+            for r in rets:
+                ret |= prog.expr_taint(r, func, intrinsic)
+            if not ret <= prog.return_taint.get(func.qname, set()):
+                prog.return_taint[func.qname] = prog.return_taint.get(func.qname, set()) | ret
+                changed = True
             local = prog.taint[func.qname]
             for p, kinds in prog.param_taint[func.qname].items():
                 if not kinds <= local.get(p, set()):
                     local[p] = local.get(p, set()) | kinds
                     changed = True
-            for _inner in range(3):
-                inner_changed = False
-                for n in func_statements(func):
-                    value = None
-                    if isinstance(n, (cst.Assign, cst.AnnAssign, cst.AugAssign, cst.NamedExpr)):
-                        value = n.value
-                    elif isinstance(n, (cst.For, cst.CompFor)):
-                        value = n.iter
-                    elif isinstance(n, cst.WithItem) and n.asname:
-                        value = n.item
-                    if value is None:
-                        continue
-                    kinds = prog.expr_taint(value, func)
-                    if isinstance(n, cst.AugAssign):
-                        kinds |= prog.expr_taint(n.target, func)
-                    if not kinds:
-                        continue
-                    for t in _binding_targets(n):
-                        for leaf in _flat_targets(t):
-                            name = _bound_name(leaf) or (root_name(leaf) if isinstance(leaf, cst.Subscript) else None)
-                            if name and not kinds <= local.get(name, set()):
-                                local[name] = local.get(name, set()) | kinds
-                                inner_changed = changed = True
-                if not inner_changed:
-                    break
+            changed |= _fixpoint(prog, func, local)
             if func.qname == "<module>":
                 prog.global_taint = local
-            ret: set[str] = set()
-            for n in func_statements(func):
-                if isinstance(n, cst.Return) and n.value is not None:
-                    ret |= prog.expr_taint(n.value, func)
-            if isinstance(func.node, cst.Lambda):
-                ret |= prog.expr_taint(func.node.body, func)
-            if not ret <= prog.return_taint.get(func.qname, set()):
-                prog.return_taint[func.qname] = prog.return_taint.get(func.qname, set()) | ret
-                changed = True
-            for n in func_statements(func):
-                if isinstance(n, cst.Call):
-                    callee = prog.resolve_call(n, func)
-                    if callee is None:
-                        continue
-                    params = [p for p in callee.params if p not in ("self", "cls")]
-                    pt = prog.param_taint[callee.qname]
-                    for i, arg in enumerate(n.args):
-                        kinds = prog.expr_taint(arg.value, func)
-                        if not kinds:
-                            continue
-                        if arg.keyword is not None:
-                            pname = arg.keyword.value
-                        elif arg.star:
-                            continue
-                        elif i < len(params):
-                            pname = params[i]
-                        else:
-                            continue
-                        if not kinds <= pt.get(pname, set()):
-                            pt[pname] = pt.get(pname, set()) | kinds
-                            changed = True
+            for call, callee in callees[func.qname]:
+                if callee is None:
+                    continue
+                pt = prog.param_taint[callee.qname]
+                for pname, kinds in bind_args(prog, call, callee, func).items():
+                    if not kinds <= pt.get(pname, set()):
+                        pt[pname] = pt.get(pname, set()) | kinds
+                        changed = True
         if not changed:
             break
 
@@ -597,7 +772,7 @@ def inactive_regions(prog: Program) -> list[Region]:
 
 
 def _code(prog: Program, node: cst.CSTNode) -> str:
-    text = prog.module.code_for_node(node).strip()
+    text = prog.node_text(node).strip()
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -61,6 +61,9 @@ class Rule:
     confidence: ClassVar[Confidence]
     ruling: ClassVar[Ruling]
     message: ClassVar[str]
+    # Rules that read the linearized run are checked under the configuration and on all paths; rules that only
+    # match code shapes are checked once, and the engine marks their hits in dead code inactive.
+    uses_flows: ClassVar[bool] = False
     VALID: ClassVar[list[Valid]] = []
     INVALID: ClassVar[list[Invalid]] = []
 

@@ -13,6 +13,15 @@ from audits.program import Func, Program, names_in, root_name, walk
 from audits.rule import Context
 
 
+def scoring_roots(ctx: Context) -> set[str]:
+    """Functions that accumulate the validation score themselves and do not also train on training data."""
+    from audits.flow import TRAIN, UPDATE
+
+    scoring = {o.ev.func.qname for flow in ctx.flows for o in flow.val_scores()} - {"<module>"}
+    training = {o.ev.func.qname for flow in ctx.flows for o in flow.occs if o.kind == UPDATE and TRAIN in o.taint}
+    return scoring - training
+
+
 def eval_functions(ctx: Context) -> set[str]:
     """Functions that hold a validation score, plus every script function they call (transitively)."""
     cache = ctx.__dict__.get("_eval_funcs")

@@ -74,6 +74,10 @@ def evaluate_chain(expr: cst.BaseExpression, aliases: dict[str, str], codecs: li
     if isinstance(expr, (cst.SimpleString, cst.ConcatenatedString)):
         value = expr.evaluated_value
         return value if isinstance(value, (str, bytes)) else None
+    if isinstance(expr, cst.Name) and isinstance(aliases.get("=" + expr.value), cst.BaseExpression):
+        bound = aliases["=" + expr.value]
+        aliases = {k: v for k, v in aliases.items() if k != "=" + expr.value}  # no self-reference loops
+        return evaluate_chain(bound, aliases, codecs)
     if not isinstance(expr, cst.Call):
         return None
     mod, fn = _callee(expr.func)
@@ -129,13 +133,17 @@ def decode_exec_argument(arg: cst.BaseExpression, aliases: dict[str, str]) -> De
     return Decoded(value, codecs)
 
 
-def import_aliases(module: cst.Module) -> dict[str, str]:
-    """Map local names to stdlib modules/functions relevant to unpacking (`import lzma as L` → L: lzma)."""
-    out: dict[str, str] = {}
+def import_aliases(module: cst.Module) -> dict:
+    """Map local names to stdlib modules/functions relevant to unpacking (`import lzma as L` → L: lzma),
+    and module-level names bound once to an expression (`"=NAME"` → the expression) so `exec(SRC)` resolves."""
+    out: dict = {}
+    assigned: dict[str, list] = {}
     for stmt in module.body:
         if not isinstance(stmt, cst.SimpleStatementLine):
             continue
         for small in stmt.body:
+            if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+                assigned.setdefault(small.targets[0].target.value, []).append(small.value)
             if isinstance(small, cst.Import):
                 for alias in small.names:
                     name = cst.helpers.get_full_name_for_node(alias.name) or ""
@@ -146,4 +154,7 @@ def import_aliases(module: cst.Module) -> dict[str, str]:
                     name = cst.helpers.get_full_name_for_node(alias.name) or ""
                     local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
                     out[local] = name
+    for name, values in assigned.items():
+        if len(values) == 1:
+            out["=" + name] = values[0]
     return out

@@ -11,6 +11,7 @@ from audits.types import Condition, Confidence, Ruling, Severity
 
 _BYTES_TABLE = re.compile(r"(base_bytes|bytes_lut|byte_len|token_bytes|tok_bytes|piece_bytes|nbytes|byte_count_lut)", re.I)
 _LEADING = re.compile(r"(leading_space|has_space|space_lut|lead_space)", re.I)
+_PIECE_API = re.compile(r"(id_to_piece|IdToPiece|\.decode\(\[|sp\.decode|piece)")
 _BYTE_CHECK = re.compile(r"(is_byte|IsByte|<0x|byte_fallback|is_byte_token)")
 
 
@@ -103,16 +104,18 @@ class ByteCountErrors(Rule):
         leading_added = any(
             isinstance(n, cst.AugAssign) and isinstance(n.operator, cst.AddAssign) and any(_LEADING.search(x) for x in names_in(n.value))
             or isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Add) and any(_LEADING.search(x) for x in names_in(n.right))
-            for n in walk(prog.module, into_defs=True))
+            for n in prog.all_nodes())
         for func in prog.funcs.values():
             assigns = []
-            text = prog.module.code_for_node(func.node) if func.qname != "<module>" else ""
+            text = prog.node_text(func.node) if func.qname != "<module>" else ""
+            lut_builder = bool(_PIECE_API.search(text))
             for stmt in func.body:
                 if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
                     continue
                 for n in walk(stmt):
-                    if isinstance(n, cst.Assign) and any(_BYTES_TABLE.search(root_name(t.target) or "") for t in n.targets) \
-                            and _len_encode(n.value):
+                    if isinstance(n, cst.Assign) and _len_encode(n.value) and any(
+                            _BYTES_TABLE.search(root_name(t.target) or "") or
+                            (lut_builder and isinstance(t.target, cst.Subscript)) for t in n.targets):
                         assigns.append(n)
             if not assigns:
                 continue
@@ -121,6 +124,6 @@ class ByteCountErrors(Rule):
                     if _adds_one(n.value):
                         yield Hit(n, "adds 1 for the leading space inside the byte table, and the evaluation adds it "
                                      "again: the space is counted twice")
-            if not _BYTE_CHECK.search(text) and ("id_to_piece" in text or "IdToPiece" in text or "decode" in text):
+            if not _BYTE_CHECK.search(text) and lut_builder:
                 yield Hit(assigns[0], "sizes tokens by their piece text with no byte-fallback case: `<0xXX>` tokens "
                                       "count several bytes instead of one")

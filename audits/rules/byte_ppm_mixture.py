@@ -13,6 +13,11 @@ from audits.types import Condition, Confidence, Ruling, Severity
 _PPM = re.compile(r"ppm|byte_model|p_byte|byte_p|bytewise", re.I)
 
 
+def _prob_names(node: cst.CSTNode) -> set[str]:
+    """Variable names in an expression, without ALL-CAPS constants such as `PPM_LAMBDA`."""
+    return {x for x in names_in(node) if not x.isupper()}
+
+
 class BytePPMMixture(Rule):
     """Flags mixing the network's probability with a byte-level model's probability of the realized byte.
 
@@ -36,6 +41,7 @@ class BytePPMMixture(Rule):
     id = "PG-PPM-001"
     name = "byte-ppm-mixture"
     conditions = (Condition.C2,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.MEDIUM
     message = "Mixes in a byte-level model's probability of the realized byte"
@@ -75,9 +81,9 @@ class BytePPMMixture(Rule):
             for stmt in func.body:
                 for n in walk(stmt):
                     if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Add):
-                        left, right = names_in(n.left), names_in(n.right)
-                        if (any(_PPM.search(x) for x in right) and not any(_PPM.search(x) for x in left)) or \
-                                (any(_PPM.search(x) for x in left) and not any(_PPM.search(x) for x in right)):
+                        left, right = _prob_names(n.left), _prob_names(n.right)
+                        lp, rp = any(_PPM.search(x) for x in left), any(_PPM.search(x) for x in right)
+                        if (lp and right and not rp) or (rp and left and not lp):
                             yield Hit(n, "mixes a byte-level model's probability of the realized byte into the "
                                          "scored probability")
                             break

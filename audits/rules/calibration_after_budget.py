@@ -5,14 +5,14 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.flow import CALIB, TRAIN, TRAIN_READ, UPDATE, common_split
-from audits.program import names_in, walk
+from audits.program import names_in
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
 
-def has_reserve(module: cst.Module) -> bool:
+def has_reserve(prog) -> bool:
     """`max_wallclock_ms -= gptq_reserve_ms` or any assignment combining a wallclock and a reserve name."""
-    for n in walk(module, into_defs=True):
+    for n in prog.all_nodes():
         if isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
             names = names_in(n)
             if any(P.WALLCLOCK.search(x) for x in names) and any(P.RESERVE.search(x) for x in names):
@@ -45,6 +45,7 @@ class CalibrationAfterBudget(Rule):
     id = "PG-CAL-001"
     name = "calibration-after-budget"
     conditions = (Condition.CAL,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.MEDIUM
     message = "Calibrates on training data after the training budget is spent"
@@ -80,14 +81,14 @@ class CalibrationAfterBudget(Rule):
     """, line=9)]
 
     def check(self, ctx):
-        if has_reserve(ctx.prog.module):
+        if has_reserve(ctx.prog):
             return
         for flow in ctx.flows:
             for uid, (loop, _path, _chain) in flow.loops.items():
                 inside = [o for o in flow.occs if any(lp.uid == uid for lp in o.loops)]
                 if not any(o.kind == UPDATE and TRAIN in o.taint for o in inside):
                     continue
-                loop_text = ctx.prog.module.code_for_node(loop.node)
+                loop_text = ctx.prog.node_text(loop.node)
                 if not P.WALLCLOCK.search(loop_text) or "break" not in loop_text:
                     continue
                 end = max(o.order for o in inside)

@@ -27,6 +27,7 @@ class CalibrationOnVal(Rule):
     id = "PG-CAL-002"
     name = "calibration-on-val"
     conditions = (Condition.C3,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.HIGH
     message = "Calibrates quantization on validation tokens"

@@ -36,6 +36,7 @@ class MultiEpochTTT(Rule):
     id = "PG-TTT-003"
     name = "multi-epoch-ttt"
     conditions = (Condition.C4,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.HIGH
     message = "Scores the same tokens in every epoch of TTT and reports a later pass"

@@ -56,7 +56,7 @@ class NetworkAccess(Rule):
     def check(self, ctx):
         prog = ctx.prog
         flagged_names: set[str] = set()
-        for n in walk(prog.module, into_defs=True):
+        for n in prog.all_nodes():
             if isinstance(n, cst.Import):
                 for alias in n.names:
                     name = cst.helpers.get_full_name_for_node(alias.name) or ""
@@ -72,7 +72,7 @@ class NetworkAccess(Rule):
                     flagged_names.update(hits)
                     yield Hit(n, f"imports `{', '.join(hits)}` from network module `{mod}`"
                               if P.is_network_module(mod) else f"imports network module `{mod}.{hits[0]}`")
-        for n in walk(prog.module, into_defs=True):
+        for n in prog.all_nodes():
             if isinstance(n, cst.Call):
                 fn = dotted(n.func)
                 if P.NETWORK_CALLS.search(fn) and fn.split(".")[0] not in flagged_names:

@@ -40,6 +40,7 @@ class OracleScorerSelection(Rule):
     id = "PG-NG-002"
     name = "oracle-scorer-selection"
     conditions = (Condition.C2,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.HIGH
     message = "Chooses between scorers by their loss on the true token"

@@ -33,6 +33,7 @@ class PreEvalTTT(Rule):
     id = "PG-TTT-001"
     name = "pre-eval-ttt"
     conditions = (Condition.C3,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.HIGH
     message = "Trains on validation tokens before scoring them"

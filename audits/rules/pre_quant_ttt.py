@@ -31,6 +31,7 @@ class PreQuantTTT(Rule):
     id = "PG-TTT-002"
     name = "pre-quant-ttt"
     conditions = (Condition.C3,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.HIGH
     message = "Fine-tunes on validation tokens before quantization, then scores them"

@@ -29,6 +29,7 @@ class RescoringAfterTTT(Rule):
     id = "PG-TTT-004"
     name = "rescoring-after-ttt"
     conditions = (Condition.C4,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.HIGH
     message = "Re-scores validation tokens after training on them"

@@ -32,6 +32,7 @@ class SlotOnScoredRegion(Rule):
     id = "PG-SLOT-001"
     name = "slot-on-scored-region"
     conditions = (Condition.C3,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.MEDIUM
     message = "Optimizes an eval-time delta against the targets being scored"

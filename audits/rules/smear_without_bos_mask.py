@@ -20,6 +20,15 @@ def _is_prev_shift(node: cst.Subscript) -> bool:
         and isinstance(second.upper.expression, cst.Integer) and second.upper.expression.value == "1"
 
 
+def _hashes(stmt: cst.CSTNode) -> bool:
+    for n in walk(stmt):
+        if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, (cst.BitXor, cst.Modulo, cst.BitAnd)):
+            return True
+        if isinstance(n, cst.Call) and P.last_part(dotted(n.func)) in ("bitwise_xor", "remainder", "fmod"):
+            return True
+    return False
+
+
 class SmearWithoutBOSMask(Rule):
     """Warns about mixing the previous position's hidden state into the current one without a BOS mask.
 
@@ -74,11 +83,9 @@ class SmearWithoutBOSMask(Rule):
         for func in prog.funcs.values():
             if func.qname == "<module>":
                 continue
-            scope_text = prog.module.code_for_node(func.node)
-            cls_text = ""
-            if func.cls:
-                cls_text = " ".join(prog.module.code_for_node(prog.funcs[q].node) for q in prog.classes.get(func.cls, []))
-            if P.BOS_MASK.search(scope_text) or P.BOS_MASK.search(cls_text):
+            scope = [func] + ([prog.funcs[q] for q in prog.classes.get(func.cls, [])] if func.cls else [])
+            identifiers = set().union(*(names_in(f.node) for f in scope))
+            if any(P.BOS_MASK.search(x) for x in identifiers):
                 continue
             for stmt in func.body:
                 if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
@@ -91,6 +98,8 @@ class SmearWithoutBOSMask(Rule):
 
     @staticmethod
     def _mix(stmt: cst.CSTNode) -> cst.CSTNode | None:
+        if _hashes(stmt):
+            return None  # BigramHash keys mix previous token *ids*; they never blend hidden states
         for n in walk(stmt):
             mixed: list[cst.CSTNode] = []
             if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, (cst.Add, cst.Multiply)):
@@ -108,5 +117,3 @@ class SmearWithoutBOSMask(Rule):
                             return n
         return None
 
-
-__all__ = ["SmearWithoutBOSMask", "names_in"]

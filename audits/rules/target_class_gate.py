@@ -37,6 +37,7 @@ class TargetClassGate(Rule):
     id = "PG-NG-004"
     name = "target-class-gate"
     conditions = (Condition.C1,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.MEDIUM
     message = "Gates a prediction on the class of the token being predicted"

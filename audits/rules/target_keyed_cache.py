@@ -39,6 +39,7 @@ class TargetKeyedCache(Rule):
     id = "PG-NG-001"
     name = "target-keyed-cache"
     conditions = (Condition.C2,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.HIGH
     message = "Scores a cache probability looked up with the target token"
@@ -94,16 +95,21 @@ class TargetKeyedCache(Rule):
         if value is None:
             return None
         for n in walk(value):
-            if isinstance(n, cst.Subscript) and P.CACHE_TABLE.search(root_name(n.value) or ""):
+            if isinstance(n, cst.Subscript) and _cache_table(root_name(n.value)):
                 if any(TARGET in prog.expr_taint(s.slice, func) for s in n.slice):
                     return n
             elif isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute):
                 recv = root_name(n.func.value)
                 if (n.func.attr.value in _READ_METHODS or "target" in n.func.attr.value) and \
-                        P.CACHE_TABLE.search(recv or "") and \
+                        _cache_table(recv) and \
                         any(TARGET in prog.expr_taint(a.value, func) for a in n.args):
                     return n
         return None
+
+
+def _cache_table(name: str | None) -> bool:
+    """A count/hash table; byte-level PPM models are PG-PPM-001's subject."""
+    return bool(name) and bool(P.CACHE_TABLE.search(name)) and "ppm" not in name.lower()
 
 
 def _is_loss_target(small: cst.AugAssign) -> bool:

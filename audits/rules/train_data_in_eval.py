@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from audits.flow import CACHE_UPDATE, TRAIN, TRAIN_READ
 from audits.rule import Hit, Invalid, Rule, Valid
-from audits.scoring import eval_functions
+from audits.scoring import scoring_roots
 from audits.types import Condition, Confidence, Ruling, Severity
 
 
@@ -30,6 +30,7 @@ class TrainDataInEval(Rule):
     id = "PG-DATA-004"
     name = "train-data-in-eval"
     conditions = (Condition.DATA,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.MEDIUM
     message = "Reads training data during evaluation"
@@ -62,11 +63,13 @@ class TrainDataInEval(Rule):
     """, line=3)]
 
     def check(self, ctx):
-        evals = eval_functions(ctx)
+        evals = scoring_roots(ctx)
         for flow in ctx.flows:
             for o in flow.occs:
                 if o.kind in (TRAIN_READ, CACHE_UPDATE) and TRAIN in o.taint and any(q in evals for q in o.chain):
                     if o.kind == CACHE_UPDATE and any(
                             p.kind == TRAIN_READ and p.chain == o.chain and p.order < o.order for p in flow.occs):
                         continue  # the read itself is already reported
-                    yield Hit(o.ev.node, "reads training data inside evaluation", line=o.line)
+                    where = next((line for _sid, _i, line, q in o.path if q in evals), o.line)
+                    yield Hit(None, "reads training data inside evaluation", line=where,
+                              related=[(o.line, "the read happens here")] if where != o.line else [])

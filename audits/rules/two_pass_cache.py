@@ -29,6 +29,7 @@ class TwoPassCache(Rule):
     id = "PG-NG-003"
     name = "two-pass-cache"
     conditions = (Condition.C4,)
+    uses_flows = True
     severity = Severity.ERROR
     confidence = Confidence.HIGH
     message = "Re-scores validation tokens through a cache filled with them"

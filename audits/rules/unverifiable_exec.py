@@ -58,11 +58,11 @@ class UnverifiableExec(Rule):
         prog = ctx.prog
         resolved = getattr(prog, "resolved_execs", set())
         inside_resolved: set[int] = set()
-        for n in walk(prog.module, into_defs=True):
+        for n in prog.all_nodes():
             if isinstance(n, cst.Call) and id(n) in resolved:
                 inside_resolved.update(id(x) for x in walk(n, into_defs=True))
         failures = {id(call): why for call, why in getattr(prog, "unpack_failures", [])}
-        for n in walk(prog.module, into_defs=True):
+        for n in prog.all_nodes():
             if not (isinstance(n, cst.Call) and isinstance(n.func, cst.Name) and n.func.value in EXEC_FUNCS):
                 continue
             if id(n) in failures:

@@ -31,6 +31,7 @@ class WarmupOnVal(Rule):
     id = "PG-TTT-006"
     name = "warmup-on-val"
     conditions = (Condition.C3,)
+    uses_flows = True
     severity = Severity.WARNING
     confidence = Confidence.MEDIUM
     message = "Warm-up steps the optimizer on validation tokens before scoring (state restored)"
