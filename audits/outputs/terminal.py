@@ -34,7 +34,11 @@ def _label(result: AuditResult) -> str:
 
 def _verdict_brief(result: AuditResult) -> str:
     bad = [f"{c.value} {v.value}" for c, v in result.conditions.items() if v is not Verdict.PASS]
-    return f"overall {result.overall.value}" + (f" ({', '.join(bad)})" if bad else "")
+    brief = f"overall {result.overall.value}" + (f" ({', '.join(bad)})" if bad else "")
+    n = len(result.errors)
+    if n:
+        return f"INCOMPLETE: {n} file{'s' if n != 1 else ''} not audited; the rest: {brief}"
+    return brief
 
 
 def _counts_text(findings: list[Finding]) -> str:
@@ -57,11 +61,7 @@ def concise(results: list[AuditResult]) -> str:
         unused = [s for fr in result.files for s in fr.suppressions if not s.used]
         for s in unused:
             out.append(f"{s.path}:{s.line}: unused suppression ignore[{', '.join(s.rule_ids)}]")
-        errors = len(result.errors)
-        tail = f"{_label(result)}: {_counts_text(result.findings)}"
-        if errors:
-            tail += f"; {errors} file{'s' if errors != 1 else ''} not audited"
-        out.append(f"{tail} -> {_verdict_brief(result)}")
+        out.append(f"{_label(result)}: {_counts_text(result.findings)} -> {_verdict_brief(result)}")
     return "\n".join(out) + "\n"
 
 
@@ -137,6 +137,9 @@ def _verdict_table(result: AuditResult) -> list[str]:
         shown = ", ".join(ev[:3]) + (f" (+{len(ev) - 3} more)" if len(ev) > 3 else "")
         out.append(f"{c.title.ljust(width)}  {v.value.ljust(7)}  {shown}".rstrip())
     out.append(f"{'overall'.ljust(width)}  {result.overall.value}")
+    if result.errors:
+        n = len(result.errors)
+        out.append(f"INCOMPLETE: {n} file{'s' if n != 1 else ''} could not be audited; the verdict covers the rest only")
     return out
 
 

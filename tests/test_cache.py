@@ -1,0 +1,107 @@
+"""The content-hash cache skips unchanged files (asserted by counters, never by timing) and never changes a result."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import audits.engine
+from audits.api import audit_paths, tool_version
+from audits.cache import Cache
+from audits.runenv import parse_env_args
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """Count calls into the analyzer (jobs=1 keeps them in this process)."""
+    calls = []
+    real = audits.engine.audit_source
+
+    def counting(src, env):
+        calls.append(src.path)
+        return real(src, env)
+
+    monkeypatch.setattr(audits.engine, "audit_source", counting)
+    return calls
+
+
+@pytest.fixture
+def folder(write, samples):
+    for i in range(3):
+        write(f"c/s{i}/train_gpt.py", samples.illegal + f"\nrun_id = {i}\n")
+    write("c/clean.py", samples.clean)
+    return write("c/README.md", "x").parent
+
+
+def test_second_run_hits_the_cache(folder, tmp_path, engine_calls):
+    cache1 = Cache(tmp_path / "cache", tool_version())
+    first = audit_paths([folder], jobs=1, cache_dir=cache1)
+    assert (cache1.hits, cache1.misses, cache1.writes) == (0, 4, 4)
+    assert len(engine_calls) == 4
+    cache2 = Cache(tmp_path / "cache", tool_version())
+    second = audit_paths([folder], jobs=1, cache_dir=cache2)
+    assert (cache2.hits, cache2.misses, cache2.writes) == (4, 0, 0)
+    assert len(engine_calls) == 4  # nothing re-analyzed
+    assert second.to_dict() == first.to_dict()
+    assert second.to_dict(with_source=True) == first.to_dict(with_source=True)  # excerpts still work from cache
+
+
+def test_changed_file_and_changed_env_miss(folder, tmp_path, engine_calls):
+    c = lambda: Cache(tmp_path / "cache", tool_version())  # noqa: E731
+    audit_paths([folder], jobs=1, cache_dir=c())
+    (folder / "clean.py").write_text((folder / "clean.py").read_text() + "\nprint(2)\n")
+    again = c()
+    audit_paths([folder], jobs=1, cache_dir=again)
+    assert (again.hits, again.misses) == (3, 1)
+    other_env = c()
+    res = audit_paths([folder], parse_env_args(["TTT_ENABLED=0"]), jobs=1, cache_dir=other_env)
+    assert (other_env.hits, other_env.misses) == (0, 4)
+    assert res.conditions["C3"].value == "PASS"  # the cached TTT_ENABLED=1 results were not reused
+
+
+def test_tool_version_is_part_of_the_key(folder, tmp_path):
+    audit_paths([folder], jobs=1, cache_dir=Cache(tmp_path / "cache", tool_version()))
+    other = Cache(tmp_path / "cache", "999.0")
+    audit_paths([folder], jobs=1, cache_dir=other)
+    assert other.hits == 0
+
+
+def test_corrupt_entry_is_a_miss(folder, tmp_path, engine_calls):
+    audit_paths([folder], jobs=1, cache_dir=Cache(tmp_path / "cache", tool_version()))
+    entries = sorted((tmp_path / "cache").rglob("*.json"))
+    assert len(entries) == 4
+    entries[0].write_text("{not json")
+    again = Cache(tmp_path / "cache", tool_version())
+    res = audit_paths([folder], jobs=1, cache_dir=again)
+    assert (again.hits, again.misses, again.writes) == (3, 1, 1)
+    assert len(res.files) == 4 and not res.errors
+
+
+def test_unwritable_cache_still_audits(folder, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    cache = Cache(blocker / "cache", tool_version())
+    res = audit_paths([folder], jobs=1, cache_dir=cache)
+    assert len(res.files) == 4 and not res.errors and cache.writes == 0
+
+
+def test_cli_uses_env_cache_dir_and_no_cache(cli, folder, cache_env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r1 = cli("audit", folder, "--format", "json")
+    entries = list(cache_env.rglob("*.json"))
+    assert len(entries) == 4 and (cache_env / "CACHEDIR.TAG").is_file()
+    r2 = cli("audit", folder, "--format", "json")
+    assert json.loads(r1.out) == json.loads(r2.out)
+    monkeypatch.setenv("SCOREFIRST_CACHE_DIR", str(tmp_path / "other-cache"))
+    cli("audit", folder, "--no-cache")
+    assert not (tmp_path / "other-cache").exists() and not (tmp_path / ".scorefirst-cache").exists()
+
+
+def test_parallel_equals_serial(write, samples):
+    d = None
+    for i in range(6):
+        d = write(f"par/s{i}.py", samples.illegal if i % 2 else samples.clean).parent
+    serial = audit_paths([d], jobs=1)
+    parallel = audit_paths([d], jobs=2)
+    assert parallel.to_dict() == serial.to_dict()
+    assert [f.path.rsplit("/", 1)[-1] for f in parallel.files] == [f"s{i}.py" for i in range(6)]
