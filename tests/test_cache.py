@@ -97,11 +97,45 @@ def test_cli_uses_env_cache_dir_and_no_cache(cli, folder, cache_env, tmp_path, m
     assert not (tmp_path / "other-cache").exists() and not (tmp_path / ".scorefirst-cache").exists()
 
 
-def test_parallel_equals_serial(write, samples):
+def test_parallel_equals_serial(write, samples, monkeypatch):
+    import audits.api
+
+    pools = []
+
+    class CountingPool(audits.api.ProcessPoolExecutor):
+        def __init__(self, *a, **k):
+            pools.append(k.get("max_workers"))
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(audits.api, "ProcessPoolExecutor", CountingPool)
     d = None
     for i in range(6):
         d = write(f"par/s{i}.py", samples.illegal if i % 2 else samples.clean).parent
     serial = audit_paths([d], jobs=1)
+    assert pools == []
     parallel = audit_paths([d], jobs=2)
+    assert pools == [2]  # both cores, for a folder of >= 4 files
     assert parallel.to_dict() == serial.to_dict()
     assert [f.path.rsplit("/", 1)[-1] for f in parallel.files] == [f"s{i}.py" for i in range(6)]
+
+
+def test_a_crashing_worker_costs_only_its_file(write, samples, monkeypatch):
+    """A native crash (simulated by os._exit in the worker) breaks the pool; the other files are redone."""
+    import os
+
+    real = audits.engine.audit_source
+
+    def crashing(src, env):
+        if src.path.endswith("s2.py"):
+            os._exit(70)
+        return real(src, env)
+
+    monkeypatch.setattr(audits.engine, "audit_source", crashing)  # inherited by the forked workers
+    d = None
+    for i in range(5):
+        d = write(f"crash/s{i}.py", samples.illegal).parent
+    res = audit_paths([d], jobs=2)
+    by_name = {f.path.rsplit("/", 1)[-1]: f for f in res.files}
+    assert by_name["s2.py"].error_kind == "internal"
+    assert by_name["s2.py"].error.endswith("s2.py: the analyzer process crashed on this file")
+    assert all(by_name[f"s{i}.py"].error is None and by_name[f"s{i}.py"].findings for i in (0, 1, 3, 4))
