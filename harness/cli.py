@@ -233,17 +233,22 @@ def decide(results, fail_on: str, exit_zero: bool) -> tuple[int, str]:
     threshold = Severity(fail_on)
     gating = [f for r in results for f in r.findings
               if f.status is Status.ACTIVE and f.severity.rank >= threshold.rank]
-    verdicts = []
-    for r in results:
-        bad = [f"{c.value} {v.value}" for c, v in r.conditions.items() if v is not Verdict.PASS]
-        prefix = f"{r.target}: " if len(results) > 1 and bad else ""
-        if bad:
-            verdicts.append(prefix + ", ".join(bad))
+    worst: dict = {}
+    for r in results:  # the worst verdict of each condition over every target
+        for c, v in r.conditions.items():
+            if v.rank > worst.get(c, Verdict.PASS).rank:
+                worst[c] = v
+    bad = [f"{c.value} {v.value}" for c, v in sorted(worst.items(), key=lambda kv: list(type(kv[0])).index(kv[0]))]
     overall = max((r.overall for r in results), key=lambda v: v.rank, default=Verdict.PASS)
-    why = f"({'; '.join(verdicts)})" if verdicts else f"(overall {overall.value})"
+    why = f"({', '.join(bad)})" if bad else f"(overall {overall.value})"
     if gating:
         n = len(gating)
-        reason = f"{n} finding{'s' if n != 1 else ''} at or above {fail_on} {why}"
+        where = ""
+        if len(results) > 1:
+            hit = {f.path for f in gating}
+            k = sum(1 for r in results if any(fr.path in hit for fr in r.files))
+            where = f" in {k} of {len(results)} targets"
+        reason = f"{n} finding{'s' if n != 1 else ''} at or above {fail_on}{where} {why}"
         if exit_zero:
             return EXIT_OK, reason + "; --exit-zero"
         return EXIT_FINDINGS, reason
