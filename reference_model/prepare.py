@@ -1,0 +1,129 @@
+"""prepare-data: documents -> SentencePiece tokenizer + shards in the official layout (spec 1.2).
+
+Documents are shuffled with a fixed seed, the first ones form the validation split (whole documents, so the
+validation stream ends right before a BOS) and the rest the training split; each becomes [BOS] + encode(text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import corpus, data
+from .errors import InputError
+from .progress import Progress
+from .tokenizer import BOS_ID, check_vocab, load_tokenizer, train_tokenizer
+
+LAYOUT_VERSION = 1
+DEFAULT_VAL_TOKENS = 65_536
+
+
+def prepare(docs: list[str], out_root: Path, vocab_size: int = 1024, tokenizer_path: Path | None = None,
+            num_val_docs: int | None = None, val_tokens: int | None = DEFAULT_VAL_TOKENS, seed: int = 1337,
+            shard_size: int = data.SHARD_SIZE, progress: bool = True) -> dict:
+    """Write ``out_root/tokenizers/fineweb_{V}_bpe.model`` and ``out_root/datasets/fineweb10B_sp{V}/*.bin``."""
+    docs = [d for d in docs if d.strip()]
+    if len(docs) < 2:
+        raise InputError(f"need at least 2 non-empty documents, got {len(docs)}")
+    out_root = Path(out_root)
+    model_path = data.tokenizer_file(out_root, vocab_size)
+    if tokenizer_path is None:
+        train_tokenizer(docs, model_path, vocab_size)
+    else:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        if Path(tokenizer_path).resolve() != model_path.resolve():
+            shutil.copyfile(tokenizer_path, model_path)
+    sp = load_tokenizer(model_path)
+    check_vocab(sp, vocab_size, model_path)
+
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    out_dir = data.dataset_dir(out_root, vocab_size)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.glob("fineweb_*.bin"):
+        old.unlink()
+    writer = _ShardWriter(out_dir, shard_size)
+    split, n_val_docs, n_val_tokens = "val", 0, 0
+    with Progress(len(order), "prepare-data", "docs", enabled=progress) as bar:
+        for i in order:
+            ids = [BOS_ID] + sp.encode(docs[i])
+            if split == "val" and n_val_docs > 0 and _val_full(n_val_docs, n_val_tokens, num_val_docs, val_tokens):
+                split = "train"
+            if split == "val":
+                n_val_docs, n_val_tokens = n_val_docs + 1, n_val_tokens + len(ids)
+            writer.add(split, ids)
+            bar.update(1)
+    writer.flush_all()
+    if writer.counts["train"] == 0:
+        raise InputError("every document went to the validation split; lower --val-tokens or --num-val-docs")
+    summary = {"layout_version": LAYOUT_VERSION, "vocab_size": vocab_size, "documents": len(docs),
+               "val_documents": n_val_docs, "val_tokens": writer.counts["val"],
+               "train_tokens": writer.counts["train"], "seed": seed, "tokenizer": str(model_path),
+               "data_path": str(out_dir), "corpus_sha256": corpus.corpus_digest(docs)}
+    (out_dir / "prepared.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _val_full(n_docs: int, n_tokens: int, num_val_docs: int | None, val_tokens: int | None) -> bool:
+    if num_val_docs is not None:
+        return n_docs >= num_val_docs
+    return n_tokens >= (val_tokens or DEFAULT_VAL_TOKENS)
+
+
+class _ShardWriter:
+    """Fills shards of ``shard_size`` tokens in order and flushes when full or when the split changes."""
+
+    def __init__(self, out_dir: Path, shard_size: int):
+        self.out_dir, self.shard_size = out_dir, shard_size
+        self.buffers: dict[str, list[int]] = {"val": [], "train": []}
+        self.index = {"val": 0, "train": 0}
+        self.counts = {"val": 0, "train": 0}
+        self.current = "val"
+
+    def add(self, split: str, ids: list[int]) -> None:
+        if split != self.current:
+            self._flush(self.current)
+            self.current = split
+        buf = self.buffers[split]
+        buf.extend(ids)
+        self.counts[split] += len(ids)
+        while len(buf) >= self.shard_size:
+            self._write(split, buf[: self.shard_size])
+            del buf[: self.shard_size]
+
+    def flush_all(self) -> None:
+        for split in ("val", "train"):
+            self._flush(split)
+
+    def _flush(self, split: str) -> None:
+        if self.buffers[split]:
+            self._write(split, self.buffers[split])
+            self.buffers[split] = []
+
+    def _write(self, split: str, ids: list[int]) -> None:
+        data.write_shard(self.out_dir / data.shard_name(split, self.index[split]), np.asarray(ids, dtype=np.int64))
+        self.index[split] += 1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SCOREFIRST_CACHE", ".scorefirst-cache"))
+
+
+def ensure_default_data(cache_dir: Path | None = None, vocab_size: int = 1024,
+                        tokenizer_path: Path | None = None, progress: bool = True) -> tuple[Path, Path, dict]:
+    """Prepare (once, cached by content) the embedded corpus; returns (data_path, tokenizer_path, summary)."""
+    docs = corpus.embedded_documents()
+    key = hashlib.sha256(json.dumps([LAYOUT_VERSION, vocab_size, corpus.corpus_digest(docs),
+                                     data.file_digest(tokenizer_path) if tokenizer_path else None]).encode())
+    root = Path(cache_dir or default_cache_dir()) / "reference-data" / key.hexdigest()[:16]
+    marker = data.dataset_dir(root, vocab_size) / "prepared.json"
+    if not marker.is_file():
+        prepare(docs, root, vocab_size, tokenizer_path=tokenizer_path, progress=progress)
+    summary = json.loads(marker.read_text())
+    return data.dataset_dir(root, vocab_size), data.tokenizer_file(root, vocab_size), summary
