@@ -149,11 +149,36 @@ def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Va
                     if stated and len(stated) == 1:
                         return Value(next(iter(stated)), (key,))
         return Value(UNKNOWN)
+    if isinstance(node, cst.FormattedString):
+        parts, keys = [], ()
+        for part in node.parts:
+            if isinstance(part, cst.FormattedStringText):
+                parts.append(part.value)
+            elif isinstance(part, cst.FormattedStringExpression) and part.format_spec is None and part.conversion is None:
+                v = evaluate(part.expression, scope, d)
+                keys += v.keys
+                if v.value is UNKNOWN:
+                    return Value(UNKNOWN, keys)
+                parts.append(str(v.value))
+            else:
+                return Value(UNKNOWN, keys)
+        return Value("".join(parts), keys)
     if isinstance(node, cst.Call):
         env = _env_read(node, scope)
         if env is not None:
             return env
         fn = _dotted(node.func)
+        if fn in ("os.path.join", "path.join", "posixpath.join") and node.args:
+            vals = [evaluate(a.value, scope, d) for a in node.args]
+            keys = tuple(k for v in vals for k in v.keys)
+            if all(isinstance(v.value, str) for v in vals):
+                import posixpath
+
+                return Value(posixpath.join(*(v.value for v in vals)), keys)
+            # the glob pattern is what matters: keep the last component when the folder is unknown
+            if isinstance(vals[-1].value, str):
+                return Value("<dir>/" + vals[-1].value, keys)
+            return Value(UNKNOWN, keys)
         if fn in ("int", "float", "bool", "str") and len(node.args) == 1:
             inner = evaluate(node.args[0].value, scope, d)
             return Value(_cast(fn, inner.value), inner.keys)

@@ -124,6 +124,7 @@ def common_split(a: Occ, b: Occ) -> tuple[int, int] | None:
 @dataclass
 class FuncFacts:
     reported: set[str]
+    accumulated: set[str]  # names added into an accumulator of this function (`loss_sum += chunk_nll`)
     optimizers: set[str]
     slot_optimizers: set[str]
     leaves: set[str]
@@ -199,7 +200,20 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
                 leaves.update(t for t in targets if t)
             elif isinstance(call.func, cst.Attribute) and call.func.attr.value == "requires_grad_":
                 leaves.update(t for t in targets if t)
-    facts = FuncFacts(_reported_names(prog, func), optimizers, slot_opts, leaves)
+    for n in _own_nodes(func):
+        # `for o in opts: o.step()` — the loop variable of an optimizer collection is an optimizer
+        if isinstance(n, cst.For) and isinstance(n.target, cst.Name):
+            coll = root_name(n.iter)
+            if coll in optimizers or P.OPTIMIZER_NAME.search(coll or "") or (
+                    isinstance(n.iter, (cst.List, cst.Tuple)) and
+                    any(root_name(e.value) in optimizers or P.OPTIMIZER_NAME.search(root_name(e.value) or "")
+                        for e in n.iter.elements)):
+                optimizers.add(n.target.value)
+    accumulated: set[str] = set()
+    for n in _own_nodes(func):
+        if isinstance(n, cst.AugAssign) and isinstance(n.operator, cst.AddAssign):
+            accumulated |= names_in(n.value)
+    facts = FuncFacts(_reported_names(prog, func), accumulated, optimizers, slot_opts, leaves)
     cache[func.qname] = facts
     return facts
 
@@ -352,7 +366,10 @@ class TreeBuilder:
                     items.append(self.acc(node, target, node.value))
                 elif isinstance(target, (cst.Name, cst.Attribute)):
                     name = root_name(target)
-                    if name in self.facts.reported and name in names_in(node.value) and _lossy_value(node.value):
+                    # `best = torch.minimum(best, nll)` (self-update) or `chunk_nll = ...` that the function adds to
+                    # its reported sum later: each pass overwrites what is reported
+                    if name in self.facts.reported and _lossy_value(node.value) and (
+                            name in names_in(node.value) or name in self.facts.accumulated):
                         ev = self.acc(node, target, node.value)
                         ev.detail["assign"] = True  # `best = torch.minimum(best, nll)`: overwritten, not added
                         items.append(ev)
@@ -422,7 +439,7 @@ class TreeBuilder:
             return [Event(BACKWARD, node, line, func, frozenset(self.taint(node.args[0].value)))]
         if last in ("add_", "sub_", "copy_", "addcdiv_", "addcmul_", "lerp_", "mul_") and any(_has_grad(a.value) for a in node.args):
             return [Event(UPDATE, node, line, func, name=root_name(recv_node), detail={"manual": True})]
-        if last in ("add_", "copy_", "addcmul_", "index_add_", "scatter_add_") and recv_node is not None:
+        if last in ("add_", "copy_", "addcmul_", "index_add_", "scatter_add_", "append", "extend") and recv_node is not None:
             value = node.args[-1].value if node.args else node
             items.append(self.acc(node, recv_node, value))
         if last in ("zero_", "fill_") and recv_node is not None:
@@ -548,6 +565,8 @@ def _lossy_value(value: cst.CSTNode | None) -> bool:
     """Is the accumulated value a loss (`nll[j, a:b].sum()`, `F.cross_entropy(...)`), not a byte or token count?"""
     if value is None:
         return False
+    if isinstance(value, (cst.Tuple, cst.List)):  # results.append((nll.sum(), n_tok, n_bytes))
+        return any(_lossy_value(e.value) for e in value.elements)
     names = names_in(value)
     return any(P.SCORE_ACC.search(n) for n in names) and not any(P.COUNT_NAME.search(n) for n in names)
 

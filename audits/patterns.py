@@ -36,7 +36,7 @@ QUANT_CALL = re.compile(r"(quantiz|serializ|gptq_mixed|gptq_quant|mixed_quant|pa
                         r"compress_model|int[68]_|^torch\.save$)", re.I)
 CALIB_CALL = re.compile(r"(hessian|calibrat|gptq_calib|collect_stats|collect_act)", re.I)
 RESTORE_CALL = re.compile(r"(load_state_dict|restore\w*|reset_parameters|reset_state|reload\w*)$")
-CACHE_TABLE = re.compile(r"(count|cache|table|ngram|n_gram|hash|bucket|freq|ctx_c|full_c|pair_c|trie|ppm)", re.I)
+CACHE_TABLE = re.compile(r"(count|cache|table|(^|_)tabs?(_|$)|ngram|n_gram|hash|bucket|freq|ctx_c|full_c|pair_c|trie|ppm)", re.I)
 LOADER_CLASS = re.compile(r"(Loader|Stream|DataLoader|TokenStream)$")
 REPEAT_VAR = re.compile(r"^_?(ep|epoch|epochs|_ep|e|pass_?i?d?x?|passes|p_i|rep|repeat|r|trial|round|sweep|it|iter|_)$|epoch|pass", re.I)
 REPEAT_ITER = re.compile(r"(epoch|pass|repeat|n_iter|num_iter|reps|rounds|sweeps)", re.I)

@@ -442,12 +442,17 @@ def _collect_config(prog: Program, env: dict[str, set[str]]) -> ConfigScope:
                 sites.setdefault(p, []).append(None)
         for n in walk(func.node):
             if isinstance(n, cst.ClassDef) and func.qname == "<module>":
-                for m in walk(n, into_defs=False):  # class bodies (Hyperparameters) bind attribute names
+                # a class body (Hyperparameters) runs top to bottom: its last assignment of a name wins
+                last: dict[str, cst.CSTNode | None] = {}
+                for m in walk(n, into_defs=False):
                     for t in _binding_targets(m):
                         for leaf in _flat_targets(t):
                             name = _bound_name(leaf)
                             if name:
-                                sites.setdefault(name, []).append(m if len(_flat_targets(t)) == 1 and isinstance(m, (cst.Assign, cst.AnnAssign)) else None)
+                                ok = len(_flat_targets(t)) == 1 and isinstance(m, (cst.Assign, cst.AnnAssign))
+                                last[name] = m if ok else None
+                for name, m in last.items():
+                    sites.setdefault(name, []).append(m)
             for t in _binding_targets(n):
                 leaves = _flat_targets(t)
                 for leaf in leaves:
@@ -505,6 +510,14 @@ def _leaf_name(leaf: cst.CSTNode) -> str | None:
 
 def _pairs(target: cst.CSTNode, value: cst.CSTNode) -> list[tuple[cst.CSTNode, list[str]]]:
     """`a, b = e1, e2` binds element-wise, so `x, y = chunk[:-1], chunk[1:]` does not make x a target."""
+    if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) and \
+            dotted(value.func) in ("zip", "enumerate") and not any(a.star or a.keyword for a in value.args):
+        # `for i, (prev, tgt) in enumerate(zip(x, y))`: element-wise, the index carries nothing
+        elems = [e.value for e in target.elements]
+        if dotted(value.func) == "enumerate" and len(elems) == 2 and len(value.args) == 1:
+            return _pairs(elems[1], value.args[0].value)
+        if dotted(value.func) == "zip" and len(elems) == len(value.args):
+            return [p for te, a in zip(elems, value.args) for p in _pairs(te, a.value)]
     if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)) and \
             len(target.elements) == len(value.elements) and \
             not any(isinstance(e, cst.StarredElement) for e in (*target.elements, *value.elements)):
@@ -658,6 +671,7 @@ def inactive_regions(prog: Program) -> list[Region]:
     """Code that cannot run under the stated configuration, or is never called from the entry point."""
     regions: list[Region] = []
     reachable: set[str] = set()
+    instantiated: set[str] = set()
     seen_stmt: set[int] = set()
 
     def mark_reachable_in(node: cst.CSTNode, scope: Func) -> None:
@@ -670,9 +684,11 @@ def inactive_regions(prog: Program) -> list[Region]:
                 f = prog._by_name(n.value, scope)
                 if f is not None:
                     enter(f)
-                if n.value in prog.classes:
-                    for q in prog.classes[n.value]:
-                        enter(prog.funcs[q])
+                if n.value in prog.classes and n.value not in instantiated:
+                    instantiated.add(n.value)
+                    init = prog.funcs.get(f"{n.value}.__init__")
+                    if init is not None:
+                        enter(init)
             elif isinstance(n, cst.Attribute) and n.attr.value not in _API_METHODS:
                 f = prog._method(n.attr.value, scope, isinstance(n.value, cst.Name) and n.value.value in ("self", "cls"))
                 if f is not None:
@@ -757,18 +773,38 @@ def inactive_regions(prog: Program) -> list[Region]:
             visit_block(f.body, f)
 
     enter(prog.funcs["<module>"])
-    for cls, methods in prog.classes.items():
-        if any(q in reachable for q in methods):  # an instantiated class: torch calls its methods for us
+    # An instantiated class: the framework calls its dunders and hooks (forward, step) without naming them, so
+    # a method is entered when it is a dunder or its name is never mentioned; a method the script calls by name
+    # is reachable only through such a call (e.g. only from an env-disabled branch → inactive).
+    mentioned = {n.value for n in prog.all_nodes() if type(n) is cst.Name} | \
+                {n.attr.value for n in prog.all_nodes() if type(n) is cst.Attribute}
+    changed = True
+    while changed:
+        changed = False
+        for cls, methods in prog.classes.items():
+            if not (cls in instantiated or any(q in reachable for q in methods) or
+                    any(P.last_part(b) in instantiated for b in prog.class_bases.get(cls, [])) or
+                    any(cls in {P.last_part(b) for b in bases} and other in instantiated
+                        for other, bases in prog.class_bases.items())):
+                continue
             for q in methods:
-                enter(prog.funcs[q])
+                name = prog.funcs[q].name
+                if q not in reachable and (name.startswith("__") or name in _FRAMEWORK_METHODS or name not in mentioned):
+                    enter(prog.funcs[q])
+                    changed = True
     for q, f in prog.funcs.items():
         if q not in reachable and isinstance(f.node, cst.FunctionDef):
             if f.parent and f.parent not in reachable:
                 continue  # the enclosing function's region already covers it
             start, _, end, _ = prog.span(f.node)
-            regions.append(Region(start, end, f"`{f.name}` is never called from the script's entry point"))
+            regions.append(Region(start, end, f"`{f.name}` is never called from code that runs under this "
+                                              "configuration"))
     prog.reachable = reachable  # type: ignore[attr-defined]
     return regions
+
+
+# Called by torch on an instance without the script naming them (`module(x)` runs forward).
+_FRAMEWORK_METHODS = {"forward", "step", "backward", "extra_repr", "reset_parameters", "_init_weights", "setup_context"}
 
 
 def _code(prog: Program, node: cst.CSTNode) -> str:

@@ -66,10 +66,11 @@ def nll_sources(prog: Program, func: Func) -> set[str]:
                         if isinstance(t.target, cst.Subscript):
                             sources = sources | names_in(t.target.slice[0]) if t.target.slice else sources
                 edges.append((targets, sources))
-            elif isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value in ("add_", "copy_"):
+            elif isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value.endswith("_"):
+                # in-place tensor methods (`logits.scatter_add_(-1, hint, gate)`) write their arguments into the receiver
                 target = root_name(n.func.value)
                 sources = set().union(*(names_in(a.value) for a in n.args)) if n.args else set()
-                if _is_loss_acc(target):
+                if n.func.attr.value in ("add_", "copy_") and _is_loss_acc(target):
                     seeds |= sources
                 edges.append(({target}, sources))
             elif isinstance(n, cst.Return) and n.value is not None:

@@ -36,10 +36,52 @@ class UnpackError(Exception):
     pass
 
 
-def _bounded_decompress(codec: str, data: bytes) -> bytes:
+_LZMA_CONSTANTS = {name: getattr(lzma, name) for name in dir(lzma) if name.startswith(("FORMAT_", "FILTER_", "CHECK_", "PRESET_"))}
+
+
+def _lzma_options(call: cst.Call) -> dict:
+    """`format=L.FORMAT_RAW, filters=[{"id": L.FILTER_LZMA2}]` — golfed scripts drop the .xz container."""
+    opts: dict = {}
+    for arg in call.args[1:]:
+        if arg.keyword is None:
+            continue
+        value = _literal(arg.value)
+        if value is not None:
+            opts[arg.keyword.value] = value
+    return opts
+
+
+def _literal(node: cst.BaseExpression):
+    """Literals and lzma constants (`L.FILTER_LZMA2`), nested in lists and dicts; None when unknown."""
+    if isinstance(node, cst.Attribute) and node.attr.value in _LZMA_CONSTANTS:
+        return _LZMA_CONSTANTS[node.attr.value]
+    if isinstance(node, cst.Name) and node.value in _LZMA_CONSTANTS:
+        return _LZMA_CONSTANTS[node.value]
+    if isinstance(node, cst.Integer):
+        return int(node.value, 0)
+    if isinstance(node, cst.SimpleString):
+        return node.evaluated_value
+    if isinstance(node, cst.List):
+        items = [_literal(e.value) for e in node.elements]
+        return None if any(i is None for i in items) else items
+    if isinstance(node, cst.Dict):
+        out = {}
+        for el in node.elements:
+            if not isinstance(el, cst.DictElement):
+                return None
+            k, v = _literal(el.key), _literal(el.value)
+            if k is None or v is None:
+                return None
+            out[k] = v
+        return out
+    return None
+
+
+def _bounded_decompress(codec: str, data: bytes, options: dict | None = None) -> bytes:
     """Decompress at most MAX_DECODED_BYTES; a larger output is reported as a bomb."""
     if codec == "lzma":
-        d = lzma.LZMADecompressor()
+        options = options or {}
+        d = lzma.LZMADecompressor(format=options.get("format", lzma.FORMAT_AUTO), filters=options.get("filters"))
         out = d.decompress(data, max_length=MAX_DECODED_BYTES + 1)
     elif codec == "bz2":
         d = bz2.BZ2Decompressor()
@@ -102,7 +144,7 @@ def evaluate_chain(expr: cst.BaseExpression, aliases: dict[str, str], codecs: li
     try:
         if fn == "decompress" and mod in _MODULE_OF:
             codecs.append(mod)
-            return _bounded_decompress(_MODULE_OF[mod], arg)
+            return _bounded_decompress(_MODULE_OF[mod], arg, _lzma_options(expr) if mod == "lzma" else None)
         if fn in _DECODERS and (mod in ("base64", "binascii", "") or mod == "bytes"):
             codecs.append(fn)
             return _DECODERS[fn](arg.decode() if fn == "fromhex" and isinstance(arg, bytes) else arg)

@@ -24,6 +24,19 @@ def _adds_one(node: cst.CSTNode) -> bool:
         isinstance(node.right, cst.Integer) and node.right.value == "1")
 
 
+def _byte_branches(func) -> list[cst.If]:
+    """`if sp.is_byte(i):` / `if piece.startswith("<0x"):` branches of a table builder."""
+    out = []
+    for stmt in func.body:
+        for n in walk(stmt):
+            if isinstance(n, cst.If) and any(isinstance(x, (cst.Name, cst.Attribute)) and
+                                             (getattr(x, "value", None) == "is_byte" or
+                                              (isinstance(x, cst.Attribute) and x.attr.value in ("is_byte", "IsByte")))
+                                             for x in walk(n.test)):
+                out.append(n)
+    return out
+
+
 class ByteCountErrors(Rule):
     """Flags byte tables that double count a leading space or size byte-fallback tokens by their text.
 
@@ -124,6 +137,13 @@ class ByteCountErrors(Rule):
                     if _adds_one(n.value):
                         yield Hit(n, "adds 1 for the leading space inside the byte table, and the evaluation adds it "
                                      "again: the space is counted twice")
-            if not _BYTE_CHECK.search(text) and lut_builder:
+            if not lut_builder:
+                continue
+            if not _BYTE_CHECK.search(text):
                 yield Hit(assigns[0], "sizes tokens by their piece text with no byte-fallback case: `<0xXX>` tokens "
                                       "count several bytes instead of one")
+                continue
+            for branch in _byte_branches(func):
+                for n in walk(branch.body):
+                    if n in assigns:
+                        yield Hit(n, "sizes byte-fallback tokens by their text (`<0xXX>` or U+FFFD) instead of 1 byte")

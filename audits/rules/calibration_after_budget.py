@@ -93,7 +93,8 @@ class CalibrationAfterBudget(Rule):
                     continue
                 end = max(o.order for o in inside)
                 for o in flow.occs[end + 1:]:
-                    if (o.kind == CALIB and TRAIN in o.taint) or o.kind == TRAIN_READ:
+                    if (o.kind == CALIB and TRAIN in o.taint) or (
+                            o.kind == TRAIN_READ and any(P.CALIB_CALL.search(q) for q in o.chain)):
                         split = common_split(inside[-1], o)
                         yield Hit(None, "calibration reads training data after the wallclock-capped training loop; "
                                         "no reserve is subtracted from the training budget",

@@ -5,7 +5,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.ordering import analyze
-from audits.program import dotted, names_in, walk
+from audits.program import dotted, names_in, root_name, walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.scoring import eval_functions, nll_sources, statement_targets
 from audits.types import Condition, Confidence, Ruling, Severity
@@ -15,6 +15,13 @@ _LOSSY = ("nll", "loss", "logp", "lp", "ce", "bits")
 
 def _lossy(node: cst.CSTNode) -> bool:
     return any(any(k in n.lower() for k in _LOSSY) for n in names_in(node))
+
+
+def _per_token_write(n: cst.Assign | cst.AugAssign, srcs: set[str]) -> bool:
+    """`scored[t] = min(a[t], b[t])`: a per-position write of the smaller of two values into the scored buffer."""
+    targets = [t.target for t in n.targets] if isinstance(n, cst.Assign) else [n.target]
+    return any(isinstance(t, cst.Subscript) and (root_name(t) in srcs or "scored" in root_name(t)) for t in targets) \
+        and all(isinstance(a.value, cst.Subscript) for a in n.value.args)
 
 
 class OracleScorerSelection(Rule):
@@ -99,8 +106,10 @@ class OracleScorerSelection(Rule):
                                 and _lossy(n.test.left) and _lossy(n.test.comparisons[0].comparator) \
                                 and self._writes_scored(n, srcs):
                             line = prog.line(n)
-                    elif isinstance(n, cst.Call) and P.last_part(dotted(n.func)) in ("minimum", "min", "fmin") \
-                            and len(n.args) == 2 and all(_lossy(a.value) for a in n.args):
+                    elif isinstance(n, (cst.Assign, cst.AugAssign)) and isinstance(n.value, cst.Call) and \
+                            P.last_part(dotted(n.value.func)) in ("minimum", "min", "fmin") and len(n.value.args) == 2 \
+                            and not any(isinstance(a.value, (cst.Integer, cst.Float)) for a in n.value.args) and (
+                                all(_lossy(a.value) for a in n.value.args) or _per_token_write(n, srcs)):
                         line = prog.line(n)
                     if line is not None and not any(a <= line <= b for a, b in epoch_ranges):
                         yield Hit(n, "selects between two per-token losses using the true token, then reports the "

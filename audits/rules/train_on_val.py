@@ -4,9 +4,16 @@ from __future__ import annotations
 import libcst as cst
 
 from audits import patterns as P
+from audits.consteval import evaluate
 from audits.program import VAL, dotted, root_name, walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
+
+
+def _resolves_to_val(prog, node: cst.BaseExpression) -> bool:
+    """`args.train_files` whose configured value (env default or stated) is a validation glob."""
+    value = evaluate(node, prog.config).value
+    return isinstance(value, str) and bool(P.VAL_STRING.search(value))
 
 
 class TrainOnVal(Rule):
@@ -63,7 +70,8 @@ class TrainOnVal(Rule):
                         is_loader = bool(P.LOADER_CLASS.search(callee)) and not P.VAL_CALL.search(callee)
                         trainish = any(t.startswith(("train", "tr_")) or t in ("loader", "stream") for t in targets)
                         if is_loader and trainish and any(
-                                VAL in prog.expr_taint(a.value, func) for a in n.value.args):
+                                VAL in prog.expr_taint(a.value, func) or _resolves_to_val(prog, a.value)
+                                for a in n.value.args):
                             yield Hit(n, f"training data source `{targets[0]}` is built from validation data")
                     elif any(P.TRAIN_NAME.match(t or "") for t in targets) and isinstance(
                             n.value, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.BinaryOperation)) \
