@@ -194,6 +194,14 @@ class AuditResult:
     pr_url: str | None = None
     tool: dict[str, str] = field(default_factory=dict)
     submission: dict[str, Any] = field(default_factory=dict)  # submission.json, when the folder has one
+    # The dynamic audit's section (harness/dynamic_result.py writes it; its schema is documented there and in
+    # audits/schemas/result.schema.json): ledger summary, C1–C4 checks, probes, static/dynamic agreement.
+    dynamic: dict[str, Any] | None = None
+
+    @property
+    def incomplete(self) -> bool:
+        """Some file could not be audited: the verdict covers only the files that were."""
+        return any(fr.error for fr in self.files)
 
     @property
     def findings(self) -> list[Finding]:
@@ -223,9 +231,11 @@ class AuditResult:
             "verdict": {
                 "overall": self.overall.value,
                 "conditions": {c.value: v.value for c, v in self.conditions.items()},
+                "incomplete": self.incomplete,
             },
             "summary": summary_counts(self.findings),
             "files": [fr.to_dict(with_source) for fr in self.files],
+            "dynamic": self.dynamic,
         }
 
     @classmethod
@@ -240,6 +250,7 @@ class AuditResult:
             pr_url=d.get("pr_url"),
             tool=d.get("tool", {}),
             submission=d.get("submission", {}),
+            dynamic=d.get("dynamic"),
         )
 
 
