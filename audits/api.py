@@ -7,12 +7,10 @@ command line uses. A file that cannot be audited never stops the others: it beco
 """
 from __future__ import annotations
 
-import ast
 import json
 import os
 import platform
 import sys
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -79,7 +77,6 @@ class _Job:
     src: SourceFile
     env: dict[str, set[str]]
     key: str | None = None
-    cpython_error: str | None = None  # CPython's own syntax error, clearer than libcst's when both reject the file
 
 
 @dataclass
@@ -112,8 +109,6 @@ def audit_targets(targets: Sequence[Target], env_settings: Iterable[EnvSetting] 
         plans.append(plan)
         _plan_target(ti, target, cli_env, plan, pending, cache)
     for job, fr in zip(pending, _run_jobs(pending, jobs)):
-        if fr.error_kind == "syntax" and job.cpython_error:
-            fr.error = job.cpython_error  # both parsers reject it; CPython says where, libcst's position is rough
         plans[job.target].slots[job.slot] = fr
         if cache is not None and job.key is not None and _cacheable(fr):
             cache.put(job.key, fr)
@@ -177,7 +172,6 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
         plan.slots.append(None)
         try:
             src = read_source(path, display)
-            cpython_error = _precheck(src)
         except InputError as e:
             plan.slots[slot] = _error(display, e.kind, str(e))
             continue
@@ -187,7 +181,7 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
             if hit is not None:
                 plan.slots[slot] = hit
                 continue
-        pending.append(_Job(ti, slot, src, env, key, cpython_error))
+        pending.append(_Job(ti, slot, src, env, key))
     seen_cli = {(s.key, s.value) for s in result.env}
     result.env[:0] = [s for s in cli_env if (s.key, s.value) not in seen_cli]
 
@@ -264,31 +258,6 @@ def _load_submission(folder: Path, base_display: str, plan: _Plan) -> None:
         plan.slots.append(_error(disp, "submission-json", f"{disp}: expected a JSON object, got {type(data).__name__}"))
         return
     plan.result.submission = data
-
-
-def _precheck(src: SourceFile) -> str | None:
-    """Refuse code that CPython itself could not compile for being too deep, before libcst sees it.
-
-    libcst's native parser overflows its stack (a hard crash, not an exception) on inputs such as 5,000 nested
-    parentheses, and needs minutes for a 100,000-term sum; CPython's parser rejects both in milliseconds
-    ("too many nested parentheses", a RecursionError during AST construction). Any other SyntaxError is left
-    to libcst, which parses 3.12 syntax that this interpreter may not.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SyntaxWarnings about the submission's code are not ours to print
-            ast.parse(src.text)
-    except SyntaxError as e:
-        msg = str(e.msg or "invalid syntax")
-        if "too many" in msg or "too complex" in msg or "too deeply" in msg:
-            raise InputError("too-complex", f"{src.path}:{e.lineno or 1}: {msg}; Python itself cannot compile this") from None
-        col = f":{e.offset}" if e.offset else ""
-        return f"{src.path}:{e.lineno or 1}{col}: syntax error: {msg}"
-    except (RecursionError, MemoryError):
-        raise InputError("too-complex", f"{src.path}: expressions nested too deeply; Python itself cannot compile this") from None
-    except ValueError:
-        pass  # e.g. source containing NUL bytes past the sniffed prefix: libcst reports it
-    return None
 
 
 def _error(display: str, kind: str, message: str) -> FileResult:

@@ -1,6 +1,8 @@
 """Audit one source text: parse, decode packed layers, run every rule, decide active/inactive/suppressed."""
 from __future__ import annotations
 
+import ast
+import warnings
 from dataclasses import dataclass
 
 import libcst as cst
@@ -18,12 +20,38 @@ from audits.unpack import MAX_LAYERS, UnpackError, decode_exec_argument, import_
 EXEC_FUNCS = ("exec", "eval", "compile")
 
 
+def precheck(text: str, path: str) -> str | None:
+    """Refuse code CPython itself could not compile for being too deep, before libcst sees it.
+
+    libcst's native parser overflows its stack (a hard crash, not an exception) on inputs such as 5,000 nested
+    parentheses, and needs minutes for a 100,000-term sum; CPython's parser rejects both in milliseconds. Any
+    other SyntaxError is returned as a message and left to libcst, which parses 3.12 syntax this interpreter may
+    not; when libcst rejects the file too, CPython's location is the clearer one.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings about the submission's code are not ours to print
+            ast.parse(text)
+    except SyntaxError as e:
+        msg = str(e.msg or "invalid syntax")
+        if "too many" in msg or "too complex" in msg or "too deeply" in msg:
+            raise InputError("too-complex", f"{path}:{e.lineno or 1}: {msg}; Python itself cannot compile this") from None
+        col = f":{e.offset}" if e.offset else ""
+        return f"{path}:{e.lineno or 1}{col}: syntax error: {msg}"
+    except (RecursionError, MemoryError):
+        raise InputError("too-complex", f"{path}: expressions nested too deeply; Python itself cannot compile this") from None
+    except ValueError:
+        pass  # e.g. NUL bytes past the sniffed prefix: libcst reports it
+    return None
+
+
 def parse(text: str, path: str) -> cst.Module:
+    cpython_msg = precheck(text, path)
     try:
         return cst.parse_module(text)
     except cst.ParserSyntaxError as e:
         msg = str(e.message).splitlines()[0] if e.message else "invalid syntax"
-        raise InputError("syntax", f"{path}:{e.raw_line}:{e.raw_column + 1}: syntax error: {msg}") from None
+        raise InputError("syntax", cpython_msg or f"{path}:{e.raw_line}:{e.raw_column + 1}: syntax error: {msg}") from None
     except RecursionError:
         raise InputError("too-complex", f"{path}: expressions nested too deeply to parse") from None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import bz2
-import gzip
 import lzma
 import zlib
 from dataclasses import dataclass

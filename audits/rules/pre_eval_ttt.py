@@ -1,7 +1,7 @@
 """PG-TTT-001: training on validation tokens before they are scored."""
 from __future__ import annotations
 
-from audits.rule import Hit, Invalid, Rule, Valid
+from audits.rule import Invalid, Rule, Valid
 from audits.rulekit import ordering_hits
 from audits.types import Condition, Confidence, Ruling, Severity
 

@@ -5,7 +5,7 @@ import re
 
 import libcst as cst
 
-from audits.program import TARGET, names_in, root_name, walk
+from audits.program import TARGET, root_name, walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.scoring import eval_functions, nll_sources, statement_targets
 from audits.types import Condition, Confidence, Ruling, Severity
