@@ -67,7 +67,9 @@ class Layer:
     resolved_execs: set[int]
 
 
-def _exec_calls(module: cst.Module) -> list[cst.Call]:
+def _exec_calls(module: cst.Module, text: str) -> list[cst.Call]:
+    if not any(f"{name}(" in text for name in EXEC_FUNCS):
+        return []
     return [n for n in walk(module, into_defs=True)
             if isinstance(n, cst.Call) and isinstance(n.func, cst.Name) and n.func.value in EXEC_FUNCS]
 
@@ -84,7 +86,7 @@ def decode_layers(text: str, path: str) -> list[Layer]:
         layers.append(layer)
         aliases = import_aliases(module)
         positions = None
-        for call in _exec_calls(module):
+        for call in _exec_calls(module, src):
             if not call.args:
                 continue
             try:
