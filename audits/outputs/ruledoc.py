@@ -99,3 +99,24 @@ def rule_markdown(rule: type[Rule]) -> str:
         "",
     ])
     return "\n".join(out)
+
+
+def write_docs(folder: str) -> int:
+    """Write docs/rules/<ID>.md for every rule and an index README.md (the pages the SARIF helpUri links)."""
+    from pathlib import Path
+
+    from audits.registry import all_rules
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    rules = list(all_rules())
+    for rule in rules:
+        (out / f"{rule.id}.md").write_text(rule_markdown(rule) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(rules_markdown(rules) + "\n", encoding="utf-8")
+    return len(rules)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(f"wrote {write_docs(sys.argv[1] if len(sys.argv) > 1 else 'docs/rules')} rule pages")
