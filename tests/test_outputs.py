@@ -1,6 +1,7 @@
 """Terminal, JSON and GitHub-annotation views of one result object."""
 from __future__ import annotations
 
+import os
 import json
 import re
 from pathlib import Path
@@ -134,3 +135,14 @@ def test_annotation_caps_and_more_line():
 def test_render_rejects_unknown_format(result):
     with pytest.raises(ValueError):
         render("xml", [result])
+
+
+def test_written_outputs_get_ordinary_permissions(tmp_path):
+    from audits.outputs import write_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "r.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
