@@ -354,71 +354,76 @@ class Program:
 
 # -- building the model ----------------------------------------------------------------------------------
 
-class _Indexer(cst.CSTVisitor):
-    def __init__(self, prog: Program):
-        self.prog = prog
-        self.stack: list[tuple[str, str]] = []  # (kind, qname)
+def _index(prog: Program) -> None:
+    """Register every function, method, class, named lambda and import (one recursion over statements;
+    a libcst visitor pass over the whole tree costs most of a parse)."""
 
-    def _scope(self) -> tuple[str | None, str | None]:
-        cls = next((q for k, q in reversed(self.stack) if k == "class"), None)
-        fn = next((q for k, q in reversed(self.stack) if k == "func"), None)
-        return cls, fn
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        name = node.name.value
-        self.prog.classes.setdefault(name, [])
-        self.prog.class_bases[name] = [dotted(a.value) for a in node.bases]
-        self.stack.append(("class", name))
-
-    def leave_ClassDef(self, node: cst.ClassDef) -> None:
-        self.stack.pop()
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        cls_q, fn_q = self._scope()
-        name = node.name.value
-        in_class = bool(self.stack) and self.stack[-1][0] == "class"
+    def add_func(node: cst.CSTNode, name: str, params: list[str], cls_q: str | None, fn_q: str | None,
+                 in_class: bool) -> str:
         if in_class:
             qname = f"{cls_q}.{name}"
-            self.prog.classes[cls_q].append(qname)
+            prog.classes[cls_q].append(qname)
         elif fn_q:
             qname = f"{fn_q}.<locals>.{name}"
         else:
             qname = name
-        if qname in self.prog.funcs:  # redefinition: keep both reachable under distinct keys
-            qname = f"{qname}@{len(self.prog.funcs)}"
-        params = [p.name.value for p in (*node.params.posonly_params, *node.params.params,
-                                         *node.params.kwonly_params)]
-        self.prog.funcs[qname] = Func(qname, name, node, params, cls_q if in_class else None, fn_q)
-        self.prog.owner[id(node)] = qname
-        self.stack.append(("func", qname))
+        if qname in prog.funcs:  # redefinition: keep both reachable under distinct keys
+            qname = f"{qname}@{len(prog.funcs)}"
+        prog.funcs[qname] = Func(qname, name, node, params, cls_q if in_class else None, fn_q)
+        prog.owner[id(node)] = qname
+        return qname
 
-    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.stack.pop()
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        """`step_fn = lambda: opt.step()` makes the lambda callable by that name."""
-        if isinstance(node.value, cst.Lambda) and len(node.targets) == 1 and isinstance(node.targets[0].target, cst.Name):
-            _, fn_q = self._scope()
+    def small(node: cst.CSTNode, fn_q: str | None) -> None:
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                name = cst.helpers.get_full_name_for_node(alias.name) or ""
+                local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) \
+                    else name.split(".")[0]
+                prog.imports.setdefault(local, name if alias.asname else name.split(".")[0])
+        elif isinstance(node, cst.ImportFrom):
+            if isinstance(node.names, cst.ImportStar) or node.module is None:
+                return
+            mod = cst.helpers.get_full_name_for_node(node.module) or ""
+            for alias in node.names:
+                name = cst.helpers.get_full_name_for_node(alias.name) or ""
+                local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+                prog.imports.setdefault(local, f"{mod}.{name}")
+        elif isinstance(node, cst.Assign) and isinstance(node.value, cst.Lambda) and len(node.targets) == 1 \
+                and isinstance(node.targets[0].target, cst.Name):
+            # `step_fn = lambda: opt.step()` makes the lambda callable by that name
             name = node.targets[0].target.value
             qname = f"{fn_q}.<locals>.{name}" if fn_q else name
-            params = [p.name.value for p in node.value.params.params]
-            self.prog.funcs.setdefault(qname, Func(qname, name, node.value, params, None, fn_q))
-            self.prog.owner[id(node.value)] = qname
+            if qname not in prog.funcs:
+                prog.funcs[qname] = Func(qname, name, node.value, [p.name.value for p in node.value.params.params],
+                                         None, fn_q)
+                prog.owner[id(node.value)] = qname
 
-    def visit_Import(self, node: cst.Import) -> None:
-        for alias in node.names:
-            name = cst.helpers.get_full_name_for_node(alias.name) or ""
-            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name.split(".")[0]
-            self.prog.imports.setdefault(local, name if alias.asname else name.split(".")[0])
+    def block(stmts, cls_q: str | None, fn_q: str | None, in_class: bool) -> None:
+        for stmt in stmts:
+            t = type(stmt)
+            if t is cst.FunctionDef:
+                params = [p.name.value for p in (*stmt.params.posonly_params, *stmt.params.params,
+                                                 *stmt.params.kwonly_params)]
+                q = add_func(stmt, stmt.name.value, params, cls_q, fn_q, in_class)
+                block(_block(stmt), cls_q, q, False)
+            elif t is cst.ClassDef:
+                name = stmt.name.value
+                prog.classes.setdefault(name, [])
+                prog.class_bases[name] = [dotted(a.value) for a in stmt.bases]
+                block(_block(stmt), name, fn_q, True)
+            elif t is cst.SimpleStatementLine:
+                for sm in stmt.body:
+                    small(sm, fn_q)
+            elif t is cst.SimpleStatementSuite:
+                for sm in stmt.body:
+                    small(sm, fn_q)
+            else:
+                for child in _child_blocks(stmt) + ([_block(stmt)] if t in (cst.If, cst.Else) else []):
+                    block(child, cls_q, fn_q, False)
+                if t is cst.If and stmt.orelse is not None:
+                    block([stmt.orelse] if isinstance(stmt.orelse, cst.If) else _block(stmt.orelse), cls_q, fn_q, False)
 
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        if isinstance(node.names, cst.ImportStar) or node.module is None:
-            return
-        mod = cst.helpers.get_full_name_for_node(node.module) or ""
-        for alias in node.names:
-            name = cst.helpers.get_full_name_for_node(alias.name) or ""
-            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
-            self.prog.imports.setdefault(local, f"{mod}.{name}")
+    block(prog.module.body, None, None, False)
 
 
 def build_program(module: cst.Module, text: str, env: dict[str, set[str]]) -> Program:
@@ -427,7 +432,7 @@ def build_program(module: cst.Module, text: str, env: dict[str, set[str]]) -> Pr
     positions = wrapper.resolve(PositionProvider)
     prog = Program(module=module, text=text, positions=positions)
     prog.funcs["<module>"] = Func("<module>", "<module>", module, [], None, None)
-    module.visit(_Indexer(prog))
+    _index(prog)
     prog.config = _collect_config(prog, env)
     _compute_taint(prog)
     return prog
