@@ -4,8 +4,10 @@ from __future__ import annotations
 import base64
 import lzma
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -172,15 +174,30 @@ def test_folder_of_bad_files(write, cli_proc, samples, tmp_path):
     assert r.last_err_line.startswith(f"scorefirst: exit 2: {n} files could not be audited: ")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads chmod-000 files; the unreadable case needs a normal user")
-def test_unreadable_file_alone(write):
-    p = write("u.py", "x = 1\n")
-    p.chmod(0)
+def test_unreadable_file_alone(tmp_path):
+    """A chmod-000 file is reported as unreadable. Root reads such files, so as root the audit runs as `nobody`."""
+    folder = Path(tempfile.mkdtemp(prefix="sf-unreadable-"))
     try:
-        fr = one(p)
+        folder.chmod(0o755)
+        p = folder / "u.py"
+        p.write_text("x = 1\n")
+        p.chmod(0)
+        if os.geteuid() != 0:
+            fr = one(p)
+            assert fr.error_kind == "unreadable" and fr.error.endswith("u.py: permission denied")
+            return
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: cannot drop privileges to make a file unreadable")
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+                "from audits.source import read_source, InputError\n"
+                "try:\n    read_source(Path(sys.argv[2]), 'u.py'); print('read')\n"
+                "except InputError as e:\n    print(e.kind, e)")
+        out = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code,
+                              str(REPO), str(p)], capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == "unreadable u.py: permission denied", out.stderr
     finally:
-        p.chmod(0o644)
-    assert fr.error_kind == "unreadable" and fr.error.endswith("u.py: permission denied")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # --- property: the analyzer raises nothing but InputError ---------------------------------------------------
