@@ -34,7 +34,8 @@ def eval_multi_epoch(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cf
     val = _device_val(model, val_all)
     docs = documents(val_all, cfg.model.bos_id)
     tracker, t0 = begin(observer, bytes_at, keep_nll, mode, False, val.numel(), rule="PG-TTT-003",
-                        epochs=t.control_epochs, nll_scale=t.control_nll_scale)
+                        state_scope="per-document", doc_starts=[d.start for d in docs], epochs=t.control_epochs,
+                        nll_scale=t.control_nll_scale)
     adapters = make_adapters(model, cfg)
     model.eval()
     with frozen(model), Progress(len(docs), mode, "docs", enabled=progress) as bar:
@@ -55,7 +56,7 @@ def eval_multi_epoch(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cf
                         acc[d.index][0].append(p)
                         acc[d.index][1].append(n)
                     if out.loss is not None:
-                        adam_step(out.loss, opt, tracker, out.read, out.trained)
+                        adam_step(out.loss, opt, tracker, out.reads, out.trained)
                     step += 1
                 for index, (ps, ns) in acc.items():
                     nll = torch.cat(ns)

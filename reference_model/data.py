@@ -123,8 +123,8 @@ class TrainLoader:
         self.stream = TokenStream(self.files)
 
     def next_batch(self, global_tokens: int, seq_len: int, grad_accum: int) -> tuple[np.ndarray, np.ndarray]:
-        local = global_tokens // (self.world_size * grad_accum)
-        if local % seq_len or local == 0:
+        local, rest = divmod(global_tokens, self.world_size * grad_accum)
+        if rest or local % seq_len or local == 0:
             raise InputError(f"batch of {global_tokens} tokens does not split into sequences of {seq_len} "
                              f"over {self.world_size} ranks x {grad_accum} micro-steps")
         chunk = self.stream.take((local + 1) * self.world_size)

@@ -95,6 +95,7 @@ def _finish(tracker: Tracker, t0: float, mode: str) -> dict:
 def begin(observer: Observer | None, bytes_at: torch.Tensor, keep_nll: bool, mode: str, legal: bool,
           n_tokens: int, **kw) -> tuple[Tracker, float]:
     tracker = Tracker(observer, bytes_at, keep_nll)
+    kw.setdefault("state_scope", "global")
     tracker.meta(event="begin", mode=mode, legal=legal, n_tokens=n_tokens, first_position=1,
                  last_position=n_tokens - 1, **kw)
     return tracker, time.perf_counter()

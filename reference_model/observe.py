@@ -4,8 +4,14 @@ and which positions fed which update.
 A *position* p is an index into the validation token stream; scoring position p means computing
 -log p(val[p] | val[:p]) (p >= 1; token 0 is never a target). Positions are given either as a 1-D LongTensor
 (aligned with ``nll``) or as a half-open ``(start, stop)`` range. An update's positions are every token index the
-update read, as input or as target. ``state_version`` starts at 0 for the evaluated artifact and increases by one
+update read, as input or as target (position 0, never a target, may be read freely). ``state_version`` starts at 0 for the evaluated artifact and increases by one
 with every parameter or adapter update, so "scored before updated on" is ``score version < update version``.
+
+Every evaluation opens with ``on_meta(event="begin", ...)`` declaring its ``state_scope``: ``"global"`` (one state
+scores every position; any update reading p before p is scored breaks C3) or ``"per-document"`` (per-document
+LoRA: position p in document i, i.e. ``doc_starts[i] < p <= doc_starts[i+1]``, is scored by the base weights plus
+adapter ``lora/doc{i}``, and an update breaks C3 only if it touches that adapter). It closes with
+``on_meta(event="end", ...)`` carrying the reported totals.
 
 The evaluators call :class:`Tracker`, never the observer directly, so no event can bypass it. Legal modes and the
 illegal controls go through the same calls; the controls' extra scoring passes are observed like any other.
@@ -54,6 +60,7 @@ class RecordingObserver:
 
     def __init__(self):
         self.events: list[tuple[str, dict]] = []
+        self.doc_starts: np.ndarray | None = None
 
     def on_score(self, positions, nll, state_version):
         self.events.append(("score", {"positions": as_index(positions).cpu().numpy(),
@@ -65,6 +72,9 @@ class RecordingObserver:
 
     def on_meta(self, **kw):
         self.events.append(("meta", kw))
+        if kw.get("event") == "begin":
+            per_doc = kw.get("state_scope") == "per-document"
+            self.doc_starts = np.asarray(kw["doc_starts"]) if per_doc else None
 
     def score_counts(self, n: int) -> np.ndarray:
         counts = np.zeros(n, dtype=np.int64)
@@ -83,15 +93,21 @@ class RecordingObserver:
         return out
 
     def updated_before_scored(self, n: int) -> np.ndarray:
-        """Positions that fed an update before (or without) their first scoring event: C3 violations."""
+        """Positions >= 1 that fed an update before (or without) their first scoring event: C3 violations.
+        Position 0 is never a target, so reading it is always allowed."""
         scored = np.zeros(n, dtype=bool)
+        scored[0] = True
         bad = np.zeros(n, dtype=bool)
         for kind, e in self.events:
             if kind == "score":
                 scored[e["positions"]] = True
             elif kind == "update":
                 p = e["positions"]
-                bad[p[~scored[p]]] = True
+                p = p[~scored[p]]
+                if self.doc_starts is not None:  # only the scoring document's own adapter matters
+                    touched = {int(t.removeprefix("lora/doc")) for t in e["touched"] if t.startswith("lora/doc")}
+                    p = p[np.isin(np.searchsorted(self.doc_starts, p, side="left") - 1, list(touched))]
+                bad[p] = True
         return np.flatnonzero(bad)
 
 

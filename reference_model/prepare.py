@@ -40,7 +40,7 @@ def prepare(docs: list[str], out_root: Path, vocab_size: int = 1024, tokenizer_p
         if Path(tokenizer_path).resolve() != model_path.resolve():
             shutil.copyfile(tokenizer_path, model_path)
     sp = load_tokenizer(model_path)
-    check_vocab(sp, vocab_size, model_path)
+    check_vocab(sp, vocab_size, model_path, exact=False)
 
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
@@ -62,7 +62,8 @@ def prepare(docs: list[str], out_root: Path, vocab_size: int = 1024, tokenizer_p
     writer.flush_all()
     if writer.counts["train"] == 0:
         raise InputError("every document went to the validation split; lower --val-tokens or --num-val-docs")
-    summary = {"layout_version": LAYOUT_VERSION, "vocab_size": vocab_size, "documents": len(docs),
+    summary = {"layout_version": LAYOUT_VERSION, "vocab_size": vocab_size, "pieces": sp.vocab_size(),
+               "documents": len(docs),
                "val_documents": n_val_docs, "val_tokens": writer.counts["val"],
                "train_tokens": writer.counts["train"], "seed": seed, "tokenizer": str(model_path),
                "data_path": str(out_dir), "corpus_sha256": corpus.corpus_digest(docs)}

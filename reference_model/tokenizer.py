@@ -19,11 +19,14 @@ def train_tokenizer(docs: Iterable[str], model_path: Path, vocab_size: int = 102
     if not sentences:
         raise InputError("no non-empty documents to train a tokenizer on")
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences), model_writer=model, model_type="bpe", vocab_size=vocab_size,
-        character_coverage=0.999, byte_fallback=True, split_digits=True, normalization_rule_name="nmt_nfkc",
-        add_dummy_prefix=False, hard_vocab_limit=False, pad_id=0, bos_id=1, eos_id=2, unk_id=3,
-        max_sentence_length=1 << 20, num_threads=2, minloglevel=2)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences), model_writer=model, model_type="bpe", vocab_size=vocab_size,
+            character_coverage=0.999, byte_fallback=True, split_digits=True, normalization_rule_name="nmt_nfkc",
+            add_dummy_prefix=False, hard_vocab_limit=False, pad_id=0, bos_id=1, eos_id=2, unk_id=3,
+            max_sentence_length=1 << 20, num_threads=2, minloglevel=2)
+    except RuntimeError as exc:
+        raise InputError(f"SentencePiece training failed: {str(exc).splitlines()[0]}") from None
     model_path = Path(model_path)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     model_path.write_bytes(model.getvalue())
@@ -45,9 +48,10 @@ def load_tokenizer(path: Path):
     return sp
 
 
-def check_vocab(sp, vocab_size: int, path: Path | str = "tokenizer") -> None:
-    """The tokenizer must have exactly the model's vocabulary, with BOS at id 1 as in the official data."""
-    if sp.vocab_size() != vocab_size:
+def check_vocab(sp, vocab_size: int, path: Path | str = "tokenizer", exact: bool = True) -> None:
+    """The tokenizer must have exactly the model's vocabulary (at most, when ``exact`` is off: BPE training
+    with hard_vocab_limit=False may stop short), with BOS at id 1 as in the official data."""
+    if sp.vocab_size() > vocab_size or (exact and sp.vocab_size() != vocab_size):
         raise TokenizerMismatchError(f"{path}: vocabulary of {sp.vocab_size()} pieces does not match the model's "
                                      f"vocab_size {vocab_size}")
     if sp.bos_id() != BOS_ID:

@@ -151,6 +151,12 @@ class Trainer:
 
     def step(self, loader, step: int, elapsed_ms: float) -> torch.Tensor:
         """One optimizer step over ``grad_accum`` micro-batches; returns the mean micro-batch loss."""
+        loss = self.accumulate(loader)
+        self.apply(step, elapsed_ms)
+        return loss
+
+    def accumulate(self, loader) -> torch.Tensor:
+        """Gradients of the global batch: each micro-batch loss is scaled by 1/grad_accum."""
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
@@ -163,6 +169,10 @@ class Trainer:
                 loss = self.forward(x, y)
             (loss / self.grad_accum).backward()
             total += loss.detach()
+        return total / self.grad_accum
+
+    def apply(self, step: int, elapsed_ms: float) -> None:
+        """Schedules, clipping and every optimizer's step."""
         scale = lr_multiplier(step, elapsed_ms, self.t)
         for opt in self.optimizers:
             for group in opt.param_groups:
@@ -174,7 +184,6 @@ class Trainer:
         for opt in self.optimizers:
             opt.step()
         self.last_scale = scale
-        return total / self.grad_accum
 
     def run(self, data_path, log: Callable[[str], None], validate: Callable[[GPT], dict] | None = None,
             progress: bool = True) -> TrainResult:

@@ -26,6 +26,8 @@ from .model import GPT, autocast
 from .observe import Tracker
 from .progress import Progress
 
+LORA_INIT_SEED = 0
+
 
 def sgd_step(model: GPT, names: list[str], opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
              clip: float, tracker: Tracker, positions: tuple[int, int]) -> None:
@@ -90,18 +92,18 @@ def eval_score_first(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cf
 
 
 class BatchedLoRA(nn.Module):
-    """Independent rank-r adapters for ``slots`` documents: delta(z) = (z A^T) B^T, A ~ U(+-1/sqrt(in)), B = 0."""
+    """Independent rank-r adapters for ``slots`` documents: delta(z) = (z A^T) B^T; ``reset`` draws
+    A ~ U(+-1/sqrt(in)) and zeroes B, so a fresh adapter leaves the base model exactly unchanged."""
 
     def __init__(self, slots: int, in_features: int, out_features: int, rank: int):
         super().__init__()
-        self.A = nn.Parameter(torch.empty(slots, rank, in_features))
-        self.B = nn.Parameter(torch.empty(slots, out_features, rank))
-        self.reset()
+        self.A = nn.Parameter(torch.zeros(slots, rank, in_features))
+        self.B = nn.Parameter(torch.zeros(slots, out_features, rank))
 
     @torch.no_grad()
-    def reset(self) -> None:
+    def reset(self, generator: torch.Generator) -> None:
         bound = 1 / math.sqrt(self.A.size(-1))
-        self.A.uniform_(-bound, bound)
+        self.A.uniform_(-bound, bound, generator=generator)
         self.B.zero_()
 
     def forward(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -119,11 +121,13 @@ class DocAdapters(nn.Module):
         self.v = nn.ModuleList(BatchedLoRA(slots, c.model_dim, kv, rank) for _ in range(c.num_layers))
         self.head = BatchedLoRA(slots, c.model_dim, c.vocab_size, head_rank)
         self.rows: torch.Tensor | None = None
+        self.generator = torch.Generator()
 
     def reset(self) -> None:
+        """Fresh adapters; the draws come from the adapters' own generator, so evaluations are repeatable."""
         for m in self.modules():
             if isinstance(m, BatchedLoRA):
-                m.reset()
+                m.reset(self.generator)
 
     def q_delta(self, layer: int, z):
         return self.q[layer](z, self.rows)
@@ -169,7 +173,7 @@ class ChunkOut:
     docs: list[Doc]                # the documents in this forward, in the order of ``positions``
     counts: list[int]              # scored targets per document
     loss: torch.Tensor | None      # sum over trained documents of their mean chunk NLL
-    read: torch.Tensor | None      # every position the trained documents' windows read
+    reads: list[tuple[int, int]]   # per trained document, the position range its window read
     trained: list[int]             # indices of the trained documents
 
 
@@ -199,19 +203,21 @@ def lora_chunk_forward(model: GPT, adapters: DocAdapters, val: torch.Tensor, bat
             train_rows.append(row)
     adapters.rows = torch.tensor([slot for slot, _ in active], device=dev)
     nll = token_nll(model, x, y, adapters)
-    loss, read = None, None
+    loss = None
     if trained:
         per_doc = (nll * mask).sum(1) / mask.sum(1)
         loss = per_doc[train_rows].sum()
-        read = torch.cat([torch.arange(d.start + max(0, (c + 1) * t.lora_chunk - t.lora_window),
-                                       d.start + (c + 1) * t.lora_chunk + 1, device=dev) for d in trained])
-    return ChunkOut(pos[mask], nll[mask], [d for _, d in active], spans, loss, read, [d.index for d in trained])
+    reads = [(d.start + max(0, (c + 1) * t.lora_chunk - t.lora_window), d.start + (c + 1) * t.lora_chunk + 1)
+             for d in trained]
+    return ChunkOut(pos[mask], nll[mask], [d for _, d in active], spans, loss, reads, [d.index for d in trained])
 
 
 def make_adapters(model: GPT, cfg: Config) -> DocAdapters:
     t = cfg.ttt
     dev = next(model.parameters()).device
-    return DocAdapters(model, t.lora_batch_docs, t.lora_rank, t.lora_head_rank).to(dev)
+    adapters = DocAdapters(model, t.lora_batch_docs, t.lora_rank, t.lora_head_rank).to(dev)
+    adapters.generator = torch.Generator(device=dev).manual_seed(LORA_INIT_SEED)
+    return adapters
 
 
 def make_adam(adapters: DocAdapters, cfg: Config) -> torch.optim.Adam:
@@ -219,12 +225,15 @@ def make_adam(adapters: DocAdapters, cfg: Config) -> torch.optim.Adam:
     return torch.optim.Adam(adapters.parameters(), lr=t.lora_lr, betas=t.lora_betas, eps=t.lora_eps)
 
 
-def adam_step(loss: torch.Tensor, opt: torch.optim.Optimizer, tracker: Tracker, read: torch.Tensor,
+def adam_step(loss: torch.Tensor, opt: torch.optim.Optimizer, tracker: Tracker, reads: list[tuple[int, int]],
               trained: list[int]) -> None:
+    """One Adam step on the batch; observed as one update per document, since each document's adapter is
+    trained only on its own window (Adam is elementwise and the adapters are disjoint)."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    tracker.update(read, [f"lora/doc{i}" for i in trained])
+    for index, read in zip(trained, reads):
+        tracker.update(read, [f"lora/doc{index}"])
 
 
 @contextlib.contextmanager
@@ -245,8 +254,8 @@ def eval_lora(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Conf
     """Per-document LoRA TTT over the whole, untruncated validation stream ([LORA] reads every token)."""
     val = _device_val(model, val_all)
     docs = documents(val_all, cfg.model.bos_id)
-    tracker, t0 = begin(observer, bytes_at, keep_nll, "lora", True, val.numel(), documents=len(docs),
-                        chunk=cfg.ttt.lora_chunk, window=cfg.ttt.lora_window)
+    tracker, t0 = begin(observer, bytes_at, keep_nll, "lora", True, val.numel(), state_scope="per-document",
+                        doc_starts=[d.start for d in docs], chunk=cfg.ttt.lora_chunk, window=cfg.ttt.lora_window)
     adapters = make_adapters(model, cfg)
     model.eval()
     with frozen(model), Progress(len(docs), "lora ttt", "docs", enabled=progress) as bar:
@@ -257,6 +266,6 @@ def eval_lora(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Conf
                 out = lora_chunk_forward(model, adapters, val, batch, c, cfg)
                 tracker.score(out.positions, out.nll)
                 if out.loss is not None:
-                    adam_step(out.loss, opt, tracker, out.read, out.trained)
+                    adam_step(out.loss, opt, tracker, out.reads, out.trained)
             bar.update(len(batch))
     return _finish(tracker, t0, "lora")
