@@ -28,7 +28,7 @@ def truncate(val: np.ndarray, seq_len: int) -> np.ndarray:
 def token_nll(model: GPT, x: torch.Tensor, y: torch.Tensor, lora=None) -> torch.Tensor:
     """Per-token fp32 cross-entropy of softcapped logits, shape of ``y``."""
     with autocast(x.device):
-        logits = model.logits(x, lora)
+        logits = model.logits(x, lora) if lora is not None else getattr(model, "fast_logits", model.logits)(x)
     return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)
 
 
@@ -51,12 +51,14 @@ class Windows:
     def scored_targets(self, i: int) -> tuple[int, int]:
         return int(self.ws[i] + self.first[i]), int(self.ws[i] + self.wlen[i])
 
-    def batch(self, val: torch.Tensor, lo: int, hi: int):
-        """Inputs, targets and scored mask for windows [lo, hi), plus the scored position range (start, stop)."""
+    def batch(self, val: torch.Tensor, lo: int, hi: int, rows: int):
+        """Inputs, targets and scored mask for windows [lo, hi) padded with empty rows to ``rows`` (one static
+        shape for compiled forwards), plus the scored position range (start, stop)."""
         dev = val.device
-        ws = torch.as_tensor(self.ws[lo:hi], device=dev)
-        wlen = torch.as_tensor(self.wlen[lo:hi], device=dev)
-        first = torch.as_tensor(self.first[lo:hi], device=dev)
+        pad = rows - (hi - lo)
+        ws = torch.as_tensor(np.pad(self.ws[lo:hi], (0, pad)), device=dev)
+        wlen = torch.as_tensor(np.pad(self.wlen[lo:hi], (0, pad)), device=dev)
+        first = torch.as_tensor(np.pad(self.first[lo:hi], (0, pad)), device=dev)
         t = torch.arange(self.seq_len, device=dev)
         inside = t[None, :] < wlen[:, None]
         idx = (ws[:, None] + t[None, :]).clamp_max(val.numel() - 2)
@@ -73,7 +75,7 @@ def score_windows(model: GPT, val: torch.Tensor, windows: Windows, lo: int, hi: 
     model.eval()
     for b in range(lo, hi, batch_seqs):
         e = min(b + batch_seqs, hi)
-        x, y, mask, positions = windows.batch(val, b, e)
+        x, y, mask, positions = windows.batch(val, b, e, batch_seqs)
         tracker.score(positions, token_nll(model, x, y)[mask])
         if bar is not None:
             bar.update(e - b)
@@ -103,7 +105,8 @@ def begin(observer: Observer | None, bytes_at: torch.Tensor, keep_nll: bool, mod
 
 def eval_standard(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Config, observer=None,
                   keep_nll: bool = False, progress: bool = False) -> dict:
-    """Non-overlapping sequences of eval seq_len; every target of the truncated split scored once."""
+    """Non-overlapping sequences of eval seq_len; every target of the truncated split scored once (the last
+    batch is zero-padded to a full one, so compiled forwards see one shape)."""
     L = cfg.eval.seq_len
     val = _device_val(model, truncate(val_all, L))
     tracker, t0 = begin(observer, bytes_at, keep_nll, "standard", True, val.numel())
@@ -112,9 +115,11 @@ def eval_standard(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: 
     with torch.no_grad(), Progress(n_seq, "eval", "seqs", enabled=progress) as bar:
         for s in range(0, n_seq, cfg.eval.batch_seqs):
             e = min(s + cfg.eval.batch_seqs, n_seq)
-            x = val[s * L : e * L].view(-1, L)
-            y = val[s * L + 1 : e * L + 1].view(-1, L)
-            tracker.score((s * L + 1, e * L + 1), token_nll(model, x, y).flatten())
+            x = torch.zeros(cfg.eval.batch_seqs * L, dtype=val.dtype, device=val.device)
+            y = torch.zeros_like(x)
+            x[: (e - s) * L], y[: (e - s) * L] = val[s * L : e * L], val[s * L + 1 : e * L + 1]
+            nll = token_nll(model, x.view(-1, L), y.view(-1, L)).flatten()[: (e - s) * L]
+            tracker.score((s * L + 1, e * L + 1), nll)
             bar.update(e - s)
     return _finish(tracker, t0, "standard")
 

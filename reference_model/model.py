@@ -39,6 +39,13 @@ def autocast(device: torch.device | str):
     return contextlib.nullcontext()
 
 
+def compile_for_eval(model: "GPT") -> "GPT":
+    """torch.compile the adapter-free entry points that evaluation and full-model TTT use (CUDA runs)."""
+    model.fast_logits = torch.compile(model.logits)
+    model.fast_loss = torch.compile(model.forward)
+    return model
+
+
 def fake_quant_int6(w: torch.Tensor) -> torch.Tensor:
     """Late-QAT fake quantization: per-row int6 in [-32, 31] with the absolute 1/31 scale floor (quirk Q4)."""
     scale = (w.detach().abs().amax(dim=1, keepdim=True) / 31).clamp_min(1 / 31)

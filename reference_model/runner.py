@@ -20,6 +20,7 @@ from . import data, metric, runlog, runspec, stats
 from .config import Config
 from .errors import InputError, MissingPathError
 from .evaluate import eval_sliding, eval_standard
+from .model import compile_for_eval
 from .modes import MODES
 from .observe import Observer
 from .prepare import ensure_default_data
@@ -74,6 +75,12 @@ def _brief(res: dict) -> dict:
     return {k: res[k] for k in keep if k in res}
 
 
+def _eval_model(artifact: Path, cfg: Config, device: torch.device):
+    """A fresh model from the artifact, compiled for evaluation on CUDA."""
+    model = load_artifact(artifact, cfg, device)
+    return compile_for_eval(model) if device.type == "cuda" and cfg.train.compile else model
+
+
 def run_seed(opts: RunOptions, seed: int, run_dir: Path, data_path: Path, val: np.ndarray,
              bytes_at: torch.Tensor, rank: int, world: int, device: torch.device, header: list[str]) -> dict:
     cfg, mode = opts.cfg, MODES[opts.ttt]
@@ -99,7 +106,7 @@ def run_seed(opts: RunOptions, seed: int, run_dir: Path, data_path: Path, val: n
     floors = q["floor_rows"]
     log(f"quant_scale_floor_rows: {sum(floors.values()) / max(len(floors), 1):.4f} (mean fraction over "
         f"{len(floors)} quantized tensors)")
-    model = load_artifact(artifact, cfg, device)
+    model = _eval_model(artifact, cfg, device)
     post = eval_standard(model, val, bytes_at, cfg)
     for line in runlog.eval_lines("final_int6_roundtrip", post, post["eval_ms"]):
         log(line)
@@ -111,7 +118,7 @@ def run_seed(opts: RunOptions, seed: int, run_dir: Path, data_path: Path, val: n
                artifact_bytes=q["artifact_bytes"], model_bytes=q["model_bytes"], code_bytes=q["code_bytes"],
                within_limit=q["within_limit"], codec=q["codec"], quant_floor_rows=floors)
     if opts.ttt != "none":
-        fresh = load_artifact(artifact, cfg, device)
+        fresh = _eval_model(artifact, cfg, device)
         res = mode.function()(fresh, val, bytes_at, cfg, opts.observer, progress=opts.progress)
         extra = "" if mode.legal else f"ILLEGAL:{mode.rule} negative_control"
         for line in runlog.eval_lines(mode.log_label, res, res["eval_ms"], extra):
