@@ -1,0 +1,466 @@
+"""Read train logs in the official train_gpt.py grammar (and what `reference_model.runlog` writes).
+
+The grammar is line-oriented `key:value` tokens after an optional label (REFERENCE_SPEC §3.6-§3.7, §6):
+
+    <the script's own source>                      official scripts log their code first, then a line of '='
+    ====================================================================================================
+    val_loader:shards pattern=... tokens:62021632   header: config, token count, seed (`seed:1337`)
+    model_params:26829913
+    step:1/20000 train_loss:6.9143 train_time:83ms step_avg:83.50ms
+    step:13780/20000 val_loss:2.0606 val_bpb:1.2172 train_time:600038ms step_avg:43.54ms
+    stopping_early: wallclock_cap train_time:600038ms step:13780/20000
+    gptq:hessians:66 time:4.2s                      calibration (counts toward training)
+    Serialized model int8+zlib: 15815847 bytes
+    Code size: 47642 bytes
+    Total submission size int8+zlib: 15863489 bytes
+    final_int8_zlib_roundtrip val_loss:2.0727 val_bpb:1.2244 eval_time:1374ms
+    final_int8_zlib_roundtrip_exact val_loss:2.07269931 val_bpb:1.22436570
+    ttt:done time:313.9s                            an evaluation phase timed on its own line
+    legal_ttt val_loss:1.8905 val_bpb:1.1196 eval_time:409796ms
+
+Every evaluation line (`<label> val_loss:… val_bpb:…`) after training is a *stage*; its `<label>_exact` twin, when
+present, gives the full-precision values. The reported stage is the last one that is not a diagnostic.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOG_SUFFIXES = (".log", ".txt")
+_NUM = r"-?(?:\d[\d,_]*)?\.?\d+(?:[eE][-+]?\d+)?"
+_TOKEN = re.compile(r"([A-Za-z_][\w.+-]*)[:=](\S+)")
+_NUM_TOKEN = re.compile(r"([A-Za-z_][\w.-]*)\s*[:=]\s*(" + _NUM + r")\s*(ms|s|sec|seconds)?(?![\w/])")
+_STEP = re.compile(r"^step:(\d+)/(\d+)\b")
+_STOP = re.compile(r"^stopping_early\b.*?\btrain_time:(" + _NUM + r")ms(?:.*?\bstep:(\d+)/(\d+))?")
+_MODEL = re.compile(r"^Serialized model(?:\s+(\S+?))?\s*:\s*([\d,_]+)\s*bytes", re.I)
+_CODE = re.compile(r"^Code size\s*:\s*([\d,_]+)\s*bytes", re.I)
+_TOTAL = re.compile(r"^Total submission size(?:\s+(\S+?))?\s*:\s*([\d,_]+)\s*bytes", re.I)
+_SEED = re.compile(r"""(?:^|[\s{,"'])["']?seed["']?\s*[:=]\s*(\d+)""", re.I)
+_SEED_NAME = re.compile(r"seed[_-]?(\d+)", re.I)
+_TOKENS = re.compile(r"\b(?:val_tokens|target_tokens|tokens)\s*[:=]\s*([\d,_]+)")
+_VAL_TOKENS = re.compile(r"\b(?:val_tokens|target_tokens)\s*[:=]\s*([\d,_]+)")
+_HASH = re.compile(r"\b(code_sha256|train_gpt_sha256|script_sha256|code_md5|train_gpt_md5|script_md5)\s*[:=]\s*"
+                   r"([0-9a-fA-F]{32,64})\b")
+_GATES = re.compile(r"\b(within_gate|word_gate|agree2plus)\s*[:=]\s*(\d+)")
+_SHARDS = re.compile(r"\btrain_shards\s*[:=]\s*(\d+)")
+_SEPARATOR = re.compile(r"^={20,}\s*$")
+_DIAGNOSTIC = re.compile(r"^(diagnostic|pre_?quant|prequant|pre-quant|pre_ema|post_ema|baseline)", re.I)
+_CALIBRATION = re.compile(r"gptq|calib|hessian", re.I)
+_EVAL_PHASE = re.compile(r"ttt|slot|precompute|prefill|ngram|n_gram|cache|lora|adapt", re.I)
+_CONFIG_SKIP = re.compile(r"seed|run_id|path|dir|pattern|file|date|time|host|git|dirty|hardware|started|rank|pid",
+                          re.I)
+
+
+def _int(text: str) -> int:
+    return int(text.replace(",", "").replace("_", ""))
+
+
+def _float(text: str) -> float:
+    return float(text.replace(",", "").replace("_", ""))
+
+
+def _decimals(text: str) -> int:
+    return len(text.split(".", 1)[1]) if "." in text else 0
+
+
+def _seconds(value: str, unit: str | None) -> float:
+    v = _float(value)
+    return v / 1000.0 if unit == "ms" else v
+
+
+@dataclass
+class Stage:
+    """One evaluation: `label val_loss:… val_bpb:…`, merged with its `_exact` twin."""
+
+    label: str
+    val_loss: float
+    val_bpb: float
+    line: int
+    loss_decimals: int
+    bpb_decimals: int
+    eval_ms: float | None = None
+    exact_line: int = 0
+    in_training: bool = False  # a `step:N/M val_loss:…` line
+    extra: str = ""  # the rest of the line (e.g. "stride:64", "ILLEGAL:PG-TTT-003 negative_control")
+
+    @property
+    def diagnostic(self) -> bool:
+        return bool(_DIAGNOSTIC.match(self.label))
+
+    @property
+    def rel_precision(self) -> float:
+        """Relative rounding error of val_loss/val_bpb as printed."""
+        return 0.5 * 10 ** -self.loss_decimals / self.val_loss + 0.5 * 10 ** -self.bpb_decimals / self.val_bpb
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "val_loss": self.val_loss, "val_bpb": self.val_bpb, "line": self.line,
+                "exact_line": self.exact_line, "eval_ms": self.eval_ms, "in_training": self.in_training}
+
+
+@dataclass
+class Phase:
+    """A separately timed phase: calibration (training budget), an evaluation phase, or a stated total."""
+
+    kind: str  # "calibration" | "eval" | "artifact_total" | "eval_total"
+    name: str
+    seconds: float
+    line: int
+
+
+@dataclass
+class RunLog:
+    path: str
+    lines: int = 0
+    seed: int | None = None
+    seed_line: int = 0
+    seed_from_name: int | None = None
+    steps: int | None = None
+    total_steps: int | None = None
+    step_avg_ms: float | None = None
+    train_ms: float | None = None
+    train_line: int = 0
+    stopped_early: bool = False
+    training_end_line: int = 0
+    model_bytes: int | None = None
+    model_line: int = 0
+    codec: str = ""
+    code_bytes: int | None = None
+    code_line: int = 0
+    total_bytes: int | None = None
+    total_line: int = 0
+    val_tokens: int | None = None
+    val_tokens_line: int = 0
+    model_params: int | None = None
+    stages: list[Stage] = field(default_factory=list)
+    phases: list[Phase] = field(default_factory=list)
+    hashes: list[tuple[str, str, int]] = field(default_factory=list)
+    embedded_code: str | None = None
+    embedded_code_end: int = 0
+    config: dict[str, str] = field(default_factory=dict)
+    gate_counters: list[tuple[str, int, int]] = field(default_factory=list)
+    train_shards: tuple[int, int] | None = None
+
+    @property
+    def run_seed(self) -> int | None:
+        return self.seed if self.seed is not None else self.seed_from_name
+
+    @property
+    def eval_stages(self) -> list[Stage]:
+        return [s for s in self.stages if not s.in_training]
+
+    @property
+    def final(self) -> Stage | None:
+        """The reported stage: the last evaluation after training that is not a diagnostic."""
+        cands = [s for s in self.eval_stages if not s.diagnostic]
+        return cands[-1] if cands else None
+
+    @property
+    def calibration_s(self) -> float:
+        return sum(p.seconds for p in self.phases if p.kind == "calibration")
+
+    def phase(self, kind: str) -> Phase | None:
+        found = [p for p in self.phases if p.kind == kind]
+        return found[-1] if found else None
+
+    @property
+    def train_total_s(self) -> float | None:
+        """Training wallclock including calibration/artifact production; a stated total wins."""
+        stated = self.phase("artifact_total")
+        if stated is not None:
+            return stated.seconds
+        if self.train_ms is None:
+            return None
+        return self.train_ms / 1000.0 + self.calibration_s
+
+    @property
+    def eval_total_s(self) -> float | None:
+        """Evaluation wallclock: every timed evaluation after training plus separately timed phases."""
+        stated = self.phase("eval_total")
+        if stated is not None:
+            return stated.seconds
+        parts = [s.eval_ms / 1000.0 for s in self.eval_stages if s.eval_ms is not None]
+        parts += [p.seconds for p in self.phases if p.kind == "eval"]
+        return sum(parts) if parts else None
+
+    @property
+    def derived_code_bytes(self) -> int | None:
+        if self.code_bytes is not None:
+            return self.code_bytes
+        if self.total_bytes is not None and self.model_bytes is not None:
+            return self.total_bytes - self.model_bytes
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        final = self.final
+        return {
+            "path": self.path, "seed": self.run_seed, "steps": self.steps, "total_steps": self.total_steps,
+            "step_avg_ms": self.step_avg_ms, "train_ms": self.train_ms, "calibration_s": self.calibration_s,
+            "train_total_s": self.train_total_s, "eval_total_s": self.eval_total_s, "model_bytes": self.model_bytes,
+            "code_bytes": self.code_bytes, "total_bytes": self.total_bytes, "codec": self.codec,
+            "val_tokens": self.val_tokens, "model_params": self.model_params,
+            "stages": [s.to_dict() for s in self.stages],
+            "phases": [{"kind": p.kind, "name": p.name, "seconds": p.seconds, "line": p.line} for p in self.phases],
+            "final": final.to_dict() if final else None,
+            "embedded_code_sha256": hashlib.sha256(self.embedded_code.encode()).hexdigest()
+            if self.embedded_code is not None else None,
+        }
+
+
+def looks_like_log(text: str) -> bool:
+    """A train log has step lines or evaluation lines of the grammar."""
+    return bool(re.search(r"^step:\d+/\d+\s", text, re.M) or re.search(r"\bval_bpb:" + _NUM, text))
+
+
+def _embedded_code(lines: list[str]) -> tuple[str | None, int]:
+    """Official scripts log their own source first, then a line of '='; return it and the separator's line."""
+    for i, line in enumerate(lines[:20000]):
+        if _SEPARATOR.match(line):
+            head = lines[:i]
+            if any(re.match(r"^(import|from)\s+\w", ln) for ln in head):
+                return "\n".join(head), i + 1
+            return None, 0
+        if _STEP.match(line):
+            break
+    return None, 0
+
+
+def parse_log(text: str, path: str) -> RunLog:
+    log = RunLog(path=path)
+    text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    log.lines = len(lines)
+    m = _SEED_NAME.search(Path(path).name)
+    if m:
+        log.seed_from_name = int(m.group(1))
+    log.embedded_code, start = _embedded_code(lines)
+    log.embedded_code_end = start
+    header_done = False
+    last_train_line = 0
+    pending: dict[str, Stage] = {}
+    total_has_codec = False
+    for idx in range(start, len(lines)):
+        raw = lines[idx]
+        line = raw.strip()
+        n = idx + 1
+        if not line:
+            continue
+        if _SEPARATOR.match(line):
+            if not header_done:
+                log.config.clear()  # what came before was the environment dump (versions, nvidia-smi)
+            continue
+        sm = _STEP.match(line)
+        if sm:
+            header_done = True
+            tokens = dict(_TOKEN.findall(line))
+            if "val_loss" in tokens and "val_bpb" in tokens:
+                st = _stage(line, f"step:{sm.group(1)}", tokens, n)
+                if st is not None:
+                    st.in_training = True
+                    log.stages.append(st)
+            log.steps, log.total_steps = int(sm.group(1)), int(sm.group(2))
+            if "train_time" in tokens:
+                try:
+                    log.train_ms = _float(tokens["train_time"].removesuffix("ms"))
+                    log.train_line = n
+                except ValueError:
+                    pass
+            if "step_avg" in tokens:
+                try:
+                    log.step_avg_ms = _float(tokens["step_avg"].removesuffix("ms"))
+                except ValueError:
+                    pass
+            last_train_line = n
+            continue
+        if line.startswith("warmup_step"):
+            header_done = True
+            continue
+        stop = _STOP.match(line)
+        if stop:
+            header_done = True
+            log.stopped_early = True
+            log.train_ms = _float(stop.group(1))
+            log.train_line = n
+            if stop.group(2):
+                log.steps, log.total_steps = int(stop.group(2)), int(stop.group(3))
+            last_train_line = n
+            continue
+        mm = _MODEL.match(line)
+        if mm:
+            header_done = True
+            # the compressed model (`Serialized model int6+lzma: …`) over the raw one (`Serialized model: …`)
+            if mm.group(1) or not log.codec:
+                log.model_bytes, log.model_line, log.codec = _int(mm.group(2)), n, mm.group(1) or ""
+            continue
+        cm = _CODE.match(line)
+        if cm:
+            log.code_bytes, log.code_line = _int(cm.group(1)), n
+            continue
+        tm = _TOTAL.match(line)
+        if tm:
+            if tm.group(1) or not total_has_codec:
+                log.total_bytes, log.total_line = _int(tm.group(2)), n
+                total_has_codec = bool(tm.group(1))
+            continue
+        for hm in _HASH.finditer(line):
+            log.hashes.append((hm.group(1), hm.group(2).lower(), n))
+        for gm in _GATES.finditer(line):
+            log.gate_counters.append((gm.group(1), int(gm.group(2)), n))
+        shm = _SHARDS.search(line)
+        if shm:
+            log.train_shards = (int(shm.group(1)), n)
+        tokens = dict(_TOKEN.findall(line))
+        if "val_loss" in tokens and "val_bpb" in tokens:
+            label = _label(line)
+            base = label[:-len("_exact")] if label.endswith("_exact") else None
+            if base is not None and base in pending:
+                st = pending.pop(base)
+                twin = _stage(line, base, tokens, n)
+                if twin is not None:
+                    st.val_loss, st.val_bpb = twin.val_loss, twin.val_bpb
+                    st.loss_decimals, st.bpb_decimals = twin.loss_decimals, twin.bpb_decimals
+                    st.exact_line = n
+                continue
+            st = _stage(line, base or label, tokens, n)
+            if st is not None:
+                if base is not None:
+                    st.exact_line = n
+                log.stages.append(st)
+                pending[st.label] = st
+            continue
+        if log.val_tokens is None:
+            tk = (_TOKENS if not header_done else _VAL_TOKENS).search(line)
+            if tk:
+                log.val_tokens, log.val_tokens_line = _int(tk.group(1)), n
+        if not header_done:
+            _config_tokens(line, log)
+            if log.seed is None:
+                sd = _SEED.search(line)
+                if sd:
+                    log.seed, log.seed_line = int(sd.group(1)), n
+        _phases(line, n, log)
+    log.training_end_line = last_train_line
+    # A stage is an evaluation of the finished model only when it comes after training.
+    log.stages = [s for s in log.stages if s.in_training or s.line > last_train_line]
+    log.phases = [p for p in log.phases if p.kind in ("artifact_total", "eval_total") or p.line > last_train_line]
+    return log
+
+
+def _label(line: str) -> str:
+    """The words before the first `key:value` token ("final_int6_sliding_window", "DIAGNOSTIC post_ema")."""
+    words = []
+    for w in line.split():
+        if _TOKEN.fullmatch(w) or w.endswith(":"):
+            break
+        words.append(w)
+    return " ".join(words) or line.split(":", 1)[0]
+
+
+def _stage(line: str, label: str, tokens: dict[str, str], n: int) -> Stage | None:
+    try:
+        vl_raw, vb_raw = tokens["val_loss"], tokens["val_bpb"]
+        vl, vb = _float(vl_raw), _float(vb_raw)
+    except (KeyError, ValueError):
+        return None
+    if not (math.isfinite(vl) and math.isfinite(vb)) or vl <= 0 or vb <= 0:
+        return None
+    eval_ms = None
+    if "eval_time" in tokens:
+        raw = tokens["eval_time"]
+        try:
+            eval_ms = _float(raw[:-2]) if raw.endswith("ms") else _float(raw.rstrip("s")) * 1000.0
+        except ValueError:
+            eval_ms = None
+    extra = " ".join(w for w in line.split()[1:] if not re.match(r"(val_loss|val_bpb|eval_time):", w))
+    return Stage(label=label, val_loss=vl, val_bpb=vb, line=n, loss_decimals=_decimals(vl_raw),
+                 bpb_decimals=_decimals(vb_raw), eval_ms=eval_ms, extra=extra)
+
+
+def _config_tokens(line: str, log: RunLog) -> None:
+    """Header settings that identify the run's configuration (everything but the seed and machine details)."""
+    if line.startswith("hyperparameters:"):
+        try:
+            data = json.loads(line.split(":", 1)[1])
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for k, v in _flatten(data):
+                if not _CONFIG_SKIP.search(k):
+                    log.config[k] = json.dumps(v)
+            return
+    for k, v in _TOKEN.findall(line):
+        if k == "model_params":
+            try:
+                log.model_params = _int(v)
+            except ValueError:
+                pass
+        if not _CONFIG_SKIP.search(k):
+            log.config[k] = v
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.extend(_flatten(v, key + "."))
+        else:
+            out.append((key, v))
+    return out
+
+
+def _phases(line: str, n: int, log: RunLog) -> None:
+    first = line.split()[0].lower() if line.split() else ""
+    for m in _NUM_TOKEN.finditer(line):
+        key, value, unit = m.group(1), m.group(2), m.group(3)
+        k = key.lower()
+        name = f"{first} {key}" if not first.startswith(k) else first
+        if re.search(r"artifact_production|artifact_wallclock|train_total_time|total_train_time", k):
+            log.phases.append(Phase("artifact_total", name, _seconds(value, unit), n))
+        elif re.search(r"total_eval_time|eval_total_time|eval_wallclock|eval_total", k):
+            log.phases.append(Phase("eval_total", name, _seconds(value, unit), n))
+        elif k == "time" or k.endswith("_time") or k.endswith("time_s") or k.endswith("time_ms") or k == "duration":
+            if k in ("train_time", "eval_time", "elapsed"):
+                continue
+            if k.endswith("time_ms"):
+                unit = "ms"
+            where = f"{first} {k}"
+            if _CALIBRATION.search(where):
+                log.phases.append(Phase("calibration", name, _seconds(value, unit), n))
+            elif _EVAL_PHASE.search(where):
+                log.phases.append(Phase("eval", name, _seconds(value, unit), n))
+
+
+def find_logs(folder: Path) -> list[Path]:
+    """Train logs of a submission folder: *.log/*.txt at its top level that read as logs; else those below it."""
+    def candidates(paths):
+        out = []
+        for p in sorted(paths):
+            if not p.is_file() or p.is_symlink() or p.suffix.lower() not in LOG_SUFFIXES:
+                continue
+            if p.name.lower() in ("requirements.txt", "license.txt"):
+                continue
+            try:
+                with open(p, "rb") as fh:
+                    head = fh.read(4_000_000).decode("utf-8", "replace")
+            except OSError:
+                continue
+            if looks_like_log(head):
+                out.append(p)
+        return out
+
+    top = candidates(folder.iterdir())
+    if top:
+        return top
+    return candidates(p for p in folder.rglob("*") if ".git" not in p.parts)
+
+
+def read_log(path: Path, display: str) -> RunLog:
+    data = path.read_bytes()
+    return parse_log(data.decode("utf-8", "replace"), display)
