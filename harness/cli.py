@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what to print on stdout (default: concise)")
     audit.add_argument("--json", metavar="FILE", help="also write the JSON result to FILE")
     audit.add_argument("--sarif", metavar="FILE", help="also write SARIF 2.1.0 to FILE")
+    audit.add_argument("--html", metavar="DIR",
+                       help="also render the HTML report into DIR (index.html, a page per submission and rule)")
     audit.add_argument("--fail-on", default="error", choices=["error", "warning", "info"],
                        help="lowest severity that makes the exit code 1 (default: error)")
     audit.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (never masks exit 2)")
@@ -91,12 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--jobs", type=_positive_int, metavar="N", help="worker processes (default: all cores)")
     audit.set_defaults(func=cmd_audit)
 
+    report = sub.add_parser(
+        "report", help="render the HTML report from stored audit and run-reference results",
+        description="Render self-contained HTML pages (index.html, a page per submission, reference run and rule) "
+                    "from stored results, without re-running anything. RESULTS are audit result JSON files "
+                    "(`audit --json`: one result or {\"results\": [...]}) and run-reference results.json files or "
+                    "run directories. Re-rendering the same results gives the same pages; only the footer "
+                    "(versions, time) differs.",
+        epilog="exit codes: 0 pages written; 2 an input that cannot be read or an output that cannot be written.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("results", nargs="+", metavar="RESULTS", help="audit JSON, run-reference results.json or run dir")
+    report.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write the pages into")
+    report.add_argument("--source-root", action="append", default=[], metavar="DIR",
+                        help="where audited files live when the JSON does not store their source (repeatable; "
+                             "a copy is used only if its SHA-256 matches the audit)")
+    report.add_argument("--title", help="title of index.html (default: Compliance report)")
+    report.set_defaults(func=cmd_report)
+
     rules = sub.add_parser("rules", help="list the rules, or print one rule's documentation and ruling",
                            description="List every rule, or print one rule's full documentation and the ruling "
                                        "it rests on.")
     rules.add_argument("rule_id", nargs="?", metavar="RULE-ID")
     rules.add_argument("--format", default="text", choices=["text", "json", "markdown"])
     rules.set_defaults(func=cmd_rules)
+
+    from harness.gate.command import add_parser as add_gate_parser
+
+    add_gate_parser(sub)
 
     try:
         from reference_model.commands import register
@@ -185,6 +208,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else Cache(default_cache_dir(), tool_version())
     pr_url = pr_url_for(args.pr) if args.pr is not None else None
     workdir = None
+    html_logs = None
     try:
         if args.repo:
             from audits.gitpr import GitPRError, pr_targets
@@ -199,6 +223,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             targets = [Target(os.path.normpath(p).replace(os.sep, "/"), [Path(p)], pr=args.pr, pr_url=pr_url)
                        for p in args.paths]
         results = audit_targets(targets, env_settings, jobs=args.jobs, cache_dir=cache)
+        if args.html:  # the train logs' time budgets, read while a PR's extraction still exists
+            from reports.inputs import log_budgets
+
+            html_logs = [log_budgets(t.paths[0]) if len(t.paths) == 1 and t.paths[0].is_dir() else None
+                         for t in targets]
     finally:
         if workdir is not None:
             workdir.cleanup()
@@ -212,12 +241,47 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 write_atomic(dest, render(fmt, results))
             except OSError as e:
                 write_failures.append(f"cannot write {dest}: {e.strerror or e}")
+    if args.html:
+        from reports.render import render_results
+
+        try:
+            render_results(results, args.html, logs=html_logs)
+        except OSError as e:
+            write_failures.append(f"cannot write the HTML report to {args.html}: {e.strerror or e}")
     _stdout(render(args.format, results))
     code, reason = decide(results, args.fail_on, args.exit_zero)
     if write_failures:
         code, reason = EXIT_ERROR, "; ".join(write_failures)
     _last_line(code, reason)
     return code
+
+
+# --- report -----------------------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.inputs import ReportInputError, load_inputs
+    from reports.render import render_inputs
+
+    try:
+        inputs = load_inputs(args.results, args.source_root)
+    except ReportInputError as e:
+        raise _Fatal(str(e)) from None
+    try:
+        report = render_inputs(inputs, args.output, title=args.title)
+    except OSError as e:
+        raise _Fatal(f"cannot write the HTML report to {args.output}: {e.strerror or e}") from None
+    parts = [f"{report.submissions} submission{'s' if report.submissions != 1 else ''}",
+             f"{report.references} reference run{'s' if report.references != 1 else ''}",
+             f"{report.rules} rules"]
+    reason = f"wrote {len(report.pages)} pages to {args.output} ({', '.join(parts)})"
+    if report.missing_sources:
+        n = len(report.missing_sources)
+        reason += (f"; source not found for {n} file{'s' if n != 1 else ''} "
+                   f"({report.missing_sources[0]}{' ...' if n > 1 else ''}): pass --source-root")
+    _stdout(f"{Path(args.output) / 'index.html'}\n")
+    _last_line(EXIT_OK, reason)
+    return EXIT_OK
 
 
 def decide(results, fail_on: str, exit_zero: bool) -> tuple[int, str]:

@@ -1,0 +1,85 @@
+"""Run the gate: find the submission folders of a change, copy them out of git, check each, return a `GateResult`."""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audits.api import Target, audit_targets, pr_url_for, tool_info
+from harness.gate import checks, gitdiff
+from harness.gate.config import GateConfig, Record
+from harness.gate.gitdiff import GateError
+from harness.gate.logs import find_logs, read_log
+from harness.gate.model import FolderResult, GateResult
+
+
+@dataclass
+class GateOptions:
+    repo: Path = field(default_factory=lambda: Path("."))
+    base: str | None = None
+    head: str = "HEAD"
+    config: GateConfig = field(default_factory=GateConfig)
+    pr: int | None = None
+    jobs: int | None = None
+    cache_dir: object = None  # a Cache, a folder, or None (no cache)
+
+
+def record_from_logs(folder: str | os.PathLike[str]) -> Record:
+    """The record to beat, read from that record's own train logs (their reported stages)."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise GateError(f"--record-logs {p}: no such folder")
+    logs = [read_log(x, x.name) for x in find_logs(p)]
+    finals = [lg.final for lg in logs if lg.final is not None]
+    if not finals:
+        raise GateError(f"--record-logs {p}: no train log with a reported val_bpb found")
+    return Record(name=p.name, val_bpb=[s.val_bpb for s in finals], val_loss=[s.val_loss for s in finals],
+                  source=f"--record-logs {p}")
+
+
+def run_gate(opts: GateOptions) -> GateResult:
+    repo = opts.repo
+    cfg = opts.config
+    result = GateResult(repo=str(repo), base=opts.base or "", head=opts.head, tool=tool_info(), pr=opts.pr)
+    try:
+        gitdiff.check_repo(repo)
+        base_ref = opts.base or gitdiff.default_base(repo)
+        result.base = base_ref
+        result.base_commit = gitdiff.resolve(repo, base_ref, "--base")
+        result.head_commit = gitdiff.resolve(repo, opts.head, "--head")
+        result.merge_base = gitdiff.merge_base(repo, result.base_commit, result.head_commit)
+        if cfg.record is None and cfg.record_logs:
+            cfg.record = record_from_logs(cfg.record_logs)
+        result.config = cfg.to_dict()
+        chs = gitdiff.changes(repo, result.merge_base, result.head_commit)
+        result.changed = [c.to_dict() for c in chs]
+        names = gitdiff.submission_folders(chs)
+        if not names:
+            return result
+        with tempfile.TemporaryDirectory(prefix="scorefirst-gate-") as tmp:
+            root = Path(tmp)
+            folders = []
+            for name in names:
+                path = gitdiff.extract(repo, result.head_commit, name, root)
+                change = "modified" if gitdiff.exists_at(repo, result.merge_base, name) else "added"
+                entries = gitdiff.head_files(repo, result.head_commit, name)
+                folders.append(checks.load_folder(name, path, change, entries))
+            audited = [f for f in folders if f.root.is_dir()]
+            targets = [Target(f.folder, [f.root], display_root=root, pr=opts.pr,
+                              pr_url=pr_url_for(opts.pr) if opts.pr else None) for f in audited]
+            results = audit_targets(targets, jobs=opts.jobs, cache_dir=opts.cache_dir)
+            audits = dict(zip((f.folder for f in audited), results, strict=True))
+            for f in folders:
+                audit = audits.get(f.folder)
+                fr = FolderResult(folder=f.folder, track=f.track, change=f.change, audit=audit)
+                fr.checks["legality"] = checks.legality_check(f, audit)
+                fr.checks["format"] = checks.format_check(f, cfg, chs, names)
+                fr.checks["logs"] = checks.logs_check(f, cfg)
+                fr.checks["budgets"] = checks.budgets_check(f, cfg)
+                fr.checks["significance"] = checks.significance_check(f, cfg, cfg.record)
+                fr.seeds = checks.seed_rows(f)
+                result.folders.append(fr)
+    except GateError as e:
+        result.error = str(e)
+    return result
