@@ -1,0 +1,425 @@
+"""Checks on a ledger: C3 score-before-update, C4 single pass (scored exactly once, count = validation length, the
+reported score = the sum of first scores), coverage, and the reported bpb against the bpb reconstructed from the
+ledger with the canonical byte table. Every failed check names the first offending position and the events (seqs)
+involved.
+
+The checks read the ledger tile by tile (:func:`harness.ledger.iter_tiles`), so the full 62M-position split is
+checked in seconds with bounded memory. ``bytes_at`` (bytes of the target at each position, the canonical LUT of
+``reference_model.metric``) may be a memory-mapped array.
+
+Traced scripts (``traced=True``): the tracer cannot see which computation a script adds to its reported score, so a
+position's SCORE is the first computation of its prediction inside the reported evaluation and later computations
+are LOOK events. Two more questions are then asked of the gap between the reported score and the first scores:
+was the position's prediction recomputed after an update that read it (the reported score came from a state trained
+on the token: C3), and if no such recomputation exists, the reported probabilities were not the model's observed
+full distributions at all (C2).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.dynamic_result import (TIMELINE_CAP, VIOLATION_CAP, Check, Timeline, TimelineEvent, Violation)
+from harness.ledger import LOOK, NONE, SCORE, UPDATE, KindRanges, Ledger, iter_tiles
+
+LN2 = math.log(2)
+
+
+@dataclass
+class Tolerance:
+    """How far the reported score may sit from the reconstruction. ``decimals`` (how many digits the evaluation
+    printed) adds half a unit of the last printed digit to each side."""
+
+    loss_abs: float = 1e-5       # nats per token
+    bytes_rel: float = 1e-6      # implied byte count vs the canonical table
+    decimals: int | None = None
+
+    def loss(self) -> float:
+        return self.loss_abs + (0.5 * 10.0 ** -self.decimals if self.decimals is not None else 0.0)
+
+    def rel_printed(self, value: float) -> float:
+        if self.decimals is None or not value:
+            return 0.0
+        return 0.5 * 10.0 ** -self.decimals / abs(value)
+
+
+REFERENCE_TOLERANCE = Tolerance(1e-5, 1e-6)
+SCRIPT_TOLERANCE = Tolerance(2e-4, 1e-4)   # the script's own fused kernels and precision vs our log-softmax
+
+
+@dataclass
+class Outcome:
+    checks: list[Check]
+    reconstructed: dict
+    violations: list[tuple[int, int, int]]      # a sample of (position, score_seq, update_seq) C3 violations
+    stats: dict = field(default_factory=dict)
+
+    def by_id(self, check_id: str) -> Check:
+        return next(c for c in self.checks if c.id == check_id)
+
+
+class _First:
+    """The smallest position with a property, over tiles visited in position order."""
+
+    def __init__(self):
+        self.n = 0
+        self.pos: int | None = None
+
+    def add(self, mask: np.ndarray, lo: int) -> np.ndarray:
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            self.n += int(idx.size)
+            if self.pos is None:
+                self.pos = lo + int(idx[0])
+        return idx
+
+
+def domain_of(ledger: Ledger) -> tuple[int, int]:
+    """Target positions [first, last] the evaluation must score: its begin record, else 1..N-1."""
+    b = ledger.begin or {}
+    first = int(b.get("first_position", 1))
+    last = int(b.get("last_position", ledger.positions - 1))
+    return first, last
+
+
+_DOC_ADAPTER = re.compile(r"lora/doc(\d+)$")
+
+
+def scoped_updates(ledger: Ledger, updates: KindRanges, doc_starts: Any = None) -> tuple[KindRanges, str]:
+    """The positions each update could have informed the score of.
+
+    ``global`` state (the default): an update reading p affects every later score of p. ``per-document`` state
+    (declared by the evaluation's begin record, or implied when every update touches only per-document adapters
+    ``lora/doc{i}`` and ``doc_starts`` is known): position p of document i (``doc_starts[i] < p <= doc_starts[i+1]``)
+    is scored by the shared weights plus adapter i, so an update matters to p only if it touches adapter i; the
+    boundary token a document reads as its first input belongs to the previous document and its adapter.
+    """
+    begin = ledger.begin or {}
+    scope = begin.get("state_scope", "global")
+    starts = begin.get("doc_starts", doc_starts)
+    if updates.touched is None or not len(updates) or starts is None:
+        return updates, scope
+    docs = []
+    for t in ledger.touched:
+        ids = [_DOC_ADAPTER.match(name) for name in t]
+        docs.append([int(m.group(1)) for m in ids] if t and all(ids) else None)
+    if scope != "per-document" and not all(d is not None for d in docs):
+        return updates, scope
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.append(starts[1:], np.iinfo(np.int64).max - 1)
+    out = {k: [] for k in ("start", "stop", "seq", "version", "touched")}
+    for j in range(len(updates)):
+        t = int(updates.touched[j])
+        ids = docs[t] if 0 <= t < len(docs) else None
+        spans = [(updates.start[j], updates.stop[j])] if ids is None else \
+            [(max(updates.start[j], starts[i] + 1), min(updates.stop[j], ends[i] + 1)) for i in ids if i < starts.size]
+        for a, b in spans:
+            if b > a:
+                for k, v in (("start", a), ("stop", b), ("seq", updates.seq[j]), ("version", updates.version[j]),
+                             ("touched", t)):
+                    out[k].append(v)
+    arr = {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
+    return KindRanges(arr["start"], arr["stop"], arr["seq"], arr["version"], None, arr["touched"]), "per-document"
+
+
+def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = None,
+                 domain: tuple[int, int] | None = None, tol: Tolerance | None = None, traced: bool = False,
+                 look_window: tuple[int, int] | None = None, doc_starts: Any = None,
+                 tile: int = 1 << 20) -> Outcome:
+    """Every check on one ledger. ``reported`` defaults to the evaluation's end record; ``domain`` to its begin
+    record; ``doc_starts`` (BOS positions) lets per-document adapters be scoped (see :func:`scoped_updates`)."""
+    reported = reported if reported is not None else _reported_from(ledger)
+    tol = tol or (SCRIPT_TOLERANCE if traced else REFERENCE_TOLERANCE)
+    first_pos, last_pos = domain or domain_of(ledger)
+    n = max(ledger.positions, last_pos + 1)
+    scores = ledger.kind_ranges(SCORE)
+    updates, scope = scoped_updates(ledger, ledger.kind_ranges(UPDATE), doc_starts)
+    looks = None
+    if traced:
+        looks = ledger.kind_ranges(LOOK)
+        if look_window is not None:
+            looks = looks.in_seq(look_window[0], look_window[1])
+
+    multi, unscored, outside, c3, upd_unscored, relook = (_First() for _ in range(6))
+    c3_first = relook_first = None
+    loss_sum = 0.0
+    last_sum = 0.0
+    tokens = 0
+    nbytes = 0
+    samples: list[tuple[int, int, int]] = []
+    for t in iter_tiles(ledger, tile, 0, n, scores, updates, looks):
+        inside = np.zeros(t.hi - t.lo, dtype=bool)
+        inside[max(first_pos - t.lo, 0) : max(last_pos + 1 - t.lo, 0)] = True
+        scored = t.count > 0
+        multi.add(t.count > 1, t.lo)
+        unscored.add(inside & ~scored, t.lo)
+        outside.add(~inside & scored, t.lo)
+        bad = scored & (t.first_update < t.first_score)
+        idx = c3.add(bad, t.lo)
+        if idx.size:
+            if c3_first is None:
+                c3_first = (t.lo + int(idx[0]), int(t.first_score[idx[0]]), int(t.first_update[idx[0]]))
+            take = idx[np.linspace(0, idx.size - 1, min(idx.size, 64)).astype(int)]
+            samples.extend((t.lo + int(i), int(t.first_score[i]), int(t.first_update[i])) for i in take)
+        upd_unscored.add(inside & ~scored & (t.first_update != NONE), t.lo)
+        tokens += int(scored.sum())
+        loss_sum += float(t.first_nll[scored].sum(dtype=np.float64))
+        if bytes_at is not None:
+            nbytes += int(np.asarray(bytes_at[t.lo : t.hi])[scored].sum(dtype=np.int64))
+        if traced:
+            later = scored & (t.last_look > t.first_score)
+            re = later & (t.first_update > t.first_score) & (t.first_update < t.last_look)
+            idx = relook.add(re, t.lo)
+            if idx.size and relook_first is None:
+                relook_first = (t.lo + int(idx[0]), int(t.last_look[idx[0]]), int(t.first_update[idx[0]]))
+            chosen = np.where(later, t.last_look_nll, t.first_nll)
+            last_sum += float(chosen[scored].astype(np.float64).sum())
+
+    expected = last_pos - first_pos + 1
+    rec_loss = loss_sum / tokens if tokens else None
+    rec_bpb = loss_sum / (nbytes * LN2) if nbytes else None
+    recon = {"val_loss": rec_loss, "val_bpb": rec_bpb, "loss_sum": loss_sum, "tokens": tokens,
+             "bytes": nbytes if bytes_at is not None else None}
+    if traced:
+        recon["last_look_val_loss"] = last_sum / tokens if tokens else None
+
+    checks: list[Check] = []
+    if ledger.complete:
+        checks.append(Check("ledger-complete", "DATA", "PASS", f"ledger complete: {len(ledger.events):,} events"))
+    else:
+        checks.append(Check("ledger-complete", "DATA", "WARN",
+                            f"ledger incomplete: the run stopped before closing it (killed or crashed); the checks "
+                            f"cover the {len(ledger.events):,} events flushed before that"))
+
+    # C4: exactly once
+    if multi.n == 0:
+        checks.append(Check("scored-once", "C4", "PASS", f"every scored position was scored exactly once "
+                                                         f"({tokens:,} positions)"))
+    else:
+        p = multi.pos
+        seqs = _seqs_covering(scores, p)
+        checks.append(Check("scored-once", "C4", "FAIL",
+                            f"{multi.n:,} positions were scored more than once (C4: single left-to-right pass)",
+                            Violation(p, seqs[0], _first_update_between(updates, p, seqs),
+                                      f"position {p} scored {len(seqs)} times, at seqs {_seq_list(seqs)}"
+                                      + _between_note(ledger, updates, p, seqs))))
+    # C4: count
+    if tokens == expected and outside.n == 0:
+        checks.append(Check("scored-count", "C4", "PASS",
+                            f"{tokens:,} positions scored = {expected:,} validation targets ({first_pos}..{last_pos})"))
+    else:
+        p = unscored.pos if unscored.pos is not None else outside.pos
+        checks.append(Check("scored-count", "C4", "FAIL",
+                            f"{tokens:,} positions scored, but the validation split has {expected:,} targets "
+                            f"({first_pos}..{last_pos})",
+                            Violation(p, None, None, "first position where the count differs: "
+                                      + ("never scored" if p == unscored.pos else "scored outside the split"))
+                            if p is not None else None))
+    # DATA: coverage
+    if unscored.n == 0 and outside.n == 0:
+        if upd_unscored.n:
+            checks.append(Check("coverage", "DATA", "WARN",
+                                f"every target scored, yet updates read {upd_unscored.n:,} positions that were never "
+                                f"scored", Violation(upd_unscored.pos, None, None, "read by an update, never scored")))
+        else:
+            checks.append(Check("coverage", "DATA", "PASS", f"the whole split {first_pos}..{last_pos} is covered"))
+    else:
+        p = unscored.pos if unscored.pos is not None else outside.pos
+        end = _run_end(scores, p, last_pos) if p == unscored.pos else p
+        what = (f"{unscored.n:,} of {expected:,} targets never scored" if unscored.n else "") + \
+               ("; " if unscored.n and outside.n else "") + \
+               (f"{outside.n:,} scored positions lie outside the split" if outside.n else "")
+        checks.append(Check("coverage", "DATA", "FAIL", what,
+                            Violation(p, None, None, f"positions {p}..{end} never scored" if p == unscored.pos
+                                      else f"position {p} is outside {first_pos}..{last_pos}")))
+    # C3
+    n_upd = int((ledger.events["kind"] == UPDATE).sum())
+    if c3.n == 0:
+        checks.append(Check("score-before-update", "C3", "PASS",
+                            f"no position was read by an update before its first score ({n_upd:,} updates, "
+                            f"{scope} state)"))
+    else:
+        p, s, u = c3_first
+        checks.append(Check("score-before-update", "C3", "FAIL",
+                            f"{c3.n:,} positions were read by an update before they were scored (C3: the state that "
+                            f"scores a token must not have been trained on it)",
+                            Violation(p, s, u, f"position {p}: updated at seq {u}{_touched_note(ledger, u)}, "
+                                               f"first scored at seq {s}")))
+
+    # reported vs reconstructed
+    rep_loss, rep_bpb = _f(reported.get("val_loss")), _f(reported.get("val_bpb"))
+    gap = None
+    if rep_loss is None or rec_loss is None:
+        checks.append(Check("reported-loss", "C4", "WARN",
+                            "no reported val_loss to compare with the ledger" if rep_loss is None
+                            else "nothing was scored"))
+    else:
+        gap = rep_loss - rec_loss
+        lim = tol.loss()
+        what = "the first computation of each position's prediction" if traced else "the first score of each position"
+        if abs(gap) <= lim:
+            checks.append(Check("reported-loss", "C4", "PASS",
+                                f"reported val_loss {rep_loss:.6f} = {rec_loss:.6f} from {what} "
+                                f"(|diff| {abs(gap):.2e} <= {lim:.1e})"))
+        else:
+            fv = None
+            if traced and relook_first is not None:
+                p, s, u = relook_first
+                fv = Violation(p, s, u, f"position {p}: first scored at seq "
+                                        f"{_first_seq(scores, p)}, trained on at seq {u}, predicted again at seq {s}")
+            checks.append(Check("reported-loss", "C4", "FAIL",
+                                f"reported val_loss {rep_loss:.6f} differs from {rec_loss:.6f}, the sum of {what} "
+                                f"(diff {gap:+.6f} > {lim:.1e}): the reported score is not the first-pass score"
+                                + (f"; the last computations give {recon['last_look_val_loss']:.6f}"
+                                   if traced and recon.get("last_look_val_loss") is not None else ""), fv))
+    if bytes_at is None:
+        checks.append(Check("reported-bpb", "BYTES", "WARN", "no byte table: bpb not reconstructed"))
+    elif rep_bpb is None or rep_loss is None or not tokens or not rep_bpb:
+        checks.append(Check("reported-bpb", "BYTES", "WARN", "no reported val_bpb to compare"
+                            + (f"; reconstructed val_bpb {rec_bpb:.6f}" if rec_bpb is not None else "")))
+    else:
+        implied = rep_loss * tokens / (LN2 * rep_bpb)
+        rel = implied / nbytes - 1 if nbytes else float("inf")
+        lim = tol.bytes_rel + tol.rel_printed(rep_loss) + tol.rel_printed(rep_bpb)
+        msg = (f"reported val_bpb {rep_bpb:.6f}, reconstructed {rec_bpb:.6f}; the reported pair implies "
+               f"{implied:,.0f} bytes, the canonical byte table gives {nbytes:,}")
+        checks.append(Check("reported-bpb", "BYTES", "PASS" if abs(rel) <= lim else "FAIL",
+                            msg + (f" (rel. diff {rel:+.2e})" if abs(rel) > lim else "")))
+    if traced:
+        checks.extend(_traced_checks(gap, tol, relook, relook_first, scores, recon))
+
+    return Outcome(checks, recon, _spread(samples, VIOLATION_CAP),
+                   {"multi": multi.n, "unscored": unscored.n, "outside": outside.n, "c3": c3.n,
+                    "relook": relook.n, "expected": expected, "updates": n_upd})
+
+
+def _traced_checks(gap, tol, relook, relook_first, scores, recon) -> list[Check]:
+    out = []
+    beyond = gap is not None and abs(gap) > tol.loss()
+    if not beyond:
+        out.append(Check("reported-from-trained-state", "C3", "PASS",
+                         "the reported score equals the first computations; later recomputations "
+                         f"({relook.n:,} positions predicted again after an update read them) are not reported"
+                         if relook.n else "the reported score equals the first computations"))
+        out.append(Check("observed-distributions", "C2", "PASS",
+                         "the reported score is -log p(x_t) of the model's observed full distributions "
+                         "(softmax over the vocabulary-sized projection)"))
+        return out
+    if relook.n:
+        p, s, u = relook_first
+        out.append(Check("reported-from-trained-state", "C3", "FAIL",
+                         f"the reported score is {'below' if gap < 0 else 'above'} the first computations by "
+                         f"{abs(gap):.4f} nats/token and {relook.n:,} positions were predicted again after an "
+                         f"update that read them: the reported score came from a state trained on the scored tokens",
+                         Violation(p, s, u, f"position {p}: first scored at seq {_first_seq(scores, p)}, read by "
+                                            f"the update at seq {u}, predicted again at seq {s}")))
+        out.append(Check("observed-distributions", "C2", "PASS",
+                         "the gap between reported and first-computation scores is explained by recomputation after "
+                         "training (C3), not by the distributions"))
+    else:
+        out.append(Check("reported-from-trained-state", "C3", "PASS",
+                         "no position was predicted again after an update that read it"))
+        verdict = "FAIL" if gap < 0 else "WARN"
+        out.append(Check("observed-distributions", "C2", verdict,
+                         f"the reported val_loss is {abs(gap):.4f} nats/token {'below' if gap < 0 else 'above'} the "
+                         f"NLL of the full distributions the model computed for those positions, and no update "
+                         f"explains it: the reported probabilities are not the model's committed, normalized "
+                         f"distributions (gold-token mixing, byte-level PPM, oracle selection, a scale factor). A "
+                         f"normalized mixture computed outside torch would also show here: compare with the static "
+                         f"audit."))
+    return out
+
+
+def _reported_from(ledger: Ledger) -> dict:
+    end = ledger.end or {}
+    return {k: end.get(k) for k in ("val_loss", "val_bpb", "loss_sum", "tokens", "bytes")}
+
+
+def _f(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _seqs_covering(kr: KindRanges, p: int) -> list[int]:
+    m = (kr.start <= p) & (kr.stop > p)
+    return [int(s) for s in np.unique(kr.seq[m])]
+
+
+def _first_seq(kr: KindRanges, p: int) -> int | None:
+    s = _seqs_covering(kr, p)
+    return s[0] if s else None
+
+
+def _first_update_between(updates: KindRanges, p: int, seqs: list[int]) -> int | None:
+    """The first update that read p after its first score (what a re-score reports on), if any."""
+    u = [s for s in _seqs_covering(updates, p) if s > seqs[0]]
+    return u[0] if u else None
+
+
+def _between_note(ledger: Ledger, updates: KindRanges, p: int, seqs: list[int]) -> str:
+    u = [s for s in _seqs_covering(updates, p) if seqs[0] < s < seqs[-1]]
+    if not u:
+        return ""
+    return f"; {len(u)} updates read it in between (first at seq {u[0]}{_touched_note(ledger, u[0])})"
+
+
+def _seq_list(seqs: list[int], k: int = 6) -> str:
+    return ", ".join(map(str, seqs[:k])) + (f", ... ({len(seqs)} in all)" if len(seqs) > k else "")
+
+
+def _touched_note(ledger: Ledger, seq: int) -> str:
+    try:
+        t = ledger.event_touched(ledger.index_of_seq(seq))
+    except KeyError:
+        return ""
+    if not t:
+        return ""
+    names = ", ".join(t[:3]) + (f", +{len(t) - 3} more" if len(t) > 3 else "")
+    return f" (touching {names})"
+
+
+def _run_end(scores: KindRanges, p: int, last: int) -> int:
+    """End of the run of never-scored positions starting at p (bounded by the split)."""
+    after = scores.start[(scores.start > p)]
+    nxt = int(after.min()) - 1 if after.size else last
+    return min(nxt, last)
+
+
+def _spread(items: list, k: int) -> list:
+    if len(items) <= k:
+        return list(items)
+    idx = np.linspace(0, len(items) - 1, k).astype(int)
+    return [items[i] for i in idx]
+
+
+# --- timeline ---------------------------------------------------------------------------------------------------
+
+
+def build_timeline(ledger: Ledger, violations: list[tuple[int, int, int]], cap: int = TIMELINE_CAP) -> Timeline:
+    """SCORE and UPDATE ranges for the report's picture, merged into at most ``cap`` items."""
+    kinds = []
+    for name, kind in (("score", SCORE), ("update", UPDATE)):
+        kr = ledger.kind_ranges(kind)
+        kinds.append((name, kr))
+    total = sum(len(kr) for _, kr in kinds)
+    downsampled = total > cap
+    events: list[TimelineEvent] = []
+    for name, kr in kinds:
+        if not len(kr):
+            continue
+        share = max(1, int(cap * len(kr) / total)) if downsampled else len(kr)
+        group = max(1, math.ceil(len(kr) / share))
+        for g in range(0, len(kr), group):
+            sl = slice(g, g + group)
+            events.append(TimelineEvent(name, int(kr.seq[sl][0]), int(kr.start[sl].min()), int(kr.stop[sl].max())))
+    events.sort(key=lambda e: (e.seq, e.kind, e.start))
+    return Timeline(positions=ledger.positions, max_seq=ledger.max_seq, downsampled=downsampled, events=events,
+                    violations=list(violations))
