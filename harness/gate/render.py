@@ -128,11 +128,18 @@ def annotations(result: GateResult) -> str:
             if m.level == "note" or ident in seen:
                 continue  # the same problem seen from another folder (a file outside both) is shown once
             seen.add(ident)
-            groups.setdefault((m.level, m.rule, m.path), []).append((name, m))
+            # files changed outside the folder are one problem: one annotation, however many files
+            where = "\0outside" if m.key.startswith("outside:") else m.path
+            groups.setdefault((m.level, m.rule, where), []).append((name, m))
     ordered = sorted(groups.items(), key=lambda kv: 0 if kv[0][0] == "error" else 1)
-    for (level, rule, path), items in ordered:
+    for (level, rule, where), items in ordered:
         name, m = items[0]
-        text = m.text + (f" (+{len(items) - 1} more like this in this file)" if len(items) > 1 else "")
+        path = m.path
+        if len(items) > 1:
+            what = "files changed outside the submission folder" if where == "\0outside" else "like this in this file"
+            text = f"{m.text} (+{len(items) - 1} more {what})"
+        else:
+            text = m.text
         if used[level] >= cap[level]:
             dropped += len(items)
             continue
