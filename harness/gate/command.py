@@ -49,10 +49,22 @@ def add_parser(sub) -> None:
     gate.add_argument("--json", metavar="FILE", help="also write the JSON result to FILE")
     gate.add_argument("--sarif", metavar="FILE", help="also write SARIF 2.1.0 to FILE (one run per folder)")
     gate.add_argument("--markdown", metavar="FILE", help="also write the Markdown summary (job summary, PR comment)")
+    if _has_reports():
+        gate.add_argument("--html", metavar="DIR",
+                          help="also render the HTML report of the audited folders into DIR")
     gate.add_argument("--pr", type=_positive_int, metavar="N", help="label the results with pull request N")
     gate.add_argument("--no-cache", action="store_true", help="do not read or write the audit's result cache")
     gate.add_argument("--jobs", type=_positive_int, metavar="N", help="audit worker processes (default: all cores)")
     gate.set_defaults(func=cmd_gate)
+
+
+def _has_reports() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("reports.render") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _positive_int(text: str) -> int:
@@ -80,7 +92,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     cache = None if args.no_cache else Cache(default_cache_dir(), tool_version())
     opts = GateOptions(repo=Path(args.repo), base=args.base, head=args.head, config=cfg, pr=args.pr, jobs=args.jobs,
-                       cache_dir=cache)
+                       cache_dir=cache, html_dir=getattr(args, "html", None))
     result = run_gate(opts)
     failures = []
     for fmt, dest in (("json", args.json), ("sarif", args.sarif), ("markdown", args.markdown)):

@@ -140,6 +140,7 @@ class GateResult:
     tool: dict[str, str] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     error: str | None = None  # the gate itself could not run (git failure, ...): exit 2
+    html_error: str | None = None  # the HTML report (--html) could not be written: exit 2
     pr: int | None = None
 
     @property
@@ -150,12 +151,14 @@ class GateResult:
 
     def exit_code(self) -> int:
         s = self.status
-        return 2 if s is Status.ERROR else 1 if s is Status.FAIL else 0
+        return 2 if s is Status.ERROR or self.html_error else 1 if s is Status.FAIL else 0
 
     def reason(self) -> str:
         """The one-line reason for the exit code."""
         if self.error:
             return self.error
+        if self.html_error:
+            return self.html_error
         if not self.folders:
             return "nothing to gate: the change adds or modifies no folder under records/"
         errs = [f for f in self.folders if f.status is Status.ERROR]
@@ -182,5 +185,6 @@ class GateResult:
                 "base": {"ref": self.base, "commit": self.base_commit},
                 "head": {"ref": self.head, "commit": self.head_commit},
                 "merge_base": self.merge_base, "verdict": verdict_word(self.status), "status": self.status.value,
-                "exit_code": self.exit_code(), "reason": self.reason(), "error": self.error, "config": self.config,
+                "exit_code": self.exit_code(), "reason": self.reason(), "error": self.error,
+                "html_error": self.html_error, "config": self.config,
                 "changed": self.changed, "folders": [f.to_dict() for f in self.folders]}

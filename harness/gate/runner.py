@@ -23,6 +23,7 @@ class GateOptions:
     pr: int | None = None
     jobs: int | None = None
     cache_dir: object = None  # a Cache, a folder, or None (no cache)
+    html_dir: str | None = None  # also render the HTML report (the `reports` package) of the audited folders
 
 
 def record_from_logs(folder: str | os.PathLike[str]) -> Record:
@@ -36,6 +37,26 @@ def record_from_logs(folder: str | os.PathLike[str]) -> Record:
         raise GateError(f"--record-logs {p}: no train log with a reported val_bpb found")
     return Record(name=p.name, val_bpb=[s.val_bpb for s in finals], val_loss=[s.val_loss for s in finals],
                   source=f"--record-logs {p}")
+
+
+def _render_html(out_dir: str, folders: list[checks.Folder], audits: dict) -> str | None:
+    """The HTML report of the folders' audits with their time budgets; the reason it failed, or None."""
+    try:
+        from reports.render import render_results
+    except ImportError as e:
+        return f"cannot render the HTML report: {e}"
+    results = [audits[f.folder] for f in folders]
+    logs = []
+    for f in folders:
+        trains = [lg.train_total_s for lg in f.logs if lg.train_total_s is not None]
+        evals = [lg.eval_total_s for lg in f.logs if lg.eval_total_s is not None]
+        logs.append({"train_seconds": max(trains) if trains else None, "eval_seconds": max(evals) if evals else None,
+                     "logs": len(f.logs), "source": "logs"} if trains or evals else None)
+    try:
+        render_results(results, out_dir, logs=logs)
+    except OSError as e:
+        return f"cannot write the HTML report to {out_dir}: {e.strerror or e}"
+    return None
 
 
 def run_gate(opts: GateOptions) -> GateResult:
@@ -80,6 +101,8 @@ def run_gate(opts: GateOptions) -> GateResult:
                 fr.checks["significance"] = checks.significance_check(f, cfg, cfg.record)
                 fr.seeds = checks.seed_rows(f)
                 result.folders.append(fr)
+            if opts.html_dir:
+                result.html_error = _render_html(opts.html_dir, audited, audits)
     except GateError as e:
         result.error = str(e)
     return result

@@ -189,3 +189,17 @@ def test_gate_never_imports_torch(repo, make, tmp_path):
                           timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "TORCH=False" in proc.stderr
+
+
+def test_html_report_when_the_reports_package_is_there(repo, make, gate_cli, tmp_path):
+    pytest.importorskip("reports.render")
+    sub = make()
+    repo.pr(sub)
+    out = tmp_path / "html"
+    r = gate_cli(*args(repo, "--html", out))
+    assert r.code == 0, r.err
+    assert (out / "index.html").is_file()
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = gate_cli(*args(repo, "--html", blocker / "x"))
+    assert r.code == 2 and "cannot write the HTML report" in r.last_err_line
