@@ -1,0 +1,157 @@
+"""Dynamic probes of C1 and C2, with bounded cost; each result states exactly what was probed.
+
+C1 future perturbation (the #1240 design): evaluate a prefix of the validation stream, then evaluate it again with
+every token after position k replaced; the reported NLL of every position <= k must not change. In deterministic
+fp32 on the CPU the requirement is bit-identical (``atol=0``); elsewhere (GPU kernels, bf16) a stated tolerance.
+Scoring schemes that let later tokens reach earlier scores — pre-eval TTT, multi-epoch or min-NLL TTT, re-scoring
+after TTT, SLOT on the scored region, bidirectional attention — change them.
+
+C2 normalization: at sampled positions, the full distribution the scorer commits for position t must sum to 1 and
+must not change when the realized token x_t is swapped for other values (a scorer that mixes in a probability only
+for the gold token, or keys a cache on it, fails both).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from harness.dynamic_result import Probe
+
+EvalFn = Callable[[np.ndarray], np.ndarray]          # tokens -> reported NLL per position (NaN = not scored)
+DistFn = Callable[[np.ndarray, int], np.ndarray]     # (context tokens, realized next token) -> distribution (V,)
+
+
+def choose_k(tokens: np.ndarray, bos_id: int = 1, min_context: int = 2) -> int:
+    """A third of the way into the prefix, moved off a document boundary: positions before it share a document
+    with the perturbed ones (what a per-document leak such as multi-epoch TTT or SLOT changes), and with a TTT
+    chunk size below a third of the prefix it lies in a chunk that is trained on (what pre-eval TTT and re-scoring
+    change)."""
+    k = max(tokens.size // 3, min_context)
+    while k + 1 < tokens.size - 1 and tokens[k + 1] == bos_id:
+        k += 1
+    return min(k, tokens.size - 2)
+
+
+def perturb_after(tokens: np.ndarray, k: int, vocab: int, seed: int = 0, avoid: Sequence[int] = (0, 1)) -> np.ndarray:
+    """A copy with every token after position k replaced by a different, random one (never BOS or pad, so the
+    document structure of the prefix up to k is unchanged and later documents merge into one)."""
+    rng = np.random.default_rng(seed)
+    out = tokens.copy()
+    n = tokens.size - k - 1
+    if n <= 0:
+        return out
+    allowed = np.setdiff1d(np.arange(vocab), np.asarray(avoid))
+    new = allowed[rng.integers(0, allowed.size, n)]
+    same = new == tokens[k + 1 :]
+    new[same] = allowed[(np.searchsorted(allowed, new[same]) + 1) % allowed.size]
+    out[k + 1 :] = new.astype(tokens.dtype)
+    return out
+
+
+def future_perturbation(eval_fn: EvalFn, tokens: np.ndarray, vocab: int, k: int | None = None, atol: float = 0.0,
+                        seed: int = 0, what: str = "evaluation") -> Probe:
+    """Run ``eval_fn`` on ``tokens`` and on a copy whose tokens after k are replaced; compare NLL at 1..k."""
+    k = choose_k(tokens) if k is None else int(k)
+    a = np.asarray(eval_fn(tokens), dtype=np.float64)
+    b = np.asarray(eval_fn(perturb_after(tokens, k, vocab, seed)), dtype=np.float64)
+    sl = slice(1, k + 1)
+    both = ~np.isnan(a[sl]) & ~np.isnan(b[sl])
+    n_cmp = int(both.sum())
+    req = "bit-identical (deterministic fp32)" if atol == 0 else f"|diff| <= {atol:g}"
+    probed = (f"{what} of a {tokens.size:,}-token prefix, then again with tokens {k + 1:,}..{tokens.size - 1:,} "
+              f"replaced (seed {seed}); reported NLL compared at {n_cmp:,} positions 1..{k:,}, required {req}")
+    if n_cmp == 0:
+        return Probe("future-perturbation", "C1", "WARN", probed, None,
+                     "no position <= k was scored in both runs: nothing to compare")
+    scored_a, scored_b = ~np.isnan(a[sl]), ~np.isnan(b[sl])
+    diff = np.where(both, np.abs(a[sl] - b[sl]), 0.0)
+    mad = float(diff.max())
+    bad = np.flatnonzero((diff > atol) | (scored_a != scored_b))
+    if bad.size == 0:
+        return Probe("future-perturbation", "C1", "PASS", probed, mad,
+                     f"every reported NLL at positions <= {k:,} is unchanged when the tokens after {k:,} change")
+    p = int(bad[0]) + 1
+    return Probe("future-perturbation", "C1", "FAIL", probed, mad,
+                 f"{bad.size:,} of {n_cmp:,} reported NLLs at positions <= {k:,} changed when only tokens after "
+                 f"{k:,} changed (first at position {p:,}: {a[p]:.6f} -> {b[p]:.6f}): scores depend on future tokens")
+
+
+def sample_positions(tokens: np.ndarray, n: int, min_context: int = 1, seed: int = 0) -> list[int]:
+    rng = np.random.default_rng(seed)
+    pool = np.arange(min_context, tokens.size)
+    return sorted(int(p) for p in rng.choice(pool, size=min(n, pool.size), replace=False))
+
+
+def normalization(dist_fn: DistFn, tokens: np.ndarray, vocab: int, positions: Sequence[int] | None = None,
+                  swaps: int = 3, sum_tol: float = 1e-4, atol: float = 0.0, context: int | None = None,
+                  seed: int = 0, what: str = "scorer") -> Probe:
+    """At each sampled position t: p_t = dist_fn(tokens[:t], x_t) must sum to 1 (within ``sum_tol``) and equal
+    dist_fn(tokens[:t], v) for ``swaps`` other values v (within ``atol``; 0 = bit-identical)."""
+    positions = list(positions) if positions is not None else sample_positions(tokens, 8, seed=seed)
+    rng = np.random.default_rng(seed)
+    worst_sum, worst_swap, first_bad = 0.0, 0.0, None
+    for t in positions:
+        lo = 0 if context is None else max(0, t - context)
+        ctx = tokens[lo:t]
+        x = int(tokens[t])
+        p0 = np.asarray(dist_fn(ctx, x), dtype=np.float64)
+        if p0.shape != (vocab,):
+            raise ValueError(f"distribution of shape {p0.shape}, expected ({vocab},)")
+        s = abs(float(p0.sum()) - 1.0)
+        worst_sum = max(worst_sum, s)
+        if s > sum_tol and first_bad is None:
+            first_bad = f"position {t:,}: the distribution sums to {p0.sum():.6f}"
+        others = rng.choice(np.setdiff1d(np.arange(vocab), [x]), size=min(swaps, vocab - 1), replace=False)
+        for v in others:
+            pv = np.asarray(dist_fn(ctx, int(v)), dtype=np.float64)
+            d = float(np.abs(pv - p0).max())
+            worst_swap = max(worst_swap, d)
+            if d > atol and first_bad is None:
+                j = int(np.argmax(np.abs(pv - p0)))
+                first_bad = (f"position {t:,}: swapping x_t {x} -> {int(v)} changes p_t({j}) by {d:.3g} "
+                             f"(sum {pv.sum():.6f})")
+    req = "bit-identical" if atol == 0 else f"within {atol:g}"
+    ctx_note = "the whole prefix" if context is None else f"the last {context} tokens"
+    probed = (f"{what}: full distribution over {vocab} tokens at {len(positions)} positions "
+              f"({', '.join(f'{p:,}' for p in positions[:8])}{', ...' if len(positions) > 8 else ''}) with "
+              f"{ctx_note} as context; sum within {sum_tol:g} of 1, and {req} under {swaps} swaps of x_t each")
+    mad = max(worst_sum, worst_swap)
+    if first_bad is None:
+        return Probe("normalization", "C2", "PASS", probed, mad,
+                     f"every probed distribution sums to 1 (worst {worst_sum:.2e}) and ignores the realized token")
+    return Probe("normalization", "C2", "FAIL", probed, mad,
+                 f"not a committed normalized distribution: {first_bad}; worst |sum-1| {worst_sum:.3g}, worst "
+                 f"change under a swap {worst_swap:.3g}")
+
+
+# --- the reference model -------------------------------------------------------------------------------------------
+
+
+def reference_eval_fn(mode: str, make_model: Callable, cfg, sp=None, bytes_fn: Callable | None = None) -> EvalFn:
+    """tokens -> reported NLL per position, from a fresh copy of the model evaluated in ``mode``."""
+    import torch
+
+    from reference_model.modes import MODES
+
+    def run(tokens: np.ndarray) -> np.ndarray:
+        bytes_at = torch.ones(tokens.size, dtype=torch.long) if bytes_fn is None else bytes_fn(tokens)
+        res = MODES[mode].function()(make_model(), tokens, bytes_at, cfg, None, keep_nll=True)
+        return res["nll"].double().numpy()
+
+    return run
+
+
+def model_dist_fn(model, softmax: bool = True) -> DistFn:
+    """The reference model's committed distribution for the next position: softmax of its logits after the
+    context (the realized token is ignored, as it must be)."""
+    import torch
+
+    @torch.no_grad()
+    def dist(ctx: np.ndarray, realized: int) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(ctx, dtype=np.int64))[None]
+        logits = model.logits(x)[0, -1].float()
+        return torch.softmax(logits, -1).double().numpy()
+
+    return dist

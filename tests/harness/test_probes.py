@@ -1,0 +1,90 @@
+"""C1 future-perturbation and C2 normalization probes: legal scorers pass, leaking ones fail with what was probed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.probes import (choose_k, future_perturbation, model_dist_fn, normalization, perturb_after,
+                            reference_eval_fn)
+
+
+def test_perturb_after_changes_every_later_token_and_nothing_before():
+    tokens = np.array([1, 5, 6, 7, 1, 8, 9, 10, 11], dtype=np.uint16)
+    out = perturb_after(tokens, 4, vocab=16, seed=3)
+    assert np.array_equal(out[:5], tokens[:5])
+    assert (out[5:] != tokens[5:]).all() and not np.isin(out[5:], [0, 1]).any()
+    t = np.arange(2, 32)
+    t[0] = 1
+    assert choose_k(t) == 10
+    t[11] = 1  # never right before a document boundary
+    assert choose_k(t) == 11
+
+
+def test_reference_head_is_normalized_and_ignores_the_target(make_model, val_prefix, tiny_cfg):
+    probe = normalization(model_dist_fn(make_model()), val_prefix, 1024, context=tiny_cfg.eval.seq_len)
+    assert probe.verdict == "PASS" and probe.max_abs_diff < 1e-5
+    assert "8 positions" in probe.probed and "3 swaps" in probe.probed
+
+
+def _gold_ngram(model, alpha=0.3, buckets=64):
+    """PG-NG-001 in miniature: a hashed bigram cache mixed in only at the realized token (#779's mix_and_score)."""
+    base = model_dist_fn(model)
+
+    def dist(ctx, realized):
+        p = base(ctx, realized).copy()
+        ctx = np.asarray(ctx, dtype=np.int64)
+        prev = int(ctx[-1])
+        keys = (ctx[:-1] * 31 + ctx[1:]) % buckets
+        full = int((keys == (prev * 31 + realized) % buckets).sum())
+        ctx_c = int((ctx[:-1] == prev).sum())
+        p_ng = (full + 0.5) / (ctx_c + 1.0)
+        p[realized] = (1 - alpha) * p[realized] + alpha * p_ng  # only the gold entry is reweighted
+        return p
+
+    return dist
+
+
+def test_gold_token_ngram_mixing_fails_normalization(make_model, val_prefix, tiny_cfg):
+    probe = normalization(_gold_ngram(make_model()), val_prefix, 1024, context=tiny_cfg.eval.seq_len)
+    assert probe.verdict == "FAIL" and probe.condition == "C2"
+    assert "sums to" in probe.message or "swapping x_t" in probe.message
+
+
+def test_renormalized_mixture_passes(make_model, val_prefix, tiny_cfg):
+    """The legal shape: a prefix-only cache distribution over the whole vocabulary, mixed and summing to 1."""
+    base = model_dist_fn(make_model())
+
+    def dist(ctx, realized):
+        counts = np.bincount(np.asarray(ctx, dtype=np.int64), minlength=1024).astype(np.float64) + 0.1
+        return 0.8 * base(ctx, realized) + 0.2 * counts / counts.sum()
+
+    probe = normalization(dist, val_prefix, 1024, context=tiny_cfg.eval.seq_len, atol=0.0)
+    assert probe.verdict == "PASS"
+
+
+def test_bidirectional_attention_fails_the_future_probe(make_model, val_prefix, tiny_cfg, monkeypatch):
+    """The attention bug: causal=False lets every position see the whole window."""
+    import torch.nn.functional as F
+
+    from reference_model import model as model_mod
+
+    real = F.scaled_dot_product_attention
+
+    def leaky(q, k, v, *args, **kw):
+        kw["is_causal"] = False
+        kw.pop("attn_mask", None)
+        return real(q, k, v, **kw)
+
+    monkeypatch.setattr(model_mod.F, "scaled_dot_product_attention", leaky)
+    probe = future_perturbation(reference_eval_fn("none", make_model, tiny_cfg), val_prefix[:600], 1024)
+    monkeypatch.undo()
+    assert probe.verdict == "FAIL"
+    ok = future_perturbation(reference_eval_fn("none", make_model, tiny_cfg), val_prefix[:600], 1024)
+    assert ok.verdict == "PASS" and ok.max_abs_diff == 0.0
+
+
+def test_probe_with_nothing_comparable_warns():
+    probe = future_perturbation(lambda t: np.full(t.size, np.nan), np.arange(2, 40), 64, k=10)
+    assert probe.verdict == "WARN"
