@@ -420,6 +420,20 @@ def _verdict(v: Any) -> str | None:
     return v if v in VERDICTS else None
 
 
+def _sandbox_item(key: str, v: Any) -> dict[str, Any]:
+    """One sandbox fact; network attempts and a kill are flagged."""
+    flag = (key == "network_attempts" and bool(v)) or (key == "killed" and v not in (None, "", False))
+    if isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v):
+        text = ", ".join(str(x) for x in v) if v else "none"
+    elif isinstance(v, dict) and all(isinstance(x, (str, int, float, bool)) or x is None for x in v.values()):
+        text = " · ".join(f"{k} {scalar_text(x)}" for k, x in v.items())
+    elif v is None:
+        text = "—"
+    else:
+        text = scalar_text(v)
+    return {"key": key.replace("_", " "), "value": text, "flag": flag}
+
+
 def dynamic_view(dyn: dict[str, Any], static: dict[str, str]) -> dict[str, Any]:
     ledger = dyn.get("ledger") if isinstance(dyn.get("ledger"), dict) else {}
     rep = dyn.get("reported") if isinstance(dyn.get("reported"), dict) else {}
@@ -462,11 +476,11 @@ def dynamic_view(dyn: dict[str, Any], static: dict[str, str]) -> dict[str, Any]:
     tl = dyn.get("timeline") if isinstance(dyn.get("timeline"), dict) else None
     sandbox = dyn.get("sandbox")
     if isinstance(sandbox, dict):
-        sandbox_items = [{"key": str(k), "value": scalar_text(v)} for k, v in sandbox.items()]
+        sandbox_items = [_sandbox_item(str(k), v) for k, v in sandbox.items()]
     elif sandbox is None:
         sandbox_items = None
     else:
-        sandbox_items = [{"key": "sandbox", "value": scalar_text(sandbox)}]
+        sandbox_items = [{"key": "sandbox", "value": scalar_text(sandbox), "flag": False}]
     conds = dynamic_conditions(dyn)
     complete = ledger.get("complete")
     return {
