@@ -134,6 +134,9 @@ def legality_check(f: Folder, audit: AuditResult | None) -> Check:
               key=finding.fingerprint)
     bad = [f"{k.value} {v.value}" for k, v in audit.conditions.items() if v.value != "PASS"]
     files = len([fr for fr in audit.files if not fr.error])
+    if not files and not c.messages:
+        c.status = Status.SKIP
+        return c.settle("no Python file to audit (the format check reports a missing train_gpt.py)")
     summary = f"static audit of {files} Python file{'s' if files != 1 else ''}: overall {audit.overall.value}"
     if bad:
         summary += f" ({', '.join(bad)})"

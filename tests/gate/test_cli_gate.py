@@ -203,3 +203,25 @@ def test_html_report_when_the_reports_package_is_there(repo, make, gate_cli, tmp
     blocker.write_text("")
     r = gate_cli(*args(repo, "--html", blocker / "x"))
     assert r.code == 2 and "cannot write the HTML report" in r.last_err_line
+
+
+@pytest.mark.parametrize("name,code,rule", [("2026-03-23_11L_LeakyReLU_XSA4_LegalTTT", 0, None),
+                                            ("2026-03-28_11L_EvalTTT_EnvGated", 1, "PG-TTT-001")])
+def test_bundled_example_submission_as_a_pr(repo, gate_cli, scripts, name, code, rule, tmp_path):
+    """A PR adding a bundled example folder: the legal TTT record passes, the env-gated pre-eval TTT is blocked."""
+    src = scripts["examples"] / name
+    folder = f"records/track_10min_16mb/{name}"
+    repo.pr(files={f"{folder}/{p.name}": p.read_bytes() for p in src.iterdir() if p.is_file()})
+    j = tmp_path / "g.json"
+    r = gate_cli(*args(repo, "--json", j))
+    assert r.code == code, r.err
+    (f,) = json.loads(j.read_text())["folders"]
+    assert {n: c["status"] for n, c in f["checks"].items() if n != "legality"} == {
+        "format": "PASS", "logs": "PASS", "budgets": "PASS", "significance": "PASS"}
+    if rule:
+        assert f["checks"]["legality"]["status"] == "FAIL"
+        assert r.last_err_line == f"scorefirst: exit 1: blocked: {folder} (legality FAIL)"
+        assert any(m["rule"] == rule and m["path"] == f"{folder}/train_gpt.py" and m["line"] > 0
+                   for m in f["checks"]["legality"]["messages"])
+    else:
+        assert f["checks"]["legality"]["status"] == "PASS"

@@ -27,6 +27,8 @@ def test_missing_required_file(repo, make, run_gate, missing):
     assert m.level == "error" and m.path == f"{sub.folder}/{missing}"
     assert m.text.startswith(f"missing {missing}: a record folder holds README.md, submission.json, train_gpt.py")
     assert r.exit_code() == 1
+    legality = r.folders[0].checks["legality"]
+    assert legality.status is (Status.SKIP if missing == "train_gpt.py" else Status.PASS)
 
 
 def test_missing_logs(repo, make, run_gate):
