@@ -1,0 +1,77 @@
+"""An audit hook recording what the sandbox blocks: network attempts and writes outside the work directory.
+
+One JSON line per attempt in ``$SCOREFIRST_GUARD_LOG`` (written with ``os.write`` on an O_APPEND descriptor, so
+forks and threads interleave whole lines). Loopback and Unix-socket traffic is local (torchrun's rendezvous) and
+not recorded. The hook only observes: the sandbox's network namespace and read-only mounts are what stop it.
+"""
+
+import json
+import os
+import sys
+
+_LOCAL = ("127.", "::1", "localhost", "0.0.0.0")
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+_fd = None
+_allowed: tuple = ()
+_seen: set = set()
+
+
+def _log(kind: str, what: str) -> None:
+    key = (kind, what)
+    if key in _seen or _fd is None:
+        return
+    _seen.add(key)
+    try:
+        os.write(_fd, (json.dumps({"kind": kind, "what": what, "pid": os.getpid()}) + "\n").encode())
+    except OSError:
+        pass
+
+
+def _addr(a) -> str:
+    if isinstance(a, tuple) and len(a) >= 2:
+        return f"{a[0]}:{a[1]}"
+    return str(a)
+
+
+def _is_local(a) -> bool:
+    if isinstance(a, (str, bytes)):  # AF_UNIX path
+        return True
+    host = str(a[0]) if isinstance(a, tuple) and a else ""
+    return host == "" or host.startswith(_LOCAL)
+
+
+def _hook(event: str, args: tuple) -> None:
+    try:
+        if event in ("socket.connect", "socket.sendto", "socket.bind"):
+            addr = args[1]
+            if not _is_local(addr):
+                _log("network", f"{event.split('.')[1]} {_addr(addr)}")
+        elif event == "socket.getaddrinfo":
+            host = args[0]
+            host = host.decode() if isinstance(host, bytes) else str(host)
+            if not host.startswith(_LOCAL) and host not in ("", "None"):
+                _log("network", f"resolve {host}:{args[1]}")
+        elif event in ("socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
+            if not str(args[0]).startswith(_LOCAL):
+                _log("network", f"resolve {args[0]}")
+        elif event == "open":
+            path, mode, flags = args[0], args[1], args[2]
+            if not isinstance(path, (str, bytes)):
+                return
+            writes = (mode is not None and any(c in mode for c in "wax+")) or \
+                     (mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS)
+            if writes:
+                p = os.path.abspath(path.decode() if isinstance(path, bytes) else path)
+                if not p.startswith(_allowed):
+                    _log("write", p)
+    except Exception:
+        pass
+
+
+def install() -> None:
+    global _fd, _allowed
+    _fd = os.open(os.environ["SCOREFIRST_GUARD_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.set_inheritable(_fd, False)
+    work = os.environ.get("SCOREFIRST_WORKDIR") or os.getcwd()
+    _allowed = tuple(os.path.abspath(p) + os.sep for p in (work, "/tmp", "/dev", "/proc/self")) + ("/dev/null",)
+    sys.addaudithook(_hook)
