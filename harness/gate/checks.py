@@ -89,10 +89,13 @@ def _read_submission(f: Folder, raw: bytes) -> None:
         return
     try:
         data = json.loads(text)
+        f.located = js.locate(text)
     except json.JSONDecodeError as e:
         f.sub_error = f"{e.lineno}:{e.colno}:invalid JSON: {e.msg}"
         return
-    f.located = js.locate(text)
+    except RecursionError:
+        f.sub_error = "1:1:nested too deeply to read"
+        return
     if not isinstance(data, dict):
         f.sub_error = f"1:1:expected a JSON object, got {js._a(js._type_name(data))}"
         return
@@ -232,7 +235,11 @@ def _submission_format(c: Check, f: Folder, cfg: GateConfig) -> None:
         name = ptr.rsplit("/", 1)[1]
         c.add("PG-FMT", "error", f"submission.json: duplicate key {name!r} (JSON readers keep only the last one)",
               path, line, col, key=f"dup:{ptr}")
-    for err in js.validate(f.submission, js.load_schema()):
+    try:
+        errors = js.validate(f.submission, js.load_schema())
+    except RecursionError:
+        errors = [js.SchemaError("", "nested too deeply to validate", "depth")]
+    for err in errors:
         line, col = f.at(err.pointer, key=err.at_key)
         where = err.pointer or "(top level)"
         c.add("PG-FMT", "error", f"submission.json {where}: {err.message}", path, line, col,

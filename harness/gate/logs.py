@@ -32,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 LOG_SUFFIXES = (".log", ".txt")
-_NUM = r"-?(?:\d[\d,_]*)?\.?\d+(?:[eE][-+]?\d+)?"
-_TOKEN = re.compile(r"([A-Za-z_][\w.+-]*)[:=](\S+)")
-_NUM_TOKEN = re.compile(r"([A-Za-z_][\w.-]*)\s*[:=]\s*(" + _NUM + r")\s*(ms|s|sec|seconds)?(?![\w/])")
+_NUM = r"-?(?:\d[\d,_]*+(?:\.\d++)?|\.\d++)(?:[eE][-+]?\d++)?"  # possessive: no backtracking on long digit runs
+# Keys start where no key character precedes them: without the lookbehind a long run of word characters would be
+# rescanned from every position (quadratic time on a hostile log line).
+_TOKEN = re.compile(r"(?<![\w.+-])([A-Za-z_][\w.+-]*)[:=](\S+)")
+_NUM_TOKEN = re.compile(r"(?<![\w.-])([A-Za-z_][\w.-]*+)\s*[:=]\s*(" + _NUM + r")\s*(ms|s|sec|seconds)?(?![\w/])")
+MAX_LINE = 65_536  # longer lines are not read as log lines (no real log line comes close)
 _STEP = re.compile(r"^step:(\d+)/(\d+)\b")
 _STOP = re.compile(r"^stopping_early\b.*?\btrain_time:(" + _NUM + r")ms(?:.*?\bstep:(\d+)/(\d+))?")
 _MODEL = re.compile(r"^Serialized model(?:\s+(\S+?))?\s*:\s*([\d,_]+)\s*bytes", re.I)
@@ -249,7 +252,7 @@ def parse_log(text: str, path: str) -> RunLog:
         raw = lines[idx]
         line = raw.strip()
         n = idx + 1
-        if not line:
+        if not line or len(line) > MAX_LINE:
             continue
         if _SEPARATOR.match(line):
             if not header_done:

@@ -215,3 +215,28 @@ def test_find_logs_skips_non_logs(tmp_path, scripts, mkrun):
     assert [p.name for p in find_logs(tmp_path)] == ["train.log"]
     (tmp_path / "train.log").unlink()
     assert [p.name for p in find_logs(tmp_path)] == ["ablation.log"]
+
+
+def test_hostile_lines_parse_in_linear_time():
+    """Long runs of key or digit characters must not make the token expressions backtrack (a CI-time DoS)."""
+    import time
+
+    lines = ["a=" + "1" * 60_000 + "x", "time:" + "9" * 60_000 + "q", "a" * 60_000, "a:" * 30_000, "x.5" * 20_000,
+             "val_loss:" + "9" * 60_000 + " val_bpb:1", "a" * 70_000 + " val_bpb:1.0 val_loss:2.0"]
+    start = time.perf_counter()
+    log = parse_log("\n".join(lines * 2) + "\n", "hostile.log")
+    assert time.perf_counter() - start < 2.0
+    assert log.final is None or log.final.val_bpb == 1.0
+
+
+def test_deeply_nested_submission_json(tmp_path):
+    root = tmp_path / "records" / "track_10min_16mb" / "x"
+    root.mkdir(parents=True)
+    (root / "submission.json").write_text("[" * 100_000 + "]" * 100_000)
+    f = checks.load_folder("records/track_10min_16mb/x", root, "added", [])
+    assert f.submission is None and f.sub_error and ("nested too deeply" in f.sub_error or "JSON" in f.sub_error)
+    (root / "submission.json").write_text('{"a":' * 900 + "1" + "}" * 900)
+    f = checks.load_folder("records/track_10min_16mb/x", root, "added", [])
+    c = checks.Check("format")
+    checks._submission_format(c, f, GateConfig())
+    assert c.messages
