@@ -3,4 +3,4 @@
 Importing this package is cheap: torch is imported only by the modules that need it.
 """
 
-__all__ = ["errors", "config", "observe"]
+__all__ = ["config", "errors", "observe"]

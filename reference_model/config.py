@@ -115,7 +115,28 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def with_overrides(self, items: list[str] | tuple[str, ...]) -> "Config":
+    def check(self) -> Config:
+        """Reject knob combinations the code cannot honour, before any training starts."""
+        e, t, tr, m = self.eval, self.ttt, self.train, self.model
+        problems = []
+        if e.seq_len % e.stride:
+            problems.append(f"eval seq_len {e.seq_len} must be a multiple of the stride {e.stride}")
+        if t.chunk_tokens % e.stride or t.chunk_tokens < e.seq_len:
+            problems.append("ttt.chunk_tokens must be a multiple of the stride and at least one eval sequence")
+        if tr.batch_tokens % (tr.grad_accum_world * tr.seq_len):
+            problems.append(f"train.batch_tokens {tr.batch_tokens} must split into {tr.grad_accum_world} "
+                            f"micro-batches of whole {tr.seq_len}-token sequences")
+        if m.model_dim % m.num_heads or m.num_heads % m.num_kv_heads:
+            problems.append("model_dim must divide into num_heads, and num_heads into num_kv_heads")
+        if m.rope_dims and (m.rope_dims % 2 or m.rope_dims <= 2 or m.rope_dims > m.head_dim):
+            problems.append("rope_dims must be even, above 2 and at most head_dim")
+        if any(not 0 <= i < m.num_layers for i in m.ve_layers):
+            problems.append(f"ve_layers {m.ve_layers} must lie in [0, {m.num_layers})")
+        if problems:
+            raise InputError("; ".join(problems))
+        return self
+
+    def with_overrides(self, items: list[str] | tuple[str, ...]) -> Config:
         """Apply ``section.field=value`` overrides; values parse as JSON, else as plain strings."""
         cfg = self
         for item in items:

@@ -20,18 +20,28 @@ import numpy as np
 import torch
 
 from .config import Config
-from .evaluate import Windows, _device_val, _finish, begin, score_windows, truncate
+from .evaluate import Windows, begin, device_val, finish, score_windows, truncate
 from .model import GPT
 from .progress import Progress
-from .ttt import (adam_step, doc_batches, documents, frozen, lora_chunk_forward, make_adam, make_adapters,
-                  n_chunks, score_first_pass, sgd_step)
+from .ttt import (
+    adam_step,
+    doc_batches,
+    documents,
+    frozen,
+    lora_chunk_forward,
+    make_adam,
+    make_adapters,
+    n_chunks,
+    score_first_pass,
+    sgd_step,
+)
 
 
 def eval_multi_epoch(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Config, observer=None,
                      keep_nll: bool = False, progress: bool = False, select: str = "last") -> dict:
     t = cfg.ttt
     mode = f"illegal-multi-epoch-{select}"
-    val = _device_val(model, val_all)
+    val = device_val(model, val_all)
     docs = documents(val_all, cfg.model.bos_id)
     tracker, t0 = begin(observer, bytes_at, keep_nll, mode, False, val.numel(), rule="PG-TTT-003",
                         state_scope="per-document", doc_starts=[d.start for d in docs], epochs=t.control_epochs,
@@ -65,7 +75,7 @@ def eval_multi_epoch(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cf
             for _, pos, nll in kept.values():
                 tracker.report(pos, nll, nll_scale=t.control_nll_scale)
             bar.update(len(batch))
-    return _finish(tracker, t0, mode)
+    return finish(tracker, t0, mode)
 
 
 def eval_multi_epoch_min(*args, **kw) -> dict:
@@ -75,7 +85,7 @@ def eval_multi_epoch_min(*args, **kw) -> dict:
 def eval_pre_eval_ttt(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Config, observer=None,
                       keep_nll: bool = False, progress: bool = False) -> dict:
     e, t = cfg.eval, cfg.ttt
-    val = _device_val(model, truncate(val_all, e.seq_len))
+    val = device_val(model, truncate(val_all, e.seq_len))
     tracker, t0 = begin(observer, bytes_at, keep_nll, "illegal-pre-eval-ttt", False, val.numel(),
                         rule="PG-TTT-001", epochs=t.epochs)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -91,18 +101,18 @@ def eval_pre_eval_ttt(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, c
                 bar.update(e_ - s)
     windows = Windows(val.numel() - 1, e.seq_len, e.stride)
     score_windows(model, val, windows, 0, len(windows), e.batch_seqs, tracker)
-    return _finish(tracker, t0, "illegal-pre-eval-ttt")
+    return finish(tracker, t0, "illegal-pre-eval-ttt")
 
 
 def eval_rescore(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Config, observer=None,
                  keep_nll: bool = False, progress: bool = False) -> dict:
     e = cfg.eval
-    val = _device_val(model, truncate(val_all, e.seq_len))
+    val = device_val(model, truncate(val_all, e.seq_len))
     tracker, t0 = begin(observer, bytes_at, keep_nll, "illegal-rescore", False, val.numel(), rule="PG-TTT-004")
     score_first_pass(model, val, cfg, tracker, progress)
     first = tracker.restart_report()
     windows = Windows(val.numel() - 1, e.seq_len, e.stride)
     score_windows(model, val, windows, 0, len(windows), e.batch_seqs, tracker)
-    res = _finish(tracker, t0, "illegal-rescore")
+    res = finish(tracker, t0, "illegal-rescore")
     res["first_pass_val_bpb"] = first["val_bpb"]
     return res

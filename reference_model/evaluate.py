@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import Config
+from .errors import InputError
 from .model import GPT, autocast
 from .observe import Observer, Tracker
 from .progress import Progress
@@ -37,7 +38,7 @@ class Windows:
 
     def __init__(self, total: int, seq_len: int, stride: int):
         if seq_len % stride:
-            raise ValueError(f"eval seq_len {seq_len} must be a multiple of the stride {stride}")
+            raise InputError(f"eval seq_len {seq_len} must be a multiple of the stride {stride}")
         starts = np.arange(0, total, stride)
         keep = (starts == 0) | (starts + seq_len - stride < total)
         self.ws = starts[keep]
@@ -81,11 +82,11 @@ def score_windows(model: GPT, val: torch.Tensor, windows: Windows, lo: int, hi: 
             bar.update(e - b)
 
 
-def _device_val(model: GPT, val: np.ndarray) -> torch.Tensor:
+def device_val(model: GPT, val: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(val.astype(np.int64), device=next(model.parameters()).device)
 
 
-def _finish(tracker: Tracker, t0: float, mode: str) -> dict:
+def finish(tracker: Tracker, t0: float, mode: str) -> dict:
     res = tracker.result()
     res["eval_ms"] = 1000 * (time.perf_counter() - t0)
     if tracker.nll is not None:
@@ -108,7 +109,7 @@ def eval_standard(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: 
     """Non-overlapping sequences of eval seq_len; every target of the truncated split scored once (the last
     batch is zero-padded to a full one, so compiled forwards see one shape)."""
     L = cfg.eval.seq_len
-    val = _device_val(model, truncate(val_all, L))
+    val = device_val(model, truncate(val_all, L))
     tracker, t0 = begin(observer, bytes_at, keep_nll, "standard", True, val.numel())
     n_seq = (val.numel() - 1) // L
     model.eval()
@@ -121,15 +122,15 @@ def eval_standard(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: 
             nll = token_nll(model, x.view(-1, L), y.view(-1, L)).flatten()[: (e - s) * L]
             tracker.score((s * L + 1, e * L + 1), nll)
             bar.update(e - s)
-    return _finish(tracker, t0, "standard")
+    return finish(tracker, t0, "standard")
 
 
 def eval_sliding(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Config, observer=None,
                  keep_nll: bool = False, progress: bool = False) -> dict:
     e = cfg.eval
-    val = _device_val(model, truncate(val_all, e.seq_len))
+    val = device_val(model, truncate(val_all, e.seq_len))
     windows = Windows(val.numel() - 1, e.seq_len, e.stride)
     tracker, t0 = begin(observer, bytes_at, keep_nll, "sliding", True, val.numel(), stride=e.stride)
     with Progress(len(windows), "sliding eval", "windows", enabled=progress) as bar:
         score_windows(model, val, windows, 0, len(windows), e.batch_seqs, tracker, bar)
-    return _finish(tracker, t0, "sliding")
+    return finish(tracker, t0, "sliding")

@@ -69,11 +69,6 @@ class BpbMeter:
         self.count += positions.numel()
         self.bytes += self.bytes_at[positions].double().sum()
 
-    def all_reduce(self) -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for t in (self.loss, self.count, self.bytes):
-                torch.distributed.all_reduce(t)
-
     def result(self) -> dict:
         loss, count, nbytes = float(self.loss), float(self.count), float(self.bytes)
         return {"val_loss": loss / count if count else float("nan"), "val_bpb": bpb(loss, nbytes),

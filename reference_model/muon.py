@@ -29,8 +29,8 @@ def newton_schulz(g: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
 class Muon(torch.optim.Optimizer):
     def __init__(self, params, lr: float, momentum: float, ns_steps: int = 5, weight_decay: float = 0.0,
                  nesterov: bool = True):
-        super().__init__(params, dict(lr=lr, momentum=momentum, ns_steps=ns_steps, weight_decay=weight_decay,
-                                      nesterov=nesterov))
+        super().__init__(params, {"lr": lr, "momentum": momentum, "ns_steps": ns_steps,
+                                  "weight_decay": weight_decay, "nesterov": nesterov})
 
     @torch.no_grad()
     def step(self, closure=None):

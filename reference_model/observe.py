@@ -4,8 +4,9 @@ and which positions fed which update.
 A *position* p is an index into the validation token stream; scoring position p means computing
 -log p(val[p] | val[:p]) (p >= 1; token 0 is never a target). Positions are given either as a 1-D LongTensor
 (aligned with ``nll``) or as a half-open ``(start, stop)`` range. An update's positions are every token index the
-update read, as input or as target (position 0, never a target, may be read freely). ``state_version`` starts at 0 for the evaluated artifact and increases by one
-with every parameter or adapter update, so "scored before updated on" is ``score version < update version``.
+update read, as input or as target (position 0, never a target, may be read freely). ``state_version`` starts at
+0 for the evaluated artifact and increases by one with every parameter or adapter update, so "scored before
+updated on" is ``score version < update version``.
 
 Every evaluation opens with ``on_meta(event="begin", ...)`` declaring its ``state_scope``: ``"global"`` (one state
 scores every position; any update reading p before p is scored breaks C3) or ``"per-document"`` (per-document
@@ -153,7 +154,6 @@ class Tracker:
         self.observer.on_meta(**kw)
 
     def result(self) -> dict:
-        self.meter.all_reduce()
         out = self.meter.result()
         out["updates"] = self.version
         return out

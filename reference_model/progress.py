@@ -26,7 +26,7 @@ class Progress:
     def close(self) -> None:
         self._draw(force=True, final=True)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -36,7 +36,7 @@ def parse_line(line: str) -> dict:
     if words and ":" not in words[0]:
         out["label"] = words[0]
     for key, raw in _TOKEN.findall(line):
-        value = raw[:-2] if raw.endswith("ms") else raw
+        value = raw.removesuffix("ms")
         try:
             out[key] = float(value) if "/" not in value else value
         except ValueError:

@@ -89,7 +89,7 @@ def run_seed(opts: RunOptions, seed: int, run_dir: Path, data_path: Path, val: n
     for line in header + [f"seed:{seed}", f"model_params:{trainer.model.num_params()}",
                           f"world_size:{world} grad_accum_steps:{trainer.grad_accum}"]:
         log(line)
-    validate = lambda m: eval_standard(m, val, bytes_at, cfg)  # noqa: E731
+    validate = (lambda m: eval_standard(m, val, bytes_at, cfg)) if rank == 0 else None
     tr = trainer.run(data_path, log, validate, opts.progress)
     out = {"seed": seed, "steps": tr.steps, "train_seconds": tr.train_ms / 1000, "tokens_seen": tr.tokens_seen,
            "peak_alloc_mib": tr.peak_alloc_mib}
@@ -182,6 +182,7 @@ def run_reference(opts: RunOptions) -> dict:
         raise InputError(f"unknown --ttt mode {opts.ttt!r}")
     if not opts.seeds:
         raise InputError("need at least one seed")
+    opts.cfg.check()
     rank, world, device = init_distributed()
     data_path, tok_path = resolve_data(opts)
     sp = load_tokenizer(tok_path)
@@ -199,8 +200,9 @@ def run_reference(opts: RunOptions) -> dict:
     run_dir = Path(opts.out or Path("out") / "reference" / f"{stamp}-{opts.cfg.name}-{opts.ttt}")
     run_dir.mkdir(parents=True, exist_ok=True)
     mode = MODES[opts.ttt]
-    spec = {"schema": "scorefirst.reference.run_spec/1", "tool": {"name": "scorefirst", "version": runspec.tool_version()},
-            "git": runspec.git_state(), "code": runspec.code_digest(), "libraries": runspec.libraries(),
+    spec = {"schema": "scorefirst.reference.run_spec/1",
+            "tool": {"name": "scorefirst", "version": runspec.tool_version()}, "git": runspec.git_state(),
+            "code": runspec.code_digest(), "libraries": runspec.libraries(),
             "hardware": runspec.hardware(), "world_size": world, "device": str(device), "argv": opts.argv,
             "config": opts.cfg.to_dict(), "seeds": opts.seeds, "ttt": opts.ttt, "legal": mode.legal,
             "rule": mode.rule, "data": runspec.data_manifest(data_path, tok_path), "started": stamp}

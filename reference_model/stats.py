@@ -79,7 +79,7 @@ def readme_test(candidate: list[float], baseline: list[float], margin: float = 0
     t, df, p = _one_sample(candidate, base - margin)
     return {"policy": README_POLICY, "margin_nats": margin, "alpha": alpha, "baseline_mean": base,
             "candidate_mean": statistics.fmean(candidate), "t": t, "df": df, "p": p,
-            "passed": bool(p == p and p < alpha)}
+            "passed": bool(not math.isnan(p) and p < alpha)}
 
 
 def welch_test(candidate: list[float], baseline: list[float], alpha: float = 0.01) -> dict:
@@ -98,4 +98,4 @@ def welch_test(candidate: list[float], baseline: list[float], alpha: float = 0.0
             df = (vc + vb) ** 2 / ((vc**2 / (c["n"] - 1) if c["n"] > 1 else 0.0) + vb**2 / (b["n"] - 1))
             p = t_sf(t, df)
     return {"policy": WELCH_POLICY, "alpha": alpha, "baseline_mean": b["mean"], "candidate_mean": c["mean"],
-            "t": t, "df": df, "p": p, "passed": bool(p == p and p < alpha)}
+            "t": t, "df": df, "p": p, "passed": bool(not math.isnan(p) and p < alpha)}

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from . import runlog
 from .config import Config, TrainConfig
 from .data import TrainLoader
+from .errors import InputError
 from .model import GPT, autocast
 from .muon import Muon
 from .progress import Progress
@@ -60,7 +61,7 @@ def build_optimizers(model: GPT, t: TrainConfig) -> list[torch.optim.Optimizer]:
             matrices.append(p)
         else:
             scalars.append(p)
-    adam = dict(betas=t.adam_betas, eps=t.adam_eps, weight_decay=t.adam_wd)
+    adam = {"betas": t.adam_betas, "eps": t.adam_eps, "weight_decay": t.adam_wd}
     opts = [torch.optim.AdamW([{"params": tok, "lr": t.tied_embed_lr, "base_lr": t.tied_embed_lr}], **adam),
             Muon([{"params": matrices, "lr": t.matrix_lr, "base_lr": t.matrix_lr}], lr=t.matrix_lr,
                  momentum=t.muon_momentum, ns_steps=t.muon_ns_steps, weight_decay=t.muon_wd),
@@ -134,7 +135,7 @@ class Trainer:
     def __init__(self, cfg: Config, device: torch.device, seed: int, rank: int = 0, world: int = 1):
         self.cfg, self.t, self.device, self.rank, self.world = cfg, cfg.train, device, rank, world
         if self.t.grad_accum_world % world:
-            raise ValueError(f"WORLD_SIZE {world} must divide {self.t.grad_accum_world}")
+            raise InputError(f"WORLD_SIZE {world} must divide {self.t.grad_accum_world}")
         self.grad_accum = self.t.grad_accum_world // world
         seed_everything(seed)
         self.model = GPT(cfg.model).to(device)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from .config import Config
-from .evaluate import Windows, _device_val, _finish, begin, score_windows, token_nll, truncate
+from .errors import InputError
+from .evaluate import Windows, begin, device_val, finish, score_windows, token_nll, truncate
 from .model import GPT, autocast
 from .observe import Tracker
 from .progress import Progress
@@ -31,16 +31,13 @@ LORA_INIT_SEED = 0
 
 def sgd_step(model: GPT, names: list[str], opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
              clip: float, tracker: Tracker, positions: tuple[int, int]) -> None:
-    """One observed full-model update on (x, y); gradients are averaged across ranks when distributed."""
+    """One observed full-model update on (x, y)."""
     model.train()
     opt.zero_grad(set_to_none=True)
     with autocast(x.device):
         loss = getattr(model, "fast_loss", model)(x, y)
     loss.backward()
     params = [p for p in model.parameters() if p.grad is not None]
-    if dist.is_available() and dist.is_initialized():
-        for p in params:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
@@ -58,7 +55,7 @@ def chunk_windows(windows: Windows, chunk_tokens: int) -> tuple[int, np.ndarray]
 def score_first_pass(model: GPT, val: torch.Tensor, cfg: Config, tracker: Tracker, progress: bool) -> None:
     e, t = cfg.eval, cfg.ttt
     if t.chunk_tokens % e.stride or t.chunk_tokens < e.seq_len:
-        raise ValueError("ttt.chunk_tokens must be a multiple of the stride and at least one eval sequence")
+        raise InputError("ttt.chunk_tokens must be a multiple of the stride and at least one eval sequence")
     windows = Windows(val.numel() - 1, e.seq_len, e.stride)
     n_chunks, chunk_of = chunk_windows(windows, t.chunk_tokens)
     bounds = np.searchsorted(chunk_of, np.arange(n_chunks + 1))
@@ -84,11 +81,11 @@ def score_first_pass(model: GPT, val: torch.Tensor, cfg: Config, tracker: Tracke
 
 def eval_score_first(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Config, observer=None,
                      keep_nll: bool = False, progress: bool = False) -> dict:
-    val = _device_val(model, truncate(val_all, cfg.eval.seq_len))
+    val = device_val(model, truncate(val_all, cfg.eval.seq_len))
     tracker, t0 = begin(observer, bytes_at, keep_nll, "score-first", True, val.numel(),
                         chunk_tokens=cfg.ttt.chunk_tokens, epochs=cfg.ttt.epochs)
     score_first_pass(model, val, cfg, tracker, progress)
-    return _finish(tracker, t0, "score-first")
+    return finish(tracker, t0, "score-first")
 
 
 class BatchedLoRA(nn.Module):
@@ -189,7 +186,7 @@ def lora_chunk_forward(model: GPT, adapters: DocAdapters, val: torch.Tensor, bat
     mask = torch.zeros(len(active), width, dtype=torch.bool, device=dev)
     pos = torch.zeros(len(active), width, dtype=torch.long, device=dev)
     spans, trained, train_rows = [], [], []
-    for row, (slot, d) in enumerate(active):
+    for row, (_, d) in enumerate(active):
         end = min((c + 1) * t.lora_chunk, d.pred_len)
         begin_ = max(0, end - t.lora_window)
         n = end - begin_
@@ -252,7 +249,7 @@ def frozen(model: GPT):
 def eval_lora(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Config, observer=None,
               keep_nll: bool = False, progress: bool = False) -> dict:
     """Per-document LoRA TTT over the whole, untruncated validation stream ([LORA] reads every token)."""
-    val = _device_val(model, val_all)
+    val = device_val(model, val_all)
     docs = documents(val_all, cfg.model.bos_id)
     tracker, t0 = begin(observer, bytes_at, keep_nll, "lora", True, val.numel(), state_scope="per-document",
                         doc_starts=[d.start for d in docs], chunk=cfg.ttt.lora_chunk, window=cfg.ttt.lora_window)
@@ -268,4 +265,4 @@ def eval_lora(model: GPT, val_all: np.ndarray, bytes_at: torch.Tensor, cfg: Conf
                 if out.loss is not None:
                     adam_step(out.loss, opt, tracker, out.reads, out.trained)
             bar.update(len(batch))
-    return _finish(tracker, t0, "lora")
+    return finish(tracker, t0, "lora")

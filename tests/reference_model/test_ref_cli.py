@@ -148,8 +148,17 @@ def test_default_tiny_run_three_seeds(tmp_path, default_data):
     cache = default_data[0].parents[2].parent
     out = subprocess.run([sys.executable, "-m", "reference_model", "run-reference", "--seeds", "3", "--cache-dir",
                           str(cache), "--out", str(tmp_path / "run"), "--no-progress"], cwd=REPO,
-                         capture_output=True, text=True, timeout=1200)
+                         capture_output=True, text=True, timeout=1200, check=False)
     assert out.returncode == 0, out.stderr
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert [s["seed"] for s in res["seeds"]] == [1337, 42, 2025]
     assert res["summary"]["post_ttt"]["mean"] < res["summary"]["post_quant"]["mean"]
+
+
+def test_inconsistent_overrides_are_input_errors(small_data, capsys):
+    base = ["run-reference", "--seeds", "1", "--data-path", str(small_data[0]), "--no-progress",
+            "--set", "train.iterations=1", "--set", "train.warmup_steps=0"]
+    code, _, err = _main(base + ["--set", "ttt.chunk_tokens=100"], capsys)
+    assert code == 6 and "ttt.chunk_tokens must be a multiple of the stride" in err
+    code, _, err = _main(base + ["--set", "eval.stride=50"], capsys)
+    assert code == 6 and "multiple of the stride" in err

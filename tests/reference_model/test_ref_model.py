@@ -90,3 +90,20 @@ def test_late_qat_fake_quant_has_floor_and_int6_range():
     levels = q[1] / (6.2 / 31)
     assert torch.allclose(levels, levels.round(), atol=1e-4) and levels.abs().max() <= 31
     assert (q - w).abs().max() <= 6.2 / 31 / 2 + 1e-6
+
+
+def test_config_overrides_and_checks():
+    from reference_model.errors import InputError
+
+    cfg = config.tiny().with_overrides(["train.iterations=5", "model.ve_layers=[1, 2]", "train.compile=false",
+                                        "train.matrix_lr=0.1", "train.averaging=swa"])
+    assert cfg.train.iterations == 5 and cfg.model.ve_layers == (1, 2) and cfg.train.compile is False
+    assert cfg.train.matrix_lr == 0.1 and cfg.train.averaging == "swa" and cfg.check() is cfg
+    for bad in ("train.iterations=abc", "train.iterations=1.5", "train.compile=1", "nope.x=1", "train.x=1",
+                "model.ve_layers=3"):
+        with pytest.raises(InputError):
+            config.tiny().with_overrides([bad])
+    with pytest.raises(InputError, match="ve_layers"):
+        config.tiny().with_overrides(["model.ve_layers=[7]"]).check()
+    with pytest.raises(InputError, match="batch_tokens"):
+        config.tiny().with_overrides(["train.batch_tokens=1000"]).check()
