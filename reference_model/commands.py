@@ -32,7 +32,7 @@ def register(subparsers) -> None:
                                                     "embedded corpus, prepared once into the cache)")
     run.add_argument("--tokenizer-path", type=Path, help="SentencePiece .model for --data-path")
     run.add_argument("--cache-dir", type=Path, help="where the embedded corpus is prepared "
-                                                    "(default $SCOREFIRST_CACHE or .scorefirst-cache)")
+                                                    "(default $SCOREFIRST_CACHE_DIR or .scorefirst-cache)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                      help="override a config field, e.g. --set train.iterations=50 (repeatable)")
     run.add_argument("--baseline-bpb", help="comma-separated baseline val_bpb per seed (or one mean) for the "

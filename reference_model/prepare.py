@@ -113,7 +113,7 @@ class _ShardWriter:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("SCOREFIRST_CACHE", ".scorefirst-cache"))
+    return Path(os.environ.get("SCOREFIRST_CACHE_DIR", ".scorefirst-cache"))
 
 
 def ensure_default_data(cache_dir: Path | None = None, vocab_size: int = 1024,
