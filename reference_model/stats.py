@@ -2,7 +2,8 @@
 
 * README record rule: the new mean val_loss beats the baseline by at least 0.005 nats with one-sided p < 0.01
   (one-sample t-test of the per-seed losses against baseline mean - 0.005).
-* One-sided Welch t-test (the later leaderboard policy, PR #1902): candidate mean below baseline mean, p < 0.01.
+* One-sided Welch t-test (the later leaderboard policy): candidate mean below baseline mean at p < 0.25, the
+  "p<0.25 chronological progression cutoff" cocohearts applied in the final audits (PR #1902, #1900).
 
 The Student-t tail comes from the regularized incomplete beta function (a continued fraction), so no scipy.
 """
@@ -14,7 +15,14 @@ import statistics
 
 README_POLICY = ("README record rule: beats the baseline by >= 0.005 nats at one-sided p < 0.01 "
                  "(one-sample t-test on per-seed val_loss)")
-WELCH_POLICY = "one-sided Welch t-test, candidate mean < baseline mean at p < 0.01 (PR #1902 policy)"
+WELCH_ALPHA = 0.25
+
+
+def welch_policy(alpha: float = WELCH_ALPHA) -> str:
+    return f"one-sided Welch t-test, candidate mean < baseline mean at p < {alpha:g} (PR #1902 policy)"
+
+
+WELCH_POLICY = welch_policy()
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -82,7 +90,7 @@ def readme_test(candidate: list[float], baseline: list[float], margin: float = 0
             "passed": bool(not math.isnan(p) and p < alpha)}
 
 
-def welch_test(candidate: list[float], baseline: list[float], alpha: float = 0.01) -> dict:
+def welch_test(candidate: list[float], baseline: list[float], alpha: float = WELCH_ALPHA) -> dict:
     """H1: mean(candidate) < mean(baseline). With one baseline value it is a one-sample test against it."""
     c, b = summary(candidate), summary(baseline)
     if b["n"] < 2:
@@ -97,5 +105,5 @@ def welch_test(candidate: list[float], baseline: list[float], alpha: float = 0.0
             t = diff / math.sqrt(vc + vb)
             df = (vc + vb) ** 2 / ((vc**2 / (c["n"] - 1) if c["n"] > 1 else 0.0) + vb**2 / (b["n"] - 1))
             p = t_sf(t, df)
-    return {"policy": WELCH_POLICY, "alpha": alpha, "baseline_mean": b["mean"], "candidate_mean": c["mean"],
+    return {"policy": welch_policy(alpha), "alpha": alpha, "baseline_mean": b["mean"], "candidate_mean": c["mean"],
             "t": t, "df": df, "p": p, "passed": bool(not math.isnan(p) and p < alpha)}

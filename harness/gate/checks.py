@@ -640,7 +640,7 @@ def significance_check(f: Folder, cfg: GateConfig, record: Record | None) -> Che
     welch = stats.welch_test(cand_bpb, list(record.val_bpb), alpha=cfg.welch_alpha)
     readme_label = (f"README policy: ≥{cfg.readme_margin_nats:g} nats better at one-sided p<{cfg.readme_alpha:g} "
                     "(one-sample t-test on per-seed val_loss)")
-    welch_label = (f"Welch policy (PR #1902): one-sided Welch t-test on per-seed val_bpb, p<{cfg.welch_alpha:g}")
+    welch_label = f"Welch policy: {stats.welch_policy(cfg.welch_alpha)}, on per-seed val_bpb"
     gain_nats = statistics.fmean(base_loss) - statistics.fmean(cand_loss)
     gain_bpb = statistics.fmean(record.val_bpb) - statistics.fmean(cand_bpb)
     blocks = {"readme": {"readme"}, "welch": {"welch"}, "both": {"readme", "welch"}, "either": {"readme", "welch"},

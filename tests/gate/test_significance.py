@@ -45,7 +45,7 @@ def test_clear_improvement_meets_both_policies(repo, make, run_gate, scripts):
     assert readme.level == welch.level == "note"
     assert readme.text.startswith("README policy: ≥0.005 nats better at one-sided p<0.01 (one-sample t-test on "
                                   "per-seed val_loss): improvement +0.0200 nats")
-    assert welch.text.startswith("Welch policy (PR #1902): one-sided Welch t-test on per-seed val_bpb, p<0.25")
+    assert welch.text.startswith("Welch policy: one-sided Welch t-test, candidate mean < baseline mean at p < 0.25 (PR #1902 policy)")
     assert readme.path.endswith("submission.json") and readme.line > 1
     cmp_ = s.data["comparison"]
     assert cmp_["readme"]["passed"] and cmp_["welch"]["passed"] and cmp_["blocking"] == "welch"
