@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.checks import SCRIPT_TOLERANCE, Tolerance, build_timeline, check_ledger
 from harness.dynamic_result import Check, DynamicResult, Probe, SandboxInfo
-from harness.ledger import Ledger, LedgerObserver, LedgerWriter
+from harness.ledger import SCORE, Ledger, LedgerObserver, LedgerWriter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,3 +85,455 @@ def audit_reference(mode: str, make_model, val: np.ndarray, bytes_at: np.ndarray
         result.probes.append(normalization(model_dist_fn(model), prefix, cfg.model.vocab_size,
                                            context=cfg.eval.seq_len, what="reference model head (softcapped logits)"))
     return finish(result, ledger, outcome)
+
+
+# --- third-party scripts -------------------------------------------------------------------------------------------
+
+# What a short audit run sets; the user's --env and the submission's README run command may not override these.
+RUN_OVERRIDES = {"MAX_WALLCLOCK_SECONDS": "0", "WARMUP_STEPS": "0", "VAL_LOSS_EVERY": "0", "TORCHDYNAMO_DISABLE": "1",
+                 "SEED": "1337", "PYTHONHASHSEED": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
+DATA_KEYS = ("DATA_PATH", "TOKENIZER_PATH", "VOCAB_SIZE")
+SUBMISSION_FILES = (".py", ".md", ".sh", ".txt", ".json")
+SUBMISSION_FILE_LIMIT = 5_000_000
+
+
+@dataclass
+class ScriptOptions:
+    """How to run one submission under the tracer (``scorefirst audit --dynamic``)."""
+
+    path: Path                                  # train_gpt.py, or the submission folder holding it
+    data_path: Path | None = None               # a folder of official shards (fineweb_{train,val}_*.bin)
+    tokenizer_path: Path | None = None
+    val_tokens: int = 65_536                    # validation targets of the audit split
+    train_tokens: int = 4_000_000
+    iterations: int = 20
+    env: dict[str, str] = field(default_factory=dict)   # --env, over the README's run command
+    nproc: int = 1
+    gpu: bool = False
+    isolation: str = "auto"
+    limits: Any = None                          # harness.sandbox.Limits
+    probes: bool = True
+    probe_atol: float | None = None             # None: 0 (bit-identical) on CPU, 1e-3 with --gpu
+    reported_label: str | None = None           # regex picking the reported line (default: the last one)
+    keep: Path | None = None                    # keep the run folder (ledger, logs) here
+    cache_dir: Path | None = None
+    progress: bool = False
+
+
+@dataclass
+class Dataset:
+    root: Path
+    data_path: Path
+    tokenizer: Path
+    vocab: int
+    val: np.ndarray
+    bytes_at: np.ndarray
+    val_file: Path
+
+
+@dataclass
+class ScriptAudit:
+    result: DynamicResult
+    sandbox: Any                                # harness.sandbox.SandboxResult of the main run
+    ledger_path: Path
+    env: dict[str, str]
+    workdir: Path
+
+
+def _log(opts: ScriptOptions, msg: str) -> None:
+    if opts.progress:
+        print(f"scorefirst dynamic: {msg}", file=sys.stderr, flush=True)
+
+
+_SOURCES: dict[tuple, tuple[np.ndarray, np.ndarray, Path]] = {}
+
+
+def source_data(opts: ScriptOptions) -> tuple[np.ndarray, np.ndarray, Path]:
+    """(validation tokens, training tokens, tokenizer) from --data-path/--tokenizer-path or the embedded default
+    (read once per process: finding the prepared default corpus re-reads the standard library's docstrings)."""
+    key = (str(opts.data_path), str(opts.tokenizer_path), str(opts.cache_dir), opts.train_tokens)
+    if key not in _SOURCES:
+        _SOURCES[key] = _read_sources(opts)
+    return _SOURCES[key]
+
+
+def _read_sources(opts: ScriptOptions) -> tuple[np.ndarray, np.ndarray, Path]:
+    from reference_model import data, prepare
+
+    if opts.data_path is None:
+        data_path, tok, _ = prepare.ensure_default_data(opts.cache_dir, 1024, opts.tokenizer_path, opts.progress)
+    else:
+        data_path = Path(opts.data_path)
+        tok = opts.tokenizer_path
+        if tok is None:
+            cands = sorted(data_path.parent.parent.glob("tokenizers/*.model"))
+            if len(cands) != 1:
+                raise ValueError(f"cannot tell which tokenizer goes with {data_path}: pass --tokenizer-path")
+            tok = cands[0]
+    val = np.concatenate([data.read_shard(p) for p in data.list_shards(data_path, "val")])
+    train_parts, have = [], 0
+    for p in data.list_shards(data_path, "train"):
+        part = data.read_shard(p)[: opts.train_tokens - have]
+        train_parts.append(part)
+        have += part.size
+        if have >= opts.train_tokens:
+            break
+    return val, np.concatenate(train_parts), Path(tok)
+
+
+def build_dataset(root: Path, val: np.ndarray, train: np.ndarray, tokenizer: Path) -> Dataset:
+    """The official layout: datasets/fineweb10B_sp{V}/fineweb_{train,val}_000000.bin (256 x int32 header, magic
+    20240520, version 1, uint16 tokens) and tokenizers/fineweb_{V}_bpe.model."""
+    from reference_model import data, metric, tokenizer as tk
+
+    sp = tk.load_tokenizer(tokenizer)
+    vocab = sp.vocab_size()
+    data_path = data.dataset_dir(root, vocab)
+    tok = data.tokenizer_file(root, vocab)
+    tok.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tokenizer, tok)
+    data.write_shard(data_path / data.shard_name("val", 0), val)
+    data.write_shard(data_path / data.shard_name("train", 0), train)
+    val_file = root / "val_tokens.npy"
+    np.save(val_file, val.astype(np.uint16))
+    bytes_at = metric.target_bytes(val, metric.build_luts(sp, vocab))
+    for p in root.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return Dataset(root, data_path, tok, vocab, val, bytes_at, val_file)
+
+
+def stated_env(opts: ScriptOptions) -> dict[str, str]:
+    """The run environment: README/shell run commands of the submission folder, then --env, then the short-run
+    overrides. A key stated with several values in the README takes the last one."""
+    from audits.runenv import run_commands_env
+
+    folder = opts.path if opts.path.is_dir() else opts.path.parent
+    env: dict[str, str] = {}
+    for s in run_commands_env(folder):
+        env[s.key] = s.value
+    env.update(opts.env)
+    for k in DATA_KEYS:
+        env.pop(k, None)
+    env.update(RUN_OVERRIDES)
+    env["ITERATIONS"] = str(opts.iterations)
+    return env
+
+
+def _entry(path: Path) -> tuple[Path, str]:
+    """(folder to copy, script name) of a submission given as a file or a folder."""
+    if path.is_dir():
+        if (path / "train_gpt.py").is_file():
+            return path, "train_gpt.py"
+        pys = sorted(p.name for p in path.glob("*.py"))
+        if len(pys) != 1:
+            raise ValueError(f"{path}: no train_gpt.py, and not exactly one .py file to run")
+        return path, pys[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return path.parent, path.name
+
+
+def _copy_submission(path: Path, work: Path) -> str:
+    folder, name = _entry(path)
+    for p in folder.iterdir():
+        if p.is_file() and not p.is_symlink() and p.suffix in SUBMISSION_FILES and \
+                p.stat().st_size <= SUBMISSION_FILE_LIMIT:
+            shutil.copyfile(p, work / p.name)
+    return name
+
+
+def run_traced(opts: ScriptOptions, ds: Dataset, base: Path, tag: str, env: dict[str, str]):
+    """One sandboxed, traced run of the submission; returns (SandboxResult, raw trace ledger path or None)."""
+    from harness import sandbox
+    from harness.ledger import merge
+
+    work = base / f"work-{tag}"
+    work.mkdir()
+    name = _copy_submission(opts.path, work)
+    trace = work / ".scorefirst-trace"
+    child = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TERM", "CUDA_VISIBLE_DEVICES",
+                                                          "LD_LIBRARY_PATH")}
+    child.update(env)
+    child.update({"DATA_PATH": str(ds.data_path), "TOKENIZER_PATH": str(ds.tokenizer), "VOCAB_SIZE": str(ds.vocab),
+                  "SCOREFIRST_TRACE": str(trace), "SCOREFIRST_VAL_TOKENS": str(ds.val_file),
+                  "SCOREFIRST_VOCAB": str(ds.vocab), "SCOREFIRST_REPO": str(REPO), "PYTHONUNBUFFERED": "1"})
+    if not opts.gpu:
+        child.setdefault("OMP_NUM_THREADS", "1")
+        child["CUDA_VISIBLE_DEVICES"] = ""
+    if opts.nproc > 1:
+        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={opts.nproc}", name]
+        child["SCOREFIRST_TRACE_RANKS_ONLY"] = "1"
+    else:
+        argv = [sys.executable, name]
+    if os.geteuid() == 0:
+        os.chmod(base, 0o755)
+    res = sandbox.run(argv, work, child, ro_paths=[ds.root, REPO], limits=opts.limits or sandbox.Limits(),
+                      isolation=opts.isolation, gpu=opts.gpu)
+    ranks = sorted(trace.glob("rank*")) if trace.is_dir() else []
+    if not ranks:
+        return res, None
+    if len(ranks) == 1:
+        return res, ranks[0]
+    merged = base / f"trace-{tag}-merged"
+    merge(ranks, merged)
+    return res, merged
+
+
+# --- from a trace to a ledger ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Derived:
+    path: Path
+    reported: dict
+    window: tuple[int, int] | None            # derived seqs [lo, hi) of the reported evaluation
+    hypothesis: str
+    notes: list[str]
+
+
+def _reports(raw: Ledger) -> list[dict]:
+    return [m for m in raw.metas if m.get("event") == "report"]
+
+
+def _pick_report(reports: list[dict], label: str | None) -> dict | None:
+    if label:
+        pat = re.compile(label)
+        reports = [r for r in reports if pat.search(r.get("line", ""))]
+    return reports[-1] if reports else None
+
+
+def _expand(rng: np.ndarray) -> np.ndarray:
+    if not len(rng):
+        return np.zeros(0, np.int64)
+    return np.concatenate([np.arange(a, b) for a, b in rng])
+
+
+def evaluation_window(raw: Ledger, final: dict | None) -> tuple[int, int]:
+    """Raw seqs (lo, hi] of the evaluation whose result was reported: back from the reported line to the latest
+    earlier reported line such that the predictions made in between cover every validation target (progress lines
+    inside one evaluation are skipped that way); the whole run when there is no such line."""
+    from harness.ledger import LOOK, META
+
+    n = raw.positions
+    ev = raw.events
+    if final is None:
+        return -1, int(ev["seq"][-1]) + 1 if len(ev) else 0
+    hi = int(final["seq"])
+    report_seqs = {int(m["seq"]) for m in _reports(raw)}
+    covered = np.zeros(n, dtype=bool)
+    covered[0] = True
+    end = int(np.searchsorted(ev["seq"], hi))
+    for i in range(end - 1, -1, -1):
+        kind, seq = int(ev["kind"][i]), int(ev["seq"][i])
+        if kind == META and seq in report_seqs and covered.all():
+            return seq, hi
+        if kind == LOOK:
+            for a, b in raw.event_ranges(i):
+                covered[a:b] = True
+    return -1, hi
+
+
+def _new_in_event(pos: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Positions of one computation not predicted before; in a batch of overlapping windows the earliest row wins."""
+    first = np.zeros(pos.size, dtype=bool)
+    first[np.unique(pos, return_index=True)[1]] = True
+    return first & ~seen[pos]
+
+
+def _first_look_loss(raw: Ledger, lo: int, hi: int, grad_ok: bool) -> tuple[float, int]:
+    from harness.ledger import FLAG_GRAD, LOOK
+
+    seen = np.zeros(raw.positions, dtype=bool)
+    total, count = 0.0, 0
+    ev = raw.events
+    for i in np.flatnonzero((ev["kind"] == LOOK) & (ev["seq"] > lo) & (ev["seq"] < hi)):
+        if not grad_ok and ev["flags"][i] & FLAG_GRAD:
+            continue
+        pos = _expand(raw.event_ranges(i))
+        vals = np.asarray(raw.nll[ev["nll_off"][i] : ev["nll_off"][i] + ev["npos"][i]], dtype=np.float64)
+        new = _new_in_event(pos, seen)
+        total += float(vals[new].sum())
+        count += int(new.sum())
+        seen[pos] = True
+    return total, count
+
+
+def derive(raw: Ledger, out: Path, label: str | None = None, tol: Tolerance | None = None) -> Derived:
+    """The ledger of the reported evaluation: SCORE = the first prediction of each position inside it, counting
+    every computation (hypothesis "all"), or only those made without gradients ("no-grad": score under no_grad,
+    train with grad) when that, and not the first, reproduces the reported score. Other computations stay LOOKs."""
+    from harness.ledger import FLAG_GRAD, LOOK, META, SCORE, UPDATE, Ranges
+
+    tol = tol or SCRIPT_TOLERANCE
+    notes: list[str] = []
+    final = _pick_report(_reports(raw), label)
+    if final is None:
+        notes.append("no line with val_loss and val_bpb was printed: nothing reported to compare")
+    lo, hi = evaluation_window(raw, final)
+    hypothesis = "all"
+    if final is not None:
+        t = Tolerance(tol.loss_abs, tol.bytes_rel, final.get("decimals"))
+        fits = {}
+        for h, grad_ok in (("all", True), ("no-grad", False)):
+            s, c = _first_look_loss(raw, lo, hi, grad_ok)
+            fits[h] = c > 0 and abs(s / c - float(final["val_loss"])) <= t.loss()
+        if not fits["all"] and fits["no-grad"]:
+            hypothesis = "no-grad"
+            notes.append("the reported score is reproduced by the predictions made without gradients; the "
+                         "gradient-enabled computations before them are training, not scoring")
+    n = raw.positions
+    w = LedgerWriter(out, positions=n, meta={"source": "trace", "trace": str(raw.path), "hypothesis": hypothesis})
+    w.meta(event="begin", mode="traced script", n_tokens=n, first_position=1, last_position=n - 1,
+           state_scope="global", window=[lo, hi], hypothesis=hypothesis)
+    seen = np.zeros(n, dtype=bool)
+    ev = raw.events
+    d_lo = d_hi = None
+    for i in range(len(ev)):
+        kind, seq = int(ev["kind"][i]), int(ev["seq"][i])
+        inside = lo < seq < hi
+        if inside and d_lo is None:
+            d_lo = w.seq
+        w.rank = int(ev["rank"][i])
+        if kind == LOOK:
+            rng = raw.event_ranges(i)
+            vals = np.asarray(raw.nll[ev["nll_off"][i] : ev["nll_off"][i] + ev["npos"][i]])
+            flags = int(ev["flags"][i])
+            counts = inside and (hypothesis == "all" or not flags & FLAG_GRAD)
+            if counts:
+                pos = _expand(rng)
+                new = _new_in_event(pos, seen)
+                if new.any():
+                    w.score(pos[new], vals[new], int(ev["version"][i]))
+                if (~new).any():
+                    w.look(pos[~new], vals[~new], int(ev["version"][i]), flags)
+                seen[pos] = True
+            else:
+                w.look(Ranges(rng), vals, int(ev["version"][i]), flags)
+        elif kind == UPDATE:
+            w.update(Ranges(raw.event_ranges(i)), raw.event_touched(i), int(ev["version"][i]))
+        elif kind == META:
+            m = next((x for x in raw.metas if x.get("seq") == seq), {})
+            w.meta(**{k: v for k, v in m.items() if k != "seq"}, raw_seq=seq)
+        if inside:
+            d_hi = w.seq
+    reported = {}
+    if final is not None:
+        reported = {"val_loss": final["val_loss"], "val_bpb": final["val_bpb"], "decimals": final.get("decimals"),
+                    "line": final.get("line")}
+    w.meta(event="end", **reported)
+    w.close(complete=raw.complete)
+    window = (d_lo, d_hi) if d_lo is not None else None
+    return Derived(out, reported, window, hypothesis, notes)
+
+
+def ledger_nll(path: Path) -> np.ndarray:
+    """First-score NLL per position of a derived ledger (NaN where never scored)."""
+    from harness.ledger import iter_tiles
+
+    led = Ledger(path)
+    return np.concatenate([t.first_nll for t in iter_tiles(led)]).astype(np.float64)
+
+
+def audit_script(opts: ScriptOptions) -> ScriptAudit:
+    """Run the submission traced in the sandbox on a small official-layout dataset, check the ledger, probe C1."""
+    from harness.probes import choose_k, future_perturbation, perturb_after
+
+    opts.path = Path(opts.path)
+    _entry(opts.path)  # fail early on a bad path
+    base = Path(tempfile.mkdtemp(prefix="scorefirst-dynamic-"))
+    try:
+        val_all, train, tok = source_data(opts)
+        n_val = min(opts.val_tokens + 1, val_all.size)
+        val = val_all[:n_val]
+        ds = build_dataset(base / "data", val, train, tok)
+        env = stated_env(opts)
+        _log(opts, f"running {opts.path} on {val.size - 1:,} validation targets (vocab {ds.vocab})")
+        res, raw_path = run_traced(opts, ds, base, "main", env)
+        ledger_path = base / "ledger"
+        result = DynamicResult(mode="script", script=str(opts.path), sandbox=res.info())
+        if raw_path is None:
+            result.checks.append(Check("run-completed", "DATA", "FAIL",
+                                       f"the script produced no trace (exit code {res.exit_code}"
+                                       f"{', ' + res.killed if res.killed else ''}): {_last_lines(res.stderr)}"))
+            LedgerWriter(ledger_path, positions=int(val.size)).close(complete=False)
+            led = Ledger(ledger_path)
+            result.ledger = led.summary()
+            return _keep(ScriptAudit(result, res, ledger_path, env, base), opts, base)
+        derived = derive(Ledger(raw_path), ledger_path, opts.reported_label)
+        led = Ledger(ledger_path)
+        tol = Tolerance(SCRIPT_TOLERANCE.loss_abs, SCRIPT_TOLERANCE.bytes_rel, derived.reported.get("decimals"))
+        outcome = check_ledger(led, bytes_at=ds.bytes_at, reported=derived.reported, tol=tol, traced=True,
+                               look_window=derived.window)
+        result.reported = {"val_loss": derived.reported.get("val_loss"), "val_bpb": derived.reported.get("val_bpb")}
+        if res.exit_code != 0 or res.killed:
+            nothing = not np.any(led.events["kind"] == SCORE)
+            result.checks.append(Check("run-completed", "DATA", "FAIL" if nothing else "WARN",
+                                       f"the script exited with code {res.exit_code}"
+                                       f"{' (' + res.killed + ')' if res.killed else ''}"
+                                       f"{', before scoring anything' if nothing else '; the checks cover what ran'}: "
+                                       f"{_last_lines(res.stderr)}"))
+        else:
+            result.checks.append(Check("run-completed", "DATA", "PASS",
+                                       f"ran to completion in {res.wall_seconds:.1f} s; scores taken as "
+                                       f"{'every' if derived.hypothesis == 'all' else 'gradient-free'} first "
+                                       f"prediction inside the reported evaluation"
+                                       + ("; " + "; ".join(derived.notes) if derived.notes else "")))
+        finish(result, led, outcome)
+        if opts.probes and res.exit_code == 0:
+            k = choose_k(val)
+            atol = opts.probe_atol if opts.probe_atol is not None else (1e-3 if opts.gpu else 0.0)
+            runs = {}
+
+            def eval_fn(tokens: np.ndarray) -> np.ndarray:
+                if tokens is val:
+                    return ledger_nll(ledger_path)
+                tag = f"probe{len(runs)}"
+                pds = build_dataset(base / f"data-{tag}", tokens, train, tok)
+                _log(opts, f"C1 probe: running again with the validation tokens after {k:,} replaced")
+                pres, praw = run_traced(opts, pds, base, tag, env)
+                runs[tag] = pres
+                if praw is None or pres.exit_code != 0:
+                    return np.full(tokens.size, np.nan)
+                d = derive(Ledger(praw), base / f"ledger-{tag}", opts.reported_label)
+                return ledger_nll(d.path)
+
+            probe = future_perturbation(eval_fn, val, ds.vocab, k=k, atol=atol, what=f"{opts.path.name} run twice")
+            probe = _probe_note(probe, runs)
+            result.probes.append(probe)
+        return _keep(ScriptAudit(result, res, ledger_path, env, base), opts, base)
+    except BaseException:
+        if opts.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+        raise
+
+
+def _probe_note(probe: Probe, runs: dict) -> Probe:
+    failed = [r for r in runs.values() if r.exit_code != 0]
+    if failed:
+        r = failed[0]
+        probe.verdict = "WARN"
+        probe.message = (f"the perturbed run failed (exit code {r.exit_code}"
+                         f"{', ' + r.killed if r.killed else ''}): {_last_lines(r.stderr)}")
+    return probe
+
+
+def _last_lines(text: str, n: int = 3) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return " | ".join(lines[-n:])[:600] or "(no output)"
+
+
+def _keep(audit: ScriptAudit, opts: ScriptOptions, base: Path) -> ScriptAudit:
+    """Move the run folder to --ledger-dir (or delete it); the ledger path in the result follows."""
+    if opts.keep is not None:
+        dest = Path(opts.keep)
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(base), dest)
+        audit.ledger_path = dest / audit.ledger_path.relative_to(base)
+        audit.workdir = dest
+        audit.result.ledger["path"] = str(audit.ledger_path)
+    else:
+        audit.result.ledger["path"] = None
+        shutil.rmtree(base, ignore_errors=True)
+    return audit

@@ -5,8 +5,9 @@ Events
     SCORE   positions (ranges), one NLL per position, the state version that scored them
     UPDATE  positions that fed the gradient (inputs and targets), parameters or adapters touched, the state version
             after the update
-    LOOK    (traced scripts only) a prediction recomputed for positions that already had one; a traced script's
-            SCORE events are the *first* computation of each position's prediction, later ones are LOOKs
+    LOOK    (traced scripts) a computation of the predictions for some positions, with NLL; flag bit 0 = made with
+            gradients enabled. The tracer records every computation as a LOOK; the harness then derives which
+            ones were the scores (``harness.dynamic``), keeping the rest as LOOKs
     META    a JSON object (run metadata, the evaluator's begin/end records, reported results)
 
 Storage: a folder of column files written append-only, so the full 62M-position split costs about 4 bytes a
@@ -42,10 +43,11 @@ import numpy as np
 FORMAT = "scorefirst.ledger/1"
 SCORE, UPDATE, LOOK, META = 1, 2, 3, 4
 KIND_NAMES = {SCORE: "score", UPDATE: "update", LOOK: "look", META: "meta"}
+FLAG_GRAD = 1  # LOOK made with gradients enabled
 NONE = np.iinfo(np.int64).max  # "never" in per-position seq tables
 
 EVENT_DTYPE = np.dtype([
-    ("seq", "<i8"), ("kind", "u1"), ("pad", "u1"), ("rank", "<u2"), ("touched", "<i4"),
+    ("seq", "<i8"), ("kind", "u1"), ("flags", "u1"), ("rank", "<u2"), ("touched", "<i4"),
     ("version", "<i8"), ("time", "<f8"), ("rng_off", "<i8"), ("rng_n", "<i8"), ("nll_off", "<i8"),
     ("npos", "<i8"),
 ])
@@ -139,16 +141,16 @@ class LedgerWriter:
     def score(self, positions: Any, nll: Any, version: int) -> int:
         return self._scored(SCORE, positions, nll, version)
 
-    def look(self, positions: Any, nll: Any, version: int) -> int:
-        return self._scored(LOOK, positions, nll, version)
+    def look(self, positions: Any, nll: Any, version: int, flags: int = 0) -> int:
+        return self._scored(LOOK, positions, nll, version, flags)
 
-    def _scored(self, kind: int, positions: Any, nll: Any, version: int) -> int:
+    def _scored(self, kind: int, positions: Any, nll: Any, version: int, flags: int = 0) -> int:
         rng = to_ranges(positions)
         values = _numpy(nll).astype(np.float32, copy=False).ravel()
         n = ranges_size(rng)
         if values.size != n:
             raise ValueError(f"{values.size} NLL values for {n} positions")
-        return self._append(kind, rng, values, version, -1)
+        return self._append(kind, rng, values, version, -1, flags)
 
     def update(self, positions: Any, touched: Sequence[str], version_after: int) -> int:
         key = tuple(str(t) for t in touched)
@@ -165,7 +167,8 @@ class LedgerWriter:
         self.flush()  # metadata is rare and marks phases: make it durable at once
         return seq
 
-    def _append(self, kind: int, rng: np.ndarray, nll: np.ndarray | None, version: int, touched: int) -> int:
+    def _append(self, kind: int, rng: np.ndarray, nll: np.ndarray | None, version: int, touched: int,
+                flags: int = 0) -> int:
         if self.closed:
             raise LedgerError("ledger is closed")
         seq = self.seq
@@ -173,7 +176,7 @@ class LedgerWriter:
         rng_off = self.counts["ranges"] + sum(len(r) for r in self._rng)
         nll_off = self.counts["nll"] + self._pending_pos
         npos = ranges_size(rng)
-        self._ev.append((seq, kind, 0, self.rank, touched, version, time.time(), rng_off, len(rng),
+        self._ev.append((seq, kind, flags, self.rank, touched, version, time.time(), rng_off, len(rng),
                          nll_off if nll is not None else -1, npos))
         if len(rng):
             self._rng.append(rng)
@@ -565,7 +568,7 @@ def merge(paths: Sequence[str | os.PathLike], out: str | os.PathLike, mode: str 
         w.rank = int(e["rank"])
         if k in (SCORE, LOOK):
             vals = np.asarray(lg.nll[e["nll_off"] : e["nll_off"] + e["npos"]])
-            w._scored(k, Ranges(rng), vals, int(e["version"]))
+            w._scored(k, Ranges(rng), vals, int(e["version"]), int(e["flags"]))
         elif k == UPDATE:
             w.update(Ranges(rng), lg.event_touched(i), int(e["version"]))
         else:
@@ -619,6 +622,6 @@ def disk_size(path: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
 
 
-__all__ = ["FORMAT", "SCORE", "UPDATE", "LOOK", "META", "KIND_NAMES", "NONE", "Ledger", "LedgerWriter",
+__all__ = ["FORMAT", "SCORE", "UPDATE", "LOOK", "META", "KIND_NAMES", "FLAG_GRAD", "NONE", "Ledger", "LedgerWriter",
            "LedgerObserver", "LedgerError", "KindRanges", "Ranges", "Tile", "iter_tiles", "merge", "to_ranges",
            "disk_size", "human_bytes"]

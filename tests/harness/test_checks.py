@@ -200,6 +200,7 @@ def test_traced_gap_without_training_is_a_c2_finding(tmp_path):
     out = check_ledger(_traced(tmp_path, "mix"), bytes_at=BYTES, traced=True)
     v = _verdicts(out)
     assert v["observed-distributions"] == "FAIL" and v["reported-from-trained-state"] == "PASS"
+    assert v["reported-loss"] == "WARN" and "charged to C2" in out.by_id("reported-loss").message
 
 
 def test_traced_without_gap_passes(tmp_path):

@@ -1,0 +1,469 @@
+"""The tracer: installed by sitecustomize before an audited script starts; fills a ledger with what the script did.
+
+Observed (all through public PyTorch entry points, patched or hooked once at start-up):
+
+* ``F.embedding`` with a vocabulary-sized weight: the input token ids. Each row is matched against the validation
+  stream (an index of its 8-grams), giving the validation position of every input token; rows that do not match
+  (training batches) are ignored.
+* ``F.linear`` with a vocabulary-sized output whose leading shape is the last matched input: the output projection
+  (the last such call of a forward wins, so an MLP that happens to be vocabulary-wide is not mistaken for it).
+  ``F.cross_entropy`` / ``F.log_softmax`` on a tensor of the same size after it: the final logits (softcap, LoRA
+  head deltas and temperature applied). When the forward ends, a LOOK event records the NLL of the full
+  distribution at each matched position's target, computed with or without grad — the first LOOK of a position is
+  its score; the harness decides which evaluation pass counts (see ``harness.dynamic``).
+* ``torch.autograd.backward`` / ``torch.autograd.grad``: the positions of the looks made with grad since the last
+  backward feed the gradient.
+* the global optimizer step post-hook (``torch.optim.optimizer.register_optimizer_step_post_hook``, which fires for
+  every ``torch.optim.Optimizer`` subclass, Muon included): an UPDATE reading those positions, touching the
+  optimizer's parameters.
+* in-place changes of tracked tensors (model parameters and the leaves gradients reached) outside an optimizer:
+  version counters, plus a sampled fingerprint for ``.data`` writes, which bypass the counter.
+* lines printed with ``val_loss`` and ``val_bpb``: META "report" events (the script's reported results).
+
+Everything is best effort and never raises into the script; tracer errors are recorded as META events.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import sys
+import weakref
+
+import numpy as np
+
+_REPORT = re.compile(r"val_loss[\s:=]+(-?[0-9]+(?:\.([0-9]+))?(?:[eE]-?[0-9]+)?).*?"
+                     r"val_bpb[\s:=]+(-?[0-9]+(?:\.([0-9]+))?(?:[eE]-?[0-9]+)?)")
+K = 8
+MAX_CANDIDATES = 64
+
+
+class WindowIndex:
+    """Where a row of token ids sits in the validation stream: sorted hashes of every 8-gram."""
+
+    def __init__(self, val: np.ndarray):
+        self.val = val.astype(np.int64)
+        n = self.val.size - K + 1
+        if n <= 0:
+            self.hashes = np.zeros(0, np.uint64)
+            self.order = np.zeros(0, np.int64)
+            return
+        h = np.zeros(n, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(K):
+                h = h * np.uint64(1_000_003) + self.val[j : j + n].astype(np.uint64)
+        self.order = np.argsort(h, kind="stable")
+        self.hashes = h[self.order]
+
+    def _hash(self, row: np.ndarray) -> np.uint64:
+        h = np.uint64(0)
+        with np.errstate(over="ignore"):
+            for j in range(K):
+                h = h * np.uint64(1_000_003) + np.uint64(row[j])
+        return h
+
+    def match(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start, matched length) per row; start -1 where the row is not a validation window."""
+        R, T = rows.shape
+        starts = np.full(R, -1, dtype=np.int64)
+        lens = np.zeros(R, dtype=np.int64)
+        if T < K or self.hashes.size == 0:
+            return starts, lens
+        N = self.val.size
+        for r in range(R):
+            row = rows[r]
+            h = self._hash(row)
+            lo = np.searchsorted(self.hashes, h, "left")
+            hi = min(np.searchsorted(self.hashes, h, "right"), lo + MAX_CANDIDATES)
+            best, best_m = -1, 0
+            for s in self.order[lo:hi]:
+                s = int(s)
+                seg = self.val[s : min(s + T, N)]
+                neq = np.flatnonzero(seg != row[: seg.size])
+                m = int(neq[0]) if neq.size else seg.size
+                if m > best_m:
+                    best, best_m = s, m
+            if best >= 0 and best_m >= K:
+                starts[r], lens[r] = best, best_m
+        return starts, lens
+
+
+class _Look:
+    __slots__ = ("logits", "final", "shape", "starts", "lens", "grad")
+
+    def __init__(self, logits, shape, starts, lens, grad):
+        self.logits, self.final, self.shape, self.starts, self.lens = logits, None, shape, starts, lens
+        self.grad = grad  # gradients were enabled when the projection ran
+
+
+class Tracer:
+    def __init__(self, ledger_dir: str, val_path: str, vocab: int, rank: int, world: int):
+        import torch
+
+        from harness.ledger import LedgerWriter, Ranges
+
+        self.torch = torch
+        self.Ranges = Ranges
+        self.vocab = vocab
+        self.rank = rank
+        val = np.load(val_path) if val_path.endswith(".npy") else np.fromfile(val_path, dtype="<u2")
+        self.index = WindowIndex(val)
+        self.val_t = torch.as_tensor(self.index.val)
+        self.n = int(val.size)
+        self.writer = LedgerWriter(ledger_dir, positions=self.n, rank=rank, flush_seconds=2.0,
+                                   meta={"source": "tracer", "vocab": vocab, "world_size": world})
+        self.writer.meta(event="trace-begin", rank=rank, world_size=world, vocab=vocab, n_tokens=self.n,
+                         torch=torch.__version__, argv=list(sys.argv))
+        self.version = 0
+        self.map_key = None
+        self.map = None            # (shape, starts, lens) of the last matched embedding input
+        self.look: _Look | None = None
+        self.grad_looks: list[tuple] = []        # (ranges, ids of their autograd nodes) not yet back-propagated
+        self.step_ranges: list[np.ndarray] = []   # positions whose loss reached a backward since the last update
+        self.names: dict[int, str] = {}
+        self.tracked: dict[int, tuple] = {}        # id -> (weakref, version, fingerprint)
+        self.seen_modules: weakref.WeakSet = weakref.WeakSet()
+        self.busy = False
+        self.errors = 0
+
+    # --- helpers ------------------------------------------------------------------------------------------------
+    def error(self, where: str, exc: BaseException) -> None:
+        self.errors += 1
+        if self.errors <= 20:
+            try:
+                self.writer.meta(event="tracer-error", where=where, error=repr(exc)[:300])
+            except Exception:
+                pass
+
+    def positions_of(self, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """Ranges of predicted positions: row r predicts s+1 .. s+m (within the stream)."""
+        ok = starts >= 0
+        a = starts[ok] + 1
+        b = np.minimum(starts[ok] + lens[ok] + 1, self.n)
+        keep = b > a
+        return np.stack([a[keep], b[keep]], axis=1) if keep.any() else np.zeros((0, 2), np.int64)
+
+    # --- forward --------------------------------------------------------------------------------------------------
+    def on_embedding(self, ids) -> None:
+        torch = self.torch
+        if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or ids.dim() == 0:
+            return
+        same = self.map_key is not None and self.map_key[0]() is ids and self.map_key[1] == ids._version
+        if same and (self.look is None or self.look.final is None):
+            return  # the same ids again in the same forward (value embeddings)
+        self.finish_look()
+        self.map_key = (weakref.ref(ids), ids._version)
+        rows = ids.detach().reshape(-1, ids.shape[-1]).to("cpu", torch.int64).numpy()
+        starts, lens = self.index.match(rows)
+        self.map = (tuple(ids.shape), starts, lens) if (starts >= 0).any() else None
+
+    def on_projection(self, out) -> None:
+        if self.map is None or tuple(out.shape[:-1]) != self.map[0]:
+            return
+        if self.look is not None and self.look.final is not None:
+            self.finish_look()  # the previous forward already reached its loss: this is a new forward
+        shape, starts, lens = self.map
+        self.look = _Look(out, shape, starts, lens, bool(out.requires_grad) or self.torch.is_grad_enabled())
+
+    def on_normalizer(self, x, dim=None) -> None:
+        lk = self.look
+        if lk is None or x.numel() != lk.logits.numel():
+            return
+        V = self.vocab
+        if x.shape[-1] == V and (dim is None or dim in (-1, x.dim() - 1)):
+            lk.final = x.reshape(*lk.shape, V)
+        elif x.dim() >= 2 and x.shape[1] == V:  # (B, V, T) layout of cross_entropy
+            lk.final = x.movedim(1, -1).reshape(*lk.shape, V)
+
+    def finish_look(self) -> None:
+        lk, self.look = self.look, None
+        if lk is None:
+            return
+        torch = self.torch
+        try:
+            self.check_inplace()
+            logits = lk.final if lk.final is not None else lk.logits
+            with torch.no_grad():
+                lg = logits.detach().reshape(-1, logits.shape[-2], self.vocab)
+                rows = np.flatnonzero(lk.starts >= 0)
+                pos_parts, nll_parts = [], []
+                for r in rows:
+                    s, m = int(lk.starts[r]), int(lk.lens[r])
+                    m = min(m, self.n - 1 - s)
+                    if m <= 0:
+                        continue
+                    tgt = self.val_t[s + 1 : s + m + 1].to(lg.device)
+                    lp = torch.log_softmax(lg[r, :m].float(), dim=-1)
+                    nll_parts.append(-lp.gather(-1, tgt[:, None])[:, 0])
+                    pos_parts.append((s + 1, s + m + 1))
+                if not pos_parts:
+                    return
+                nll = torch.cat(nll_parts).cpu().numpy()
+            rng = np.asarray(pos_parts, dtype=np.int64)
+            nodes = {id(t.grad_fn) for t in (lk.logits, lk.final) if t is not None and t.grad_fn is not None}
+            self.writer.look(self.Ranges(rng), nll, self.version, 1 if (lk.grad or nodes) else 0)
+            if nodes:
+                self.grad_looks.append((rng, nodes))
+        except Exception as exc:
+            self.error("look", exc)
+
+    # --- backward, updates ------------------------------------------------------------------------------------------
+    def on_backward(self, tensors) -> None:
+        """The looks whose logits this backward reaches fed it: their positions join the next update."""
+        self.finish_look()
+        if not self.grad_looks:
+            return
+        nodes, leaves = self.walk(tensors)
+        keep = []
+        for rng, ids in self.grad_looks:
+            if ids & nodes:
+                self.step_ranges.append(rng)
+            else:
+                keep.append((rng, ids))
+        if len(keep) < len(self.grad_looks):
+            for var in leaves:  # SLOT deltas, adapters: manual in-place updates of them must be seen too
+                self.track(var, f"leaf{tuple(var.shape)}")
+        self.grad_looks = keep
+
+    def walk(self, tensors) -> tuple[set, list]:
+        todo = [t.grad_fn for t in tensors if getattr(t, "grad_fn", None) is not None]
+        seen: set = set()
+        leaves = []
+        while todo and len(seen) < 500_000:
+            fn = todo.pop()
+            if fn is None or id(fn) in seen:
+                continue
+            seen.add(id(fn))
+            var = getattr(fn, "variable", None)
+            if var is not None:
+                leaves.append(var)
+            todo.extend(f for f, _ in getattr(fn, "next_functions", ()) if f is not None)
+        return seen, leaves
+
+    def on_step(self, opt) -> None:
+        self.finish_look()
+        params = [p for g in opt.param_groups for p in g["params"]]
+        touched = self.touched(params)
+        for p in params:
+            self.track(p, None)
+        self.record_update(touched, f"{type(opt).__name__}.step")
+        self.grad_looks = []  # forwards never back-propagated before this step fed nothing
+        self.snapshot()
+
+    def record_update(self, touched: list[str], how: str) -> None:
+        rng = np.concatenate(self.step_ranges) if self.step_ranges else np.zeros((0, 2), np.int64)
+        # inputs s .. s+m-1 and targets s+1 .. s+m were read: the ranges of targets, extended one to the left
+        if rng.size:
+            rng = rng.copy()
+            rng[:, 0] -= 1
+        self.step_ranges = []
+        self.version += 1
+        self.writer.update(self.Ranges(rng), [how] + touched, self.version)
+
+    def touched(self, params) -> list[str]:
+        out = []
+        for p in params:
+            if getattr(p, "grad", None) is None:
+                continue
+            out.append(self.names.get(id(p)) or f"tensor{tuple(p.shape)}")
+        return out
+
+    # --- in-place changes -------------------------------------------------------------------------------------------
+    def track(self, t, name) -> None:
+        if id(t) in self.tracked:
+            return
+        if name is not None:
+            self.names.setdefault(id(t), name)
+        self.tracked[id(t)] = (weakref.ref(t), t._version, self.fingerprint(t))
+
+    def fingerprint(self, t) -> float:
+        with self.torch.no_grad():
+            flat = t.detach().reshape(-1)
+            step = max(1, flat.numel() // 16)
+            return float(flat[::step][:16].double().sum())
+
+    def snapshot(self) -> None:
+        for k, (ref, _, _) in list(self.tracked.items()):
+            t = ref()
+            if t is None:
+                del self.tracked[k]
+            else:
+                self.tracked[k] = (ref, t._version, self.fingerprint(t))
+
+    def check_inplace(self) -> None:
+        changed = []
+        for k, (ref, ver, fp) in list(self.tracked.items()):
+            t = ref()
+            if t is None:
+                del self.tracked[k]
+                continue
+            if t._version != ver or self.fingerprint(t) != fp:
+                changed.append(self.names.get(k) or f"tensor{tuple(t.shape)}")
+        if changed:
+            self.record_update(changed, "in-place")
+            self.snapshot()
+
+    def on_module(self, module) -> None:
+        if module in self.seen_modules:
+            return
+        self.seen_modules.add(module)
+        prefix = type(module).__name__
+        for name, p in module.named_parameters():
+            if id(p) not in self.names:
+                self.names[id(p)] = f"{prefix}.{name}"
+                self.track(p, None)
+
+    # --- reports ------------------------------------------------------------------------------------------------------
+    def on_text(self, text: str) -> None:
+        for line in text.splitlines():
+            m = _REPORT.search(line)
+            if m:
+                self.finish_look()
+                decimals = min(len(m.group(2) or ""), len(m.group(4) or ""))
+                self.writer.meta(event="report", val_loss=float(m.group(1)), val_bpb=float(m.group(3)),
+                                 decimals=decimals, line=line.strip()[:500])
+
+    def close(self) -> None:
+        self.finish_look()
+        try:
+            self.writer.meta(event="trace-end", updates=self.version, errors=self.errors)
+        finally:
+            self.writer.close(complete=True)
+
+
+class _Stream:
+    """sys.stdout / sys.stderr, forwarding everything and scanning complete lines for reported results."""
+
+    def __init__(self, stream, tracer: Tracer):
+        self._stream, self._tracer, self._buf = stream, tracer, ""
+
+    def write(self, s):
+        n = self._stream.write(s)
+        try:
+            self._buf += s
+            if "\n" in self._buf:
+                text, _, self._buf = self._buf.rpartition("\n")
+                self._tracer.on_text(text)
+            if len(self._buf) > 100_000:
+                self._buf = self._buf[-10_000:]
+        except Exception:
+            pass
+        return n
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+_tracer: Tracer | None = None
+
+
+def _guarded(fn):
+    """Run a tracer callback; never re-enter it and never let it raise into the script."""
+    def call(*a, **kw):
+        t = _tracer
+        if t is None or t.busy:
+            return
+        t.busy = True
+        try:
+            fn(t, *a, **kw)
+        except Exception as exc:
+            t.error(fn.__name__, exc)
+        finally:
+            t.busy = False
+    return call
+
+
+@_guarded
+def _after_embedding(t, ids, weight):
+    if weight.dim() == 2 and weight.shape[0] == t.vocab:
+        t.on_embedding(ids)
+
+
+@_guarded
+def _after_linear(t, out):
+    if out.dim() >= 2 and out.shape[-1] == t.vocab:
+        t.on_projection(out)
+
+
+@_guarded
+def _normalizer(t, x, dim=None):
+    t.on_normalizer(x, dim)
+
+
+@_guarded
+def _backward(t, tensors):
+    t.on_backward(tensors)
+
+
+@_guarded
+def _step(t, opt):
+    t.on_step(opt)
+
+
+@_guarded
+def _module(t, module):
+    t.on_module(module)
+
+
+def install() -> None:
+    """Patch torch and start the ledger; the ledger folder is $SCOREFIRST_TRACE/rank{RANK}."""
+    global _tracer
+    repo = os.environ.get("SCOREFIRST_REPO")
+    if repo and repo not in sys.path:
+        sys.path.append(repo)  # after the script's own folder: its modules win
+    os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+    import torch
+    import torch.nn.functional as F
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    if os.environ.get("SCOREFIRST_TRACE_RANKS_ONLY") and "RANK" not in os.environ:
+        return  # the torchrun launcher itself: its workers are traced
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    out = os.path.join(os.environ["SCOREFIRST_TRACE"], f"rank{rank}")
+    _tracer = Tracer(out, os.environ["SCOREFIRST_VAL_TOKENS"], int(os.environ["SCOREFIRST_VOCAB"]), rank, world)
+
+    orig_embedding, orig_linear = F.embedding, F.linear
+    orig_ce, orig_lsm = F.cross_entropy, F.log_softmax
+    orig_backward, orig_grad = torch.autograd.backward, torch.autograd.grad
+
+    def embedding(input, weight, *a, **kw):
+        _after_embedding(input, weight)
+        return orig_embedding(input, weight, *a, **kw)
+
+    def linear(input, weight, bias=None):
+        out = orig_linear(input, weight, bias)
+        _after_linear(out)
+        return out
+
+    def cross_entropy(input, target, *a, **kw):
+        _normalizer(input)
+        return orig_ce(input, target, *a, **kw)
+
+    def log_softmax(input, dim=None, *a, **kw):
+        _normalizer(input, dim)
+        return orig_lsm(input, dim, *a, **kw)
+
+    def backward(tensors, *a, **kw):
+        _backward([tensors] if isinstance(tensors, torch.Tensor) else list(tensors))
+        return orig_backward(tensors, *a, **kw)
+
+    def grad(outputs, *a, **kw):
+        _backward([outputs] if isinstance(outputs, torch.Tensor) else list(outputs))
+        return orig_grad(outputs, *a, **kw)
+
+    F.embedding, F.linear, F.cross_entropy, F.log_softmax = embedding, linear, cross_entropy, log_softmax
+    torch.autograd.backward, torch.autograd.grad = backward, grad
+    register_optimizer_step_post_hook(lambda opt, args, kwargs: _step(opt))
+    torch.nn.modules.module.register_module_forward_pre_hook(lambda m, args: _module(m))
+    sys.stdout = _Stream(sys.stdout, _tracer)
+    sys.stderr = _Stream(sys.stderr, _tracer)
+    atexit.register(_close)
+
+
+def _close() -> None:
+    global _tracer
+    t, _tracer = _tracer, None
+    if t is not None:
+        t.close()
