@@ -91,6 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--no-cache", action="store_true",
                        help="do not read or write the result cache (.scorefirst-cache or $SCOREFIRST_CACHE_DIR)")
     audit.add_argument("--jobs", type=_positive_int, metavar="N", help="worker processes (default: all cores)")
+    dyn = audit.add_argument_group(
+        "dynamic audit", "--dynamic also RUNS each PATH's script, sandboxed (no network, private work dir, limits) "
+                         "and traced, on a small dataset in the official layout, then checks C1-C4 on what ran")
+    dyn.add_argument("--dynamic", action="store_true", help="run the instrumented (dynamic) audit as well")
+    dyn.add_argument("--data-path", metavar="DIR", help="official shards to cut the audit split from "
+                                                        "(default: the embedded corpus)")
+    dyn.add_argument("--tokenizer-path", metavar="FILE", help="SentencePiece model going with --data-path")
+    dyn.add_argument("--val-tokens", type=_positive_int, default=65_536, metavar="N",
+                     help="validation targets of the audit split (default: 65536)")
+    dyn.add_argument("--iterations", type=_positive_int, default=20, metavar="N",
+                     help="ITERATIONS for the short training run (default: 20)")
+    dyn.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+                     help="run under torchrun with N processes; per-rank ledgers are merged (default: 1)")
+    dyn.add_argument("--gpu", action="store_true", help="let the script see the GPUs (no address-space limit)")
+    dyn.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"],
+                     help="isolation (default: bubblewrap, else unshare -n; 'none' only when asked)")
+    dyn.add_argument("--timeout", type=_positive_int, default=900, metavar="S", help="wall-time limit per run")
+    dyn.add_argument("--memory-mb", type=_positive_int, default=16_384, metavar="MB", help="memory limit per run")
+    dyn.add_argument("--no-probes", action="store_true", help="skip the C1 future-perturbation probe (a second run)")
+    dyn.add_argument("--reported-label", metavar="REGEX",
+                     help="which printed val_loss/val_bpb line is the reported score (default: the last one)")
+    dyn.add_argument("--ledger-dir", metavar="DIR", help="keep each run's ledger and logs under DIR")
     audit.set_defaults(func=cmd_audit)
 
     report = sub.add_parser(
@@ -223,6 +245,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             targets = [Target(os.path.normpath(p).replace(os.sep, "/"), [Path(p)], pr=args.pr, pr_url=pr_url)
                        for p in args.paths]
         results = audit_targets(targets, env_settings, jobs=args.jobs, cache_dir=cache)
+        if args.dynamic:
+            _run_dynamic(args, targets, results, env_settings)
         if args.html:  # the train logs' time budgets, read while a PR's extraction still exists
             from reports.inputs import log_budgets
 
@@ -250,10 +274,29 @@ def cmd_audit(args: argparse.Namespace) -> int:
             write_failures.append(f"cannot write the HTML report to {args.html}: {e.strerror or e}")
     _stdout(render(args.format, results))
     code, reason = decide(results, args.fail_on, args.exit_zero)
+    if args.dynamic:
+        from harness import dynamic
+
+        if args.format in ("concise", "full"):
+            _stdout(dynamic.format_terminal(results))
+        code, reason = dynamic.decide(results, code, reason, args.fail_on, args.exit_zero)
     if write_failures:
         code, reason = EXIT_ERROR, "; ".join(write_failures)
     _last_line(code, reason)
     return code
+
+
+def _run_dynamic(args: argparse.Namespace, targets, results, env_settings) -> None:
+    try:
+        from harness import dynamic
+        from harness.sandbox import SandboxUnavailable
+        from reference_model.errors import ReferenceError_
+    except ImportError as e:
+        raise _Fatal(f"--dynamic needs the torch extra (pip install torch==2.13.0 -e '.[torch]'): {e}") from None
+    try:
+        dynamic.run_for_results(args, targets, results, env_settings)
+    except (SandboxUnavailable, ReferenceError_, ValueError, OSError) as e:
+        raise _Fatal(f"dynamic audit: {e}") from None
 
 
 # --- report -----------------------------------------------------------------------------------------------

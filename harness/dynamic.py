@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness.checks import SCRIPT_TOLERANCE, Tolerance, build_timeline, check_ledger
-from harness.dynamic_result import Check, DynamicResult, Probe, SandboxInfo
+from harness.dynamic_result import CHECK_CONDITIONS, Check, DynamicResult, Probe
 from harness.ledger import SCORE, Ledger, LedgerObserver, LedgerWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -537,3 +537,125 @@ def _keep(audit: ScriptAudit, opts: ScriptOptions, base: Path) -> ScriptAudit:
         audit.result.ledger["path"] = None
         shutil.rmtree(base, ignore_errors=True)
     return audit
+
+
+# --- the audit command ------------------------------------------------------------------------------------------------
+
+
+def attach(static, audit: ScriptAudit) -> None:
+    """Put the dynamic section (with the static/dynamic agreement) on an AuditResult; each network attempt the
+    sandbox blocked becomes a PG-NET finding on the audited script."""
+    from audits.results import Finding, FileResult, fingerprint
+    from audits.types import Condition, Confidence, Severity
+    from harness.crosscheck import agreement
+
+    dyn = audit.result
+    dyn.agreement = agreement(static, dyn)
+    static.dynamic = dyn.to_dict()
+    if not audit.sandbox or not audit.sandbox.network_attempts:
+        return
+    folder, name = _entry(Path(dyn.script))
+    script = str(folder / name)
+    fr = next((f for f in static.files if f.path.endswith(name)), None)
+    if fr is None:
+        fr = FileResult(path=script)
+        static.files.append(fr)
+    for i, what in enumerate(audit.sandbox.network_attempts):
+        msg = f"network attempt during the dynamic run, blocked by the sandbox: {what}"
+        fr.findings.append(Finding(
+            rule_id="PG-NET", rule_name="network-access", conditions=[Condition.NET], severity=Severity.ERROR,
+            confidence=Confidence.HIGH, message=msg, path=fr.path, line=1, column=1, end_line=1, end_column=1,
+            snippet="(dynamic run)", fingerprint=fingerprint("PG-NET", fr.path, "dynamic:" + what, i)))
+
+
+def options_from_args(args, path: Path, env: dict[str, str], target_name: str) -> ScriptOptions:
+    from harness.sandbox import Limits
+
+    keep = None
+    if args.ledger_dir:
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", target_name).strip("_") or "target"
+        keep = Path(args.ledger_dir) / safe
+    wall = args.timeout
+    limits = Limits(cpu_seconds=wall * max(1, args.nproc) * 2, memory_mb=args.memory_mb, wall_seconds=wall)
+    return ScriptOptions(path=path, data_path=Path(args.data_path) if args.data_path else None,
+                         tokenizer_path=Path(args.tokenizer_path) if args.tokenizer_path else None,
+                         val_tokens=args.val_tokens, iterations=args.iterations, env=env, nproc=args.nproc,
+                         gpu=args.gpu, isolation=args.sandbox, limits=limits, probes=not args.no_probes,
+                         reported_label=args.reported_label, keep=keep, progress=True)
+
+
+def run_for_results(args, targets, results, env_settings) -> None:
+    """``scorefirst audit --dynamic``: run every target's script and attach the dynamic section to its result."""
+    env = {s.key: s.value for s in env_settings}
+    for target, result in zip(targets, results):
+        if len(target.paths) != 1:
+            raise ValueError(f"--dynamic needs one file or folder per target, got {len(target.paths)} for "
+                             f"{target.name}")
+        audit = audit_script(options_from_args(args, Path(target.paths[0]), env, target.name))
+        audit.result.script = target.name
+        attach(result, audit)
+
+
+def format_terminal(results) -> str:
+    """The dynamic sections of the results, for the terminal (after the static output)."""
+    from harness.crosscheck import explain
+
+    out = []
+    for r in results:
+        d = r.dynamic
+        if not d:
+            continue
+        dyn = DynamicResult.from_dict(d)
+        sb = dyn.sandbox
+        out.append(f"\ndynamic audit: {dyn.script} ({dyn.mode})")
+        if sb is not None:
+            out.append(f"  sandbox: {sb.isolation.split(';')[0]}; network {sb.network}; exit {sb.exit_code} in "
+                       f"{sb.wall_seconds:.1f} s" + (f"; stopped: {sb.killed}" if sb.killed else ""))
+            for a in sb.network_attempts:
+                out.append(f"  PG-NET blocked: {a}")
+        led = d["ledger"]
+        out.append(f"  ledger: {led['positions']:,} positions, {led['score_events']:,} score and "
+                   f"{led['update_events']:,} update events{'' if led['complete'] else ' (INCOMPLETE)'}"
+                   + (f" -> {led['path']}" if led.get("path") else ""))
+        rep, rec = d["reported"], d["reconstructed"]
+        out.append("  reported val_loss {} val_bpb {} · reconstructed val_loss {} val_bpb {}".format(
+            *(f"{v:.6f}" if isinstance(v, float) else "-" for v in
+              (rep["val_loss"], rep["val_bpb"], rec["val_loss"], rec["val_bpb"]))))
+        for c in dyn.checks:
+            out.append(f"  {c.verdict:<4} {c.condition:<5} {c.id}: {c.message}")
+            if c.first_violation is not None and c.verdict != "PASS":
+                out.append(f"       first violation: {c.first_violation.detail}")
+        for p in dyn.probes:
+            out.append(f"  {p.verdict:<4} {p.condition:<5} probe {p.name}: {p.message}")
+            out.append(f"       probed: {p.probed}")
+        rows = [a for a in dyn.agreement if a.static is not None and a.dynamic is not None]
+        if rows:
+            out.append("  static vs dynamic: " + " · ".join(
+                f"{a.condition} {a.static}/{a.dynamic}{'' if a.agree else ' DISAGREE'}" for a in rows))
+            for a in rows:
+                if not a.agree:
+                    out.append(f"  DISAGREE {a.condition}: static {a.static}, dynamic {a.dynamic} -- a person should "
+                               f"look ({explain(r, dyn, a)})")
+        v = d["verdict"]
+        out.append("  dynamic verdict: " + " ".join(f"{c} {v['conditions'][c] or '-'}" for c in v["conditions"])
+                   + f" -> {v['overall']}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def decide(results, code: int, reason: str, fail_on: str, exit_zero: bool) -> tuple[int, str]:
+    """Fold the dynamic verdicts into the exit code: a dynamic FAIL (or WARN with --fail-on warning/info) gates
+    like an error finding; exit 2 (could not audit) is never masked."""
+    if code == 2:
+        return code, reason
+    gate = {"error": ("FAIL",), "warning": ("FAIL", "WARN"), "info": ("FAIL", "WARN")}[fail_on]
+    bad = []
+    for r in results:
+        if r.dynamic:
+            dyn = DynamicResult.from_dict(r.dynamic)
+            bad += [f"{c} {v}" for c in CHECK_CONDITIONS if (v := dyn.verdict_of(c)) in gate]
+    if not bad:
+        return code, reason
+    why = f"dynamic audit: {', '.join(sorted(set(bad)))}"
+    if exit_zero:
+        return 0, f"{reason}; {why}; --exit-zero"
+    return 1, why if code == 0 else f"{reason}; {why}"

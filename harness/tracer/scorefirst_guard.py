@@ -33,6 +33,17 @@ def _addr(a) -> str:
     return str(a)
 
 
+def _is_ip(host: str) -> bool:
+    """An address literal: getaddrinfo on it is no lookup (the connect that follows is what gets recorded)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_local(a) -> bool:
     if isinstance(a, (str, bytes)):  # AF_UNIX path
         return True
@@ -49,7 +60,7 @@ def _hook(event: str, args: tuple) -> None:
         elif event == "socket.getaddrinfo":
             host = args[0]
             host = host.decode() if isinstance(host, bytes) else str(host)
-            if not host.startswith(_LOCAL) and host not in ("", "None"):
+            if not host.startswith(_LOCAL) and host not in ("", "None") and not _is_ip(host):
                 _log("network", f"resolve {host}:{args[1]}")
         elif event in ("socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
             if not str(args[0]).startswith(_LOCAL):

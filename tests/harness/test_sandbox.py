@@ -48,7 +48,7 @@ def test_network_attempts_are_blocked_and_reported(tmp_path):
                 print("blocked", e.errno)
     """)
     assert res.exit_code == 0 and "CONNECTED" not in res.stdout
-    assert "connect 1.1.1.1:80" in res.network_attempts and "resolve huggingface.co:443" in res.network_attempts
+    assert res.network_attempts == ["connect 1.1.1.1:80", "resolve huggingface.co:443"]
     assert res.network.startswith("none") and res.isolation.startswith("bubblewrap")
     info = res.info().to_dict()
     assert info["network_attempts"] == res.network_attempts and info["limits"]["memory_mb"] == 1024
