@@ -254,24 +254,26 @@ def _json_default(o: Any) -> Any:
 class LedgerObserver:
     """The reference model's :class:`reference_model.observe.Observer`, writing every event to a ledger.
 
-    GPU-friendly: positions and NLL tensors are copied to host memory with non-blocking copies and handed to the
-    writer in seq order only every ``sync_every`` events (and at every update and meta event), so observing a
-    CUDA evaluation costs one synchronization per ``sync_every`` scoring calls rather than one per call.
+    GPU-friendly: positions and NLL tensors on a GPU are copied to pinned host memory with non-blocking copies and
+    handed to the writer, in seq order, only every ``sync_every`` events (and at every update and meta event) after
+    one synchronization, so observing a CUDA evaluation costs one synchronization per ``sync_every`` scoring calls
+    rather than one per call.
     """
 
     def __init__(self, writer: LedgerWriter, sync_every: int = 64):
         self.writer = writer
         self.sync_every = sync_every
         self._pending: list[tuple] = []
+        self._copies_in_flight = False
         self.reported: dict | None = None
 
     def on_score(self, positions, nll, state_version: int) -> None:
-        self._pending.append(("score", _host(positions), _host(nll), state_version))
+        self._pending.append(("score", self._host(positions), self._host(nll), state_version))
         if len(self._pending) >= self.sync_every:
             self.drain()
 
     def on_update(self, positions, touched, state_version_after: int) -> None:
-        self._pending.append(("update", _host(positions), list(touched), state_version_after))
+        self._pending.append(("update", self._host(positions), list(touched), state_version_after))
         self.drain()
 
     def on_meta(self, **kw) -> None:
@@ -280,12 +282,27 @@ class LedgerObserver:
             self.reported = {k: kw.get(k) for k in ("val_loss", "val_bpb", "loss_sum", "tokens", "bytes")}
         self.writer.meta(**kw)
 
+    def _host(self, x: Any) -> Any:
+        """A host copy of a tensor (non-blocking from a GPU, into pinned memory); tuples and arrays pass through."""
+        if not hasattr(x, "detach"):
+            return x
+        x = x.detach()
+        if x.device.type == "cpu":
+            return x.clone()
+        import torch
+
+        out = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+        out.copy_(x, non_blocking=True)
+        self._copies_in_flight = True
+        return out
+
     def drain(self) -> None:
         pending, self._pending = self._pending, []
-        if pending and any(_is_cuda(x) for item in pending for x in (item[1], item[2])):
+        if self._copies_in_flight:
             import torch
 
             torch.cuda.synchronize()
+            self._copies_in_flight = False
         for kind, pos, payload, version in pending:
             if kind == "score":
                 self.writer.score(pos, payload, version)
@@ -295,24 +312,6 @@ class LedgerObserver:
     def close(self, complete: bool = True) -> None:
         self.drain()
         self.writer.close(complete)
-
-
-def _is_cuda(x: Any) -> bool:
-    return hasattr(x, "is_cuda") and x.is_cuda
-
-
-def _host(x: Any) -> Any:
-    """A host copy of a tensor (non-blocking when it lives on a GPU); tuples and arrays pass through."""
-    if hasattr(x, "detach"):
-        x = x.detach()
-        if x.device.type == "cpu":
-            return x.clone()
-        import torch
-
-        out = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
-        out.copy_(x, non_blocking=True)
-        return out
-    return x
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
