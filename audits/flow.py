@@ -16,7 +16,8 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.consteval import UNKNOWN
-from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, bind_args, branch_value, children,
+from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, backward_closure, bind_args,
+                            branch_value, children,
                             dotted, local_taint,
                             func_statements, names_in,
                             root_name, walk)
@@ -153,16 +154,7 @@ def _reported_names(prog: Program, func: Func) -> set[str]:
                     seeds |= names_in(n)
     if isinstance(func.node, cst.Lambda):
         seeds |= names_in(func.node.body)
-    reported = set(seeds)
-    for _ in range(8):
-        grew = False
-        for targets, sources in assigns:
-            if targets & reported and not sources <= reported:
-                reported |= sources
-                grew = True
-        if not grew:
-            break
-    return reported
+    return backward_closure(seeds, assigns)
 
 
 def _own_nodes(func: Func) -> list[cst.CSTNode]:

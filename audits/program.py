@@ -179,6 +179,20 @@ def names_in(node: cst.CSTNode) -> set[str]:
     return out
 
 
+def backward_closure(seeds: set[str], edges: list[tuple[set[str], set[str]]]) -> set[str]:
+    """Every name that flows into `seeds` through `(targets, sources)` assignment edges (bounded fixpoint)."""
+    out = set(seeds)
+    for _ in range(10):
+        grew = False
+        for targets, sources in edges:
+            if targets & out and not sources <= out:
+                out |= sources
+                grew = True
+        if not grew:
+            break
+    return out
+
+
 @dataclass
 class Func:
     qname: str

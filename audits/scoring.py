@@ -9,7 +9,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.flow import VAL, function_facts
-from audits.program import Func, Program, names_in, root_name, walk
+from audits.program import Func, Program, backward_closure, names_in, root_name, walk
 from audits.rule import Context
 
 
@@ -75,15 +75,7 @@ def nll_sources(prog: Program, func: Func) -> set[str]:
                 edges.append(({target}, sources))
             elif isinstance(n, cst.Return) and n.value is not None:
                 seeds |= names_in(n.value)
-    out = set(seeds)
-    for _ in range(10):
-        grew = False
-        for targets, sources in edges:
-            if targets & out and not sources <= out:
-                out |= sources
-                grew = True
-        if not grew:
-            break
+    out = backward_closure(seeds, edges)
     cache[func.qname] = out
     return out
 
