@@ -132,6 +132,7 @@ class LedgerWriter:
         self._meta_lines: list[bytes] = []
         self._touched_lines: list[bytes] = []
         self._pending_pos = 0
+        self._pending_rng = 0
         self.counts = {"events": 0, "ranges": 0, "nll": 0, "meta": 0, "touched": 0}
         self.bytes = {"meta": 0, "touched": 0}
         self.closed = False
@@ -173,13 +174,14 @@ class LedgerWriter:
             raise LedgerError("ledger is closed")
         seq = self.seq
         self.seq += 1
-        rng_off = self.counts["ranges"] + sum(len(r) for r in self._rng)
+        rng_off = self.counts["ranges"] + self._pending_rng
         nll_off = self.counts["nll"] + self._pending_pos
         npos = ranges_size(rng)
         self._ev.append((seq, kind, flags, self.rank, touched, version, time.time(), rng_off, len(rng),
                          nll_off if nll is not None else -1, npos))
         if len(rng):
             self._rng.append(rng)
+            self._pending_rng += len(rng)
         if nll is not None and nll.size:
             self._nll.append(nll)
             self._pending_pos += nll.size
@@ -210,7 +212,7 @@ class LedgerWriter:
                 self.bytes[key] += len(line)
                 self.counts[key] += 1
         self._ev, self._rng, self._nll, self._meta_lines, self._touched_lines = [], [], [], [], []
-        self._pending_pos = 0
+        self._pending_pos = self._pending_rng = 0
         for fh in self._fh.values():
             fh.flush()
         self._commit(complete=False)
@@ -255,9 +257,10 @@ class LedgerObserver:
     """The reference model's :class:`reference_model.observe.Observer`, writing every event to a ledger.
 
     GPU-friendly: positions and NLL tensors on a GPU are copied to pinned host memory with non-blocking copies and
-    handed to the writer, in seq order, only every ``sync_every`` events (and at every update and meta event) after
-    one synchronization, so observing a CUDA evaluation costs one synchronization per ``sync_every`` scoring calls
-    rather than one per call.
+    handed to the writer, in seq order, only once ``sync_every`` events are pending (checked at scoring calls, right
+    after the evaluator has produced the scores, never after an optimizer step whose kernels are still running) and
+    at meta events, after one wait on the stream. Observing a CUDA evaluation thus costs one wait per
+    ``sync_every`` events and never stalls the queue behind a backward pass.
     """
 
     def __init__(self, writer: LedgerWriter, sync_every: int = 64):
@@ -274,7 +277,6 @@ class LedgerObserver:
 
     def on_update(self, positions, touched, state_version_after: int) -> None:
         self._pending.append(("update", self._host(positions), list(touched), state_version_after))
-        self.drain()
 
     def on_meta(self, **kw) -> None:
         self.drain()
@@ -301,7 +303,7 @@ class LedgerObserver:
         if self._copies_in_flight:
             import torch
 
-            torch.cuda.synchronize()
+            torch.cuda.current_stream().synchronize()
             self._copies_in_flight = False
         for kind, pos, payload, version in pending:
             if kind == "score":
