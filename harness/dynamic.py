@@ -9,14 +9,11 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -340,21 +337,28 @@ def _new_in_event(pos: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return first & ~seen[pos]
 
 
-def _first_look_loss(raw: Ledger, lo: int, hi: int, grad_ok: bool) -> tuple[float, int]:
+def _window_looks(raw: Ledger, lo: int, hi: int, grad_ok: bool):
+    """The LOOK events inside (lo, hi) that count as scoring under a hypothesis, in order, each with its expanded
+    positions, NLL values and which of them are first predictions."""
     from harness.ledger import FLAG_GRAD, LOOK
 
     seen = np.zeros(raw.positions, dtype=bool)
-    total, count = 0.0, 0
     ev = raw.events
     for i in np.flatnonzero((ev["kind"] == LOOK) & (ev["seq"] > lo) & (ev["seq"] < hi)):
         if not grad_ok and ev["flags"][i] & FLAG_GRAD:
             continue
         pos = _expand(raw.event_ranges(i))
-        vals = np.asarray(raw.nll[ev["nll_off"][i] : ev["nll_off"][i] + ev["npos"][i]], dtype=np.float64)
+        vals = np.asarray(raw.nll[ev["nll_off"][i] : ev["nll_off"][i] + ev["npos"][i]])
         new = _new_in_event(pos, seen)
-        total += float(vals[new].sum())
-        count += int(new.sum())
         seen[pos] = True
+        yield int(i), pos, vals, new
+
+
+def _first_look_loss(raw: Ledger, lo: int, hi: int, grad_ok: bool) -> tuple[float, int]:
+    total, count = 0.0, 0
+    for _, _, vals, new in _window_looks(raw, lo, hi, grad_ok):
+        total += float(vals[new].astype(np.float64).sum())
+        count += int(new.sum())
     return total, count
 
 
@@ -362,7 +366,7 @@ def derive(raw: Ledger, out: Path, label: str | None = None, tol: Tolerance | No
     """The ledger of the reported evaluation: SCORE = the first prediction of each position inside it, counting
     every computation (hypothesis "all"), or only those made without gradients ("no-grad": score under no_grad,
     train with grad) when that, and not the first, reproduces the reported score. Other computations stay LOOKs."""
-    from harness.ledger import FLAG_GRAD, LOOK, META, SCORE, UPDATE, Ranges
+    from harness.ledger import LOOK, META, UPDATE, Ranges
 
     tol = tol or SCRIPT_TOLERANCE
     notes: list[str] = []
@@ -385,8 +389,9 @@ def derive(raw: Ledger, out: Path, label: str | None = None, tol: Tolerance | No
     w = LedgerWriter(out, positions=n, meta={"source": "trace", "trace": str(raw.path), "hypothesis": hypothesis})
     w.meta(event="begin", mode="traced script", n_tokens=n, first_position=1, last_position=n - 1,
            state_scope="global", window=[lo, hi], hypothesis=hypothesis)
-    seen = np.zeros(n, dtype=bool)
     ev = raw.events
+    metas = {int(m["seq"]): m for m in raw.metas if "seq" in m}
+    scoring = {i: (pos, vals, new) for i, pos, vals, new in _window_looks(raw, lo, hi, hypothesis == "all")}
     d_lo = d_hi = None
     for i in range(len(ev)):
         kind, seq = int(ev["kind"][i]), int(ev["seq"][i])
@@ -395,24 +400,20 @@ def derive(raw: Ledger, out: Path, label: str | None = None, tol: Tolerance | No
             d_lo = w.seq
         w.rank = int(ev["rank"][i])
         if kind == LOOK:
-            rng = raw.event_ranges(i)
-            vals = np.asarray(raw.nll[ev["nll_off"][i] : ev["nll_off"][i] + ev["npos"][i]])
-            flags = int(ev["flags"][i])
-            counts = inside and (hypothesis == "all" or not flags & FLAG_GRAD)
-            if counts:
-                pos = _expand(rng)
-                new = _new_in_event(pos, seen)
+            version, flags = int(ev["version"][i]), int(ev["flags"][i])
+            if i in scoring:
+                pos, vals, new = scoring[i]
                 if new.any():
-                    w.score(pos[new], vals[new], int(ev["version"][i]))
+                    w.score(pos[new], vals[new], version)
                 if (~new).any():
-                    w.look(pos[~new], vals[~new], int(ev["version"][i]), flags)
-                seen[pos] = True
+                    w.look(pos[~new], vals[~new], version, flags)
             else:
-                w.look(Ranges(rng), vals, int(ev["version"][i]), flags)
+                vals = np.asarray(raw.nll[ev["nll_off"][i] : ev["nll_off"][i] + ev["npos"][i]])
+                w.look(Ranges(raw.event_ranges(i)), vals, version, flags)
         elif kind == UPDATE:
             w.update(Ranges(raw.event_ranges(i)), raw.event_touched(i), int(ev["version"][i]))
         elif kind == META:
-            m = next((x for x in raw.metas if x.get("seq") == seq), {})
+            m = metas.get(seq, {})
             w.meta(**{k: v for k, v in m.items() if k != "seq"}, raw_seq=seq)
         if inside:
             d_hi = w.seq
@@ -436,7 +437,7 @@ def ledger_nll(path: Path) -> np.ndarray:
 
 def audit_script(opts: ScriptOptions) -> ScriptAudit:
     """Run the submission traced in the sandbox on a small official-layout dataset, check the ledger, probe C1."""
-    from harness.probes import choose_k, future_perturbation, perturb_after
+    from harness.probes import choose_k, future_perturbation
 
     opts.path = Path(opts.path)
     _entry(opts.path)  # fail early on a bad path

@@ -611,18 +611,10 @@ def _meta_by_seq(lg: Ledger) -> dict[int, dict]:
     return cache
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
-
-
 def disk_size(path: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
 
 
 __all__ = ["FORMAT", "SCORE", "UPDATE", "LOOK", "META", "KIND_NAMES", "FLAG_GRAD", "NONE", "Ledger", "LedgerWriter",
            "LedgerObserver", "LedgerError", "KindRanges", "Ranges", "Tile", "iter_tiles", "merge", "to_ranges",
-           "disk_size", "human_bytes"]
+           "disk_size"]

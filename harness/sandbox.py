@@ -108,6 +108,16 @@ def available(kind: str) -> bool:
     return _probe_cache[kind]
 
 
+def process_limit_available() -> bool:
+    """Whether a fork bomb can be capped here: RLIMIT_NPROC works for non-root users; root needs a pids cgroup."""
+    if os.geteuid() != 0:
+        return True
+    cg = _Cgroups(f"probe-{uuid.uuid4().hex[:8]}", 16, None)
+    ok = cg.has_pids
+    cg.close()
+    return ok
+
+
 def _unshare_argv() -> list[str]:
     return ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
 

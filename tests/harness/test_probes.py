@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-import torch
 
 from harness.probes import (choose_k, future_perturbation, model_dist_fn, normalization, perturb_after,
                             reference_eval_fn)

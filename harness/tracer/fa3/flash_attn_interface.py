@@ -5,7 +5,6 @@ have fewer heads than Q (grouped-query attention). Returns the output only (FA3'
 supported), matching how the record scripts call it.
 """
 
-import torch
 import torch.nn.functional as F
 
 __version__ = "scorefirst-standin"
