@@ -110,7 +110,7 @@ def test_crosscheck_rows_and_net_from_the_sandbox():
 def test_audit_dynamic_end_to_end(cli, tmp_path, ref_data, monkeypatch):
     """The static auditor misses this fixture's pre-eval TTT (its validation tokens come from an imported helper);
     the dynamic audit proves it, and the disagreement is printed, not resolved."""
-    monkeypatch.setenv("SCOREFIRST_CACHE", str(Path(ref_data[0]).parents[3]))  # the prepared default corpus
+    monkeypatch.setenv("SCOREFIRST_CACHE_DIR", str(Path(ref_data[0]).parents[3]))  # the prepared default corpus
     out = tmp_path / "r.json"
     run = cli("audit", "--dynamic", FIXTURES / "illegal_pre_eval_ttt.py", "--val-tokens", "1024", "--iterations",
               "6", "--no-probes", "--json", out, "--no-cache", "--ledger-dir", tmp_path / "ledgers")
@@ -128,7 +128,7 @@ def test_audit_dynamic_end_to_end(cli, tmp_path, ref_data, monkeypatch):
 
 @needs_sandbox
 def test_network_attempt_becomes_a_pg_net_finding(cli, tmp_path, ref_data, monkeypatch):
-    monkeypatch.setenv("SCOREFIRST_CACHE", str(Path(ref_data[0]).parents[3]))
+    monkeypatch.setenv("SCOREFIRST_CACHE_DIR", str(Path(ref_data[0]).parents[3]))
     script = tmp_path / "sub" / "train_gpt.py"
     script.parent.mkdir()
     script.write_text(textwrap.dedent("""\
