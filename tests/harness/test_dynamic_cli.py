@@ -119,7 +119,11 @@ def test_audit_dynamic_end_to_end(cli, tmp_path, ref_data, monkeypatch):
     assert "static vs dynamic: " in run.out and "C3 PASS/FAIL DISAGREE" in run.out
     assert "DISAGREE C3: static PASS, dynamic FAIL -- a person should look" in run.out
     assert "dynamic audit: C3 FAIL" in run.last_err_line
-    d = json.loads(out.read_text())["dynamic"]
+    whole = json.loads(out.read_text())
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(__file__).resolve().parents[2] / "audits" / "schemas" / "result.schema.json").read_text())
+    jsonschema.validate(whole, schema)
+    d = whole["dynamic"]
     assert_dynamic_shape(d)
     assert d["verdict"]["conditions"]["C3"] == "FAIL"
     assert {a["condition"]: a["agree"] for a in d["agreement"]}["C3"] is False
