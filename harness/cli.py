@@ -91,28 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--no-cache", action="store_true",
                        help="do not read or write the result cache (.scorefirst-cache or $SCOREFIRST_CACHE_DIR)")
     audit.add_argument("--jobs", type=_positive_int, metavar="N", help="worker processes (default: all cores)")
-    dyn = audit.add_argument_group(
-        "dynamic audit", "--dynamic also RUNS each PATH's script, sandboxed (no network, private work dir, limits) "
-                         "and traced, on a small dataset in the official layout, then checks C1-C4 on what ran")
-    dyn.add_argument("--dynamic", action="store_true", help="run the instrumented (dynamic) audit as well")
-    dyn.add_argument("--data-path", metavar="DIR", help="official shards to cut the audit split from "
-                                                        "(default: the embedded corpus)")
-    dyn.add_argument("--tokenizer-path", metavar="FILE", help="SentencePiece model going with --data-path")
-    dyn.add_argument("--val-tokens", type=_positive_int, default=65_536, metavar="N",
-                     help="validation targets of the audit split (default: 65536)")
-    dyn.add_argument("--iterations", type=_positive_int, default=20, metavar="N",
-                     help="ITERATIONS for the short training run (default: 20)")
-    dyn.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
-                     help="run under torchrun with N processes; per-rank ledgers are merged (default: 1)")
-    dyn.add_argument("--gpu", action="store_true", help="let the script see the GPUs (no address-space limit)")
-    dyn.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"],
-                     help="isolation (default: bubblewrap, else unshare -n; 'none' only when asked)")
-    dyn.add_argument("--timeout", type=_positive_int, default=900, metavar="S", help="wall-time limit per run")
-    dyn.add_argument("--memory-mb", type=_positive_int, default=16_384, metavar="MB", help="memory limit per run")
-    dyn.add_argument("--no-probes", action="store_true", help="skip the C1 future-perturbation probe (a second run)")
-    dyn.add_argument("--reported-label", metavar="REGEX",
-                     help="which printed val_loss/val_bpb line is the reported score (default: the last one)")
-    dyn.add_argument("--ledger-dir", metavar="DIR", help="keep each run's ledger and logs under DIR")
+    add_dynamic_arguments(audit)
     audit.set_defaults(func=cmd_audit)
 
     report = sub.add_parser(
@@ -284,6 +263,32 @@ def cmd_audit(args: argparse.Namespace) -> int:
         code, reason = EXIT_ERROR, "; ".join(write_failures)
     _last_line(code, reason)
     return code
+
+
+def add_dynamic_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dynamic-audit options, shared by `audit --dynamic` and `gate --dynamic`."""
+    dyn = parser.add_argument_group(
+        "dynamic audit", "--dynamic also RUNS each PATH's script, sandboxed (no network, private work dir, limits) "
+                         "and traced, on a small dataset in the official layout, then checks C1-C4 on what ran")
+    dyn.add_argument("--dynamic", action="store_true", help="run the instrumented (dynamic) audit as well")
+    dyn.add_argument("--data-path", metavar="DIR", help="official shards to cut the audit split from "
+                                                        "(default: the embedded corpus)")
+    dyn.add_argument("--tokenizer-path", metavar="FILE", help="SentencePiece model going with --data-path")
+    dyn.add_argument("--val-tokens", type=_positive_int, default=65_536, metavar="N",
+                     help="validation targets of the audit split (default: 65536)")
+    dyn.add_argument("--iterations", type=_positive_int, default=20, metavar="N",
+                     help="ITERATIONS for the short training run (default: 20)")
+    dyn.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+                     help="run under torchrun with N processes; per-rank ledgers are merged (default: 1)")
+    dyn.add_argument("--gpu", action="store_true", help="let the script see the GPUs (no address-space limit)")
+    dyn.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"],
+                     help="isolation (default: bubblewrap, else unshare -n; 'none' only when asked)")
+    dyn.add_argument("--timeout", type=_positive_int, default=900, metavar="S", help="wall-time limit per run")
+    dyn.add_argument("--memory-mb", type=_positive_int, default=16_384, metavar="MB", help="memory limit per run")
+    dyn.add_argument("--no-probes", action="store_true", help="skip the C1 future-perturbation probe (a second run)")
+    dyn.add_argument("--reported-label", metavar="REGEX",
+                     help="which printed val_loss/val_bpb line is the reported score (default: the last one)")
+    dyn.add_argument("--ledger-dir", metavar="DIR", help="keep each run's ledger and logs under DIR")
 
 
 def _run_dynamic(args: argparse.Namespace, targets, results, env_settings) -> None:

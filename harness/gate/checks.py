@@ -107,6 +107,26 @@ def _read_submission(f: Folder, raw: bytes) -> None:
 _SUBMISSION_DEFECTS = {"syntax", "binary", "encoding", "too-large", "symlink"}
 
 
+def _dynamic_messages(c: Check, audit: AuditResult) -> None:
+    """Fold the dynamic audit into legality: a failed or doubtful check is a message on the script; a condition on
+    which static and dynamic verdicts disagree is surfaced for a person, never resolved silently."""
+    dyn = audit.dynamic or {}
+    script = dyn.get("script") or audit.target
+    level = {"FAIL": "error", "WARN": "warning"}
+    for chk in dyn.get("checks", []) + dyn.get("probes", []):
+        lv = level.get(chk.get("verdict"))
+        if lv:
+            name = chk.get("id") or chk.get("name")
+            c.add("PG-DYNAMIC", lv, f"dynamic audit {chk.get('condition')} {name}: {chk.get('message')}", script,
+                  key=f"dynamic:{name}")
+    for row in dyn.get("agreement", []):
+        if row.get("agree") is False:
+            c.add("PG-DYNAMIC", "warning", f"static and dynamic audits disagree on {row.get('condition')}: static "
+                  f"{row.get('static')}, dynamic {row.get('dynamic')} — a person should look", script,
+                  key=f"disagree:{row.get('condition')}")
+    c.data["dynamic"] = (dyn.get("verdict") or {}).get("overall")
+
+
 def legality_check(f: Folder, audit: AuditResult | None) -> Check:
     c = Check("legality")
     if audit is None:
@@ -148,6 +168,8 @@ def legality_check(f: Folder, audit: AuditResult | None) -> Check:
         summary += f"; run environment {' '.join(env[:6])}{' …' if len(env) > 6 else ''}"
     c.data = {"overall": audit.overall.value, "conditions": {k.value: v.value for k, v in audit.conditions.items()},
               "incomplete": audit.incomplete}
+    if audit.dynamic:
+        _dynamic_messages(c, audit)
     return c.settle(summary)
 
 

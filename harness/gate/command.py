@@ -6,7 +6,8 @@ from pathlib import Path
 
 GATE_EPILOG = """\
 checks (one verdict per submission folder and check):
-  legality      the static audit of every .py in the folder, under the README's run command
+  legality      the static audit of every .py in the folder, under the README's run command; with --dynamic
+                (a GPU runner) also the dynamic audit of its script, and any static/dynamic disagreement
   format        README.md, submission.json (schema: harness/schemas/submission.schema.json), train_gpt.py
                 and logs present; the change touches nothing outside the folder
   logs          every seed's log parsed; logs tied to the submitted train_gpt.py; agree with submission.json;
@@ -55,6 +56,9 @@ def add_parser(sub) -> None:
     gate.add_argument("--pr", type=_positive_int, metavar="N", help="label the results with pull request N")
     gate.add_argument("--no-cache", action="store_true", help="do not read or write the audit's result cache")
     gate.add_argument("--jobs", type=_positive_int, metavar="N", help="audit worker processes (default: all cores)")
+    from harness.cli import add_dynamic_arguments
+
+    add_dynamic_arguments(gate)  # on a GPU runner: also run each folder's script sandboxed and traced
     gate.set_defaults(func=cmd_gate)
 
 
@@ -92,7 +96,8 @@ def cmd_gate(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     cache = None if args.no_cache else Cache(default_cache_dir(), tool_version())
     opts = GateOptions(repo=Path(args.repo), base=args.base, head=args.head, config=cfg, pr=args.pr, jobs=args.jobs,
-                       cache_dir=cache, html_dir=getattr(args, "html", None))
+                       cache_dir=cache, html_dir=getattr(args, "html", None),
+                       dynamic_args=args if args.dynamic else None)
     result = run_gate(opts)
     failures = []
     for fmt, dest in (("json", args.json), ("sarif", args.sarif), ("markdown", args.markdown)):
