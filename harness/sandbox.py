@@ -288,8 +288,7 @@ def run(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None, r
                "--new-session", "--cap-drop", "ALL", "--ro-bind", "/", "/"]
         cmd += ["--dev-bind", "/dev", "/dev"] if gpu else ["--dev", "/dev"]
         cmd += ["--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--bind", str(workdir), str(workdir)]
-        for p in ro_paths:
-            p = Path(p).resolve()
+        for p in _visible(ro_paths, child_env):
             cmd += ["--ro-bind", str(p), str(p)]
         cmd += ["--chdir", str(workdir), "--"] + list(argv)
         isolation_text = ("bubblewrap: new network, pid, ipc and uts namespaces; read-only root file system, private "
@@ -351,6 +350,21 @@ def run(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None, r
     net, writes = _guard_events(guard_log)
     return SandboxResult(isolation_text, network, code, wall, cpu, limits, killed, net, writes, enforced, stdout,
                          stderr, workdir)
+
+
+def _visible(ro_paths: Sequence[Path], env: dict[str, str]) -> list[Path]:
+    """Read-only binds: the given paths, plus the interpreter (a virtualenv under /tmp would be hidden by the
+    private /tmp) and the PYTHONPATH entries (the guard, the tracer)."""
+    import sys
+
+    extra = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
+    extra += [Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    out: list[Path] = []
+    for p in [*ro_paths, *extra]:
+        p = Path(p).resolve()
+        if p.exists() and p not in out:
+            out.append(p)
+    return out
 
 
 def _kill_tree(pid: int, cg: _Cgroups) -> None:

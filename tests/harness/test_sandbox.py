@@ -65,7 +65,7 @@ def test_loopback_is_not_a_network_attempt(tmp_path):
 @needs_bwrap
 def test_writes_outside_the_workdir_fail_and_are_reported(tmp_path):
     """The root file system is read-only; /tmp is a private tmpfs that vanishes with the run."""
-    repo_file = Path(__file__).resolve().parents[2] / f".scorefirst-escape-{uuid.uuid4().hex}"
+    repo_file = Path("/var/tmp") / f"scorefirst-escape-{uuid.uuid4().hex}"  # on the root file system, shared
     home = Path.home() / f".scorefirst-escape-{uuid.uuid4().hex}"
     in_tmp = tmp_path / f"escaped-{uuid.uuid4().hex}"
     res = _run(tmp_path, f"""
