@@ -16,7 +16,8 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.consteval import UNKNOWN
-from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, backward_closure, bind_args,
+from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, assignment_edges, backward_closure,
+                            bind_args,
                             branch_value, children,
                             dotted, local_taint,
                             func_statements, names_in,
@@ -139,10 +140,10 @@ def _reported_names(prog: Program, func: Func) -> set[str]:
         if isinstance(n, cst.Return) and n.value is not None:
             seeds |= names_in(n.value)
         elif isinstance(n, (cst.Assign, cst.AnnAssign, cst.AugAssign)) and n.value is not None:
-            targets = {root_name(t.target) for t in n.targets} if isinstance(n, cst.Assign) else {root_name(n.target)}
-            if any(P.REPORTED_NAME.search(t) for t in targets if t):
-                seeds |= names_in(n.value)
-            assigns.append((targets, names_in(n.value)))
+            for targets, sources in assignment_edges(n):
+                if any(P.REPORTED_NAME.search(t) for t in targets if t):
+                    seeds |= sources
+                assigns.append((targets, sources))
         elif isinstance(n, cst.Call):
             fn = dotted(n.func)
             last = P.last_part(fn)

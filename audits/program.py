@@ -179,6 +179,18 @@ def names_in(node: cst.CSTNode) -> set[str]:
     return out
 
 
+def assignment_edges(node: cst.Assign | cst.AnnAssign | cst.AugAssign) -> list[tuple[set[str], set[str]]]:
+    """(targets, sources) per element: `a, b = x, y.clone()` gives a←x and b←y (attributes by their name)."""
+    if node.value is None:
+        return []
+    targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+    out = []
+    for target in targets:
+        for value, names in _pairs(target, node.value):
+            out.append(({n.lstrip(".") for n in names}, names_in(value)))
+    return out
+
+
 def backward_closure(seeds: set[str], edges: list[tuple[set[str], set[str]]]) -> set[str]:
     """Every name that flows into `seeds` through `(targets, sources)` assignment edges (bounded fixpoint)."""
     out = set(seeds)

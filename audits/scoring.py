@@ -9,7 +9,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.flow import VAL, function_facts
-from audits.program import Func, Program, backward_closure, names_in, root_name, walk
+from audits.program import Func, Program, assignment_edges, backward_closure, names_in, root_name, walk
 from audits.rule import Context
 
 
@@ -57,15 +57,14 @@ def nll_sources(prog: Program, func: Func) -> set[str]:
             continue
         for n in walk(stmt):
             if isinstance(n, (cst.Assign, cst.AugAssign)) and n.value is not None:
-                targets = {root_name(t.target) for t in n.targets} if isinstance(n, cst.Assign) else {root_name(n.target)}
-                sources = names_in(n.value)
-                if isinstance(n, cst.AugAssign) and any(_is_loss_acc(t) for t in targets):
-                    seeds |= sources
-                if isinstance(n, cst.Assign):
-                    for t in n.targets:
-                        if isinstance(t.target, cst.Subscript):
-                            sources = sources | names_in(t.target.slice[0]) if t.target.slice else sources
-                edges.append((targets, sources))
+                for targets, sources in assignment_edges(n):
+                    if isinstance(n, cst.AugAssign) and any(_is_loss_acc(t) for t in targets):
+                        seeds |= sources
+                    if isinstance(n, cst.Assign):
+                        for t in n.targets:
+                            if isinstance(t.target, cst.Subscript) and t.target.slice:
+                                sources = sources | names_in(t.target.slice[0])
+                    edges.append((targets, sources))
             elif isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value.endswith("_"):
                 # in-place tensor methods (`logits.scatter_add_(-1, hint, gate)`) write their arguments into the receiver
                 target = root_name(n.func.value)

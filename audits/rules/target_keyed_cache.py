@@ -1,6 +1,8 @@
 """PG-NG-001: n-gram/cache probabilities looked up with the target token, scored without normalization."""
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from audits import patterns as P
@@ -103,10 +105,15 @@ class TargetKeyedCache(Rule):
             elif isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute):
                 recv = root_name(n.func.value)
                 if (n.func.attr.value in _READ_METHODS or "target" in n.func.attr.value) and \
-                        _cache_table(recv) and \
+                        _cache_table(recv) and not (n.func.attr.value == "gather" and _DISTRIBUTION.search(recv)) and \
                         any(TARGET in prog.expr_taint(a.value, func) for a in n.args):
                     return n
         return None
+
+
+# `p_cache.gather(-1, y)`: reading the target's probability from a distribution is how every scorer scores; the
+# counts of `pair_c.gather(1, gold)` (#972) are not a distribution.
+_DISTRIBUTION = re.compile(r"^(p|probs?|dist|lp|logp|log_p)(_|$)|prob|dist", re.I)
 
 
 def _cache_table(name: str | None) -> bool:
