@@ -246,7 +246,6 @@ class Program:
     attr_taint: dict[str, set[str]] = field(default_factory=dict)
     global_taint: dict[str, set[str]] = field(default_factory=dict)
     imports: dict[str, str] = field(default_factory=dict)  # local alias -> imported dotted name
-    owner: dict[int, str] = field(default_factory=dict)  # id(node) of each def -> qname
 
     def all_nodes(self) -> list[cst.CSTNode]:
         """Every node of the module, nested definitions included (computed once)."""
@@ -396,7 +395,6 @@ def _index(prog: Program) -> None:
         if qname in prog.funcs:  # redefinition: keep both reachable under distinct keys
             qname = f"{qname}@{len(prog.funcs)}"
         prog.funcs[qname] = Func(qname, name, node, params, cls_q if in_class else None, fn_q)
-        prog.owner[id(node)] = qname
         return qname
 
     def small(node: cst.CSTNode, fn_q: str | None) -> None:
@@ -422,7 +420,6 @@ def _index(prog: Program) -> None:
             if qname not in prog.funcs:
                 prog.funcs[qname] = Func(qname, name, node.value, [p.name.value for p in node.value.params.params],
                                          None, fn_q)
-                prog.owner[id(node.value)] = qname
 
     def block(stmts, cls_q: str | None, fn_q: str | None, in_class: bool) -> None:
         for stmt in stmts:
@@ -869,7 +866,6 @@ def inactive_regions(prog: Program) -> list[Region]:
             start, _, end, _ = prog.span(f.node)
             regions.append(Region(start, end, f"`{f.name}` is never called from code that runs under this "
                                               "configuration"))
-    prog.reachable = reachable  # type: ignore[attr-defined]
     return regions
 
 

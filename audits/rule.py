@@ -13,7 +13,7 @@ from typing import ClassVar, Iterator
 
 import libcst as cst
 
-from audits.flow import Flow, Occ
+from audits.flow import Flow
 from audits.program import Program
 from audits.types import Condition, Confidence, Ruling, Severity
 
@@ -45,9 +45,6 @@ class Context:
 
     prog: Program
     flows: list[Flow]
-
-    def line_of(self, o: Occ) -> int:
-        return o.line
 
 
 _SECTIONS = ("What it flags", "Why it is illegal", "Example", "Use instead")

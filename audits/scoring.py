@@ -8,7 +8,7 @@ from __future__ import annotations
 import libcst as cst
 
 from audits import patterns as P
-from audits.flow import VAL, function_facts
+from audits.flow import VAL
 from audits.program import Func, Program, assignment_edges, backward_closure, names_in, root_name, walk
 from audits.rule import Context
 
@@ -115,10 +115,6 @@ def reaches_nll(prog: Program, func: Func, small: cst.CSTNode) -> bool:
     if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) and isinstance(small.value.func, cst.Attribute):
         return small.value.func.attr.value in ("add_", "copy_") and _is_loss_acc(root_name(small.value.func.value))
     return False
-
-
-def val_scoring_facts(prog: Program, func: Func):
-    return function_facts(prog, func)
 
 
 __all__ = ["eval_functions", "nll_sources", "reaches_nll", "enclosing_statements", "VAL"]
