@@ -7,10 +7,23 @@ format, logs, budgets and significance. It never imports torch.
     from harness.gate import GateOptions, run_gate
     result = run_gate(GateOptions(repo=Path("parameter-golf"), base="origin/main"))
     result.exit_code(), result.reason()
-"""
-from harness.gate.config import GateConfig, Record
-from harness.gate.model import Check, FolderResult, GateResult, Message, Status
-from harness.gate.runner import GateOptions, run_gate
 
-__all__ = ["Check", "FolderResult", "GateConfig", "GateOptions", "GateResult", "Message", "Record", "Status",
-           "run_gate"]
+The names below load on first use, so the HTML report can read train logs with `harness.gate.logs` without
+loading the rest of the gate.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {"GateConfig": "config", "Record": "config", "Check": "model", "FolderResult": "model",
+            "GateResult": "model", "Message": "model", "Status": "model", "GateOptions": "runner",
+            "run_gate": "runner"}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

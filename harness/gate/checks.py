@@ -21,7 +21,7 @@ from audits.types import Status as FindingStatus
 from harness.gate import jsonschema_lite as js
 from harness.gate.config import GateConfig, Record
 from harness.gate.gitdiff import Change, folder_of
-from harness.gate.logs import RunLog, find_logs, read_log
+from harness.gate.logs import RunLog, read_logs
 from harness.gate.model import Check, Status
 
 REQUIRED = ("README.md", "submission.json", "train_gpt.py")
@@ -72,8 +72,7 @@ def load_folder(folder: str, root: Path, change: str, entries: list[tuple[str, s
     if jp.is_file() and not jp.is_symlink():
         _read_submission(f, jp.read_bytes())
     if root.is_dir():
-        for p in find_logs(root):
-            f.logs.append(read_log(p, f.rel(p.relative_to(root).as_posix())))
+        f.logs = read_logs(root, f"{folder}/")
     return f
 
 
@@ -553,11 +552,10 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
             evals.append(ev)
         if not timed:
             continue
-        grace = (lg.step_avg_ms or 0.0) / 1000.0
         if tr is None:
             c.add("PG-TIME-TRAIN", "error", f"{who}: no training time in the log (`train_time:…ms`)", lg.path,
                   key="no-train-time")
-        elif tr > cfg.train_limit_s + grace:
+        elif lg.train_over(cfg.train_limit_s):
             stated = lg.phase("artifact_total")
             if stated is not None:
                 how, line = f"stated {stated.name}", stated.line
@@ -575,7 +573,7 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
         if ev is None:
             c.add("PG-TIME-EVAL", "error", f"{who}: no evaluation time in the log (`eval_time:…ms` on the evaluation "
                   "lines)", lg.path, key="no-eval-time")
-        elif ev > cfg.eval_limit_s:
+        elif lg.eval_over(cfg.eval_limit_s):
             parts = [f"{s.label} {s.eval_ms / 1000:.1f} s" for s in lg.eval_stages if s.eval_ms is not None]
             parts += [f"{p.name} {p.seconds:.1f} s" for p in lg.phases if p.kind == "eval"]
             final = lg.final

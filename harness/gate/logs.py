@@ -190,6 +190,15 @@ class RunLog:
         parts += [p.seconds for p in self.phases if p.kind == "eval"]
         return sum(parts) if parts else None
 
+    def train_over(self, limit_s: float) -> bool:
+        """Training past the limit by more than one step: the loop checks the wallclock cap only after a step."""
+        tr = self.train_total_s
+        return tr is not None and tr > limit_s + (self.step_avg_ms or 0.0) / 1000.0
+
+    def eval_over(self, limit_s: float) -> bool:
+        ev = self.eval_total_s
+        return ev is not None and ev > limit_s
+
     @property
     def derived_code_bytes(self) -> int | None:
         if self.code_bytes is not None:
@@ -467,3 +476,8 @@ def find_logs(folder: Path) -> list[Path]:
 def read_log(path: Path, display: str) -> RunLog:
     data = path.read_bytes()
     return parse_log(data.decode("utf-8", "replace"), display)
+
+
+def read_logs(folder: Path, prefix: str = "") -> list[RunLog]:
+    """Every train log of a submission folder, parsed, named `prefix` + its path below the folder."""
+    return [read_log(p, prefix + p.relative_to(folder).as_posix()) for p in find_logs(folder)]

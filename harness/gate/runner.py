@@ -10,7 +10,7 @@ from audits.api import Target, audit_targets, pr_url_for, tool_info
 from harness.gate import checks, gitdiff
 from harness.gate.config import GateConfig, Record
 from harness.gate.gitdiff import GateError
-from harness.gate.logs import find_logs, read_log
+from harness.gate.logs import read_logs
 from harness.gate.model import FolderResult, GateResult
 
 
@@ -44,7 +44,7 @@ def record_from_logs(folder: str | os.PathLike[str]) -> Record:
     p = Path(folder)
     if not p.is_dir():
         raise GateError(f"--record-logs {p}: no such folder")
-    logs = [read_log(x, x.name) for x in find_logs(p)]
+    logs = read_logs(p)
     finals = [lg.final for lg in logs if lg.final is not None]
     if not finals:
         raise GateError(f"--record-logs {p}: no train log with a reported val_bpb found")
