@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,11 @@ from typing import Any
 from audits.results import AuditResult, FileResult
 from audits.source import InputError as SourceInputError
 from audits.source import decode_source
+from harness.gate.config import EVAL_LIMIT_S, TRAIN_LIMIT_S
+from harness.gate.logs import RunLog, read_logs
 
 REFERENCE_SCHEMA_PREFIX = "scorefirst.reference.results/"
 RUN_SPEC_SCHEMA_PREFIX = "scorefirst.reference.run_spec/"
-MAX_LOG_BYTES = 50_000_000
 
 
 class ReportInputError(Exception):
@@ -46,7 +46,7 @@ class Inputs:
     references: list[ReferenceRun] = field(default_factory=list)
     # Source files that could not be found (or no longer match their recorded hash), as "target: path".
     missing_sources: list[str] = field(default_factory=list)
-    # Parallel to `audits`: time budgets read from the target folder's train logs, when the folder is on disk.
+    # Parallel to `audits`: `time_budgets` of the target folder's train logs, when the folder is on disk.
     logs: list[dict[str, Any] | None] = field(default_factory=list)
 
 
@@ -173,45 +173,29 @@ def find_folder(result: AuditResult, roots: list[Path]) -> Path | None:
 
 # --- time budgets from a folder's train logs ------------------------------------------------------------------
 
-_TRAIN_TIME = re.compile(r"\btrain_time:(\d+(?:\.\d+)?)ms\b")
-_EVAL_TIME = re.compile(r"\beval_time:(\d+(?:\.\d+)?)ms\b")
-
 
 def log_budgets(folder: Path) -> dict[str, Any] | None:
-    """Training and evaluation seconds read from the folder's `*.log` files (the worst seed of each).
-
-    Training: the largest `train_time:` of a log. Evaluation: the sum of `eval_time:` over the log's final
-    evaluation lines (the `_exact` duplicates excluded), i.e. everything that ran after training.
-    """
-    train: list[float] = []
-    evals: list[float] = []
-    logs = sorted(p for p in folder.glob("*.log") if p.is_file())
-    for log in logs:
-        try:
-            if log.stat().st_size > MAX_LOG_BYTES:
-                continue
-            text = log.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        t = [float(m.group(1)) for m in _TRAIN_TIME.finditer(text)]
-        e = 0.0
-        found = False
-        for line in text.splitlines():
-            head = line.split(" ", 1)[0]
-            if head.endswith("_exact") or head.startswith("step:"):
-                continue
-            m = _EVAL_TIME.search(line)
-            if m:
-                e += float(m.group(1))
-                found = True
-        if t:
-            train.append(max(t) / 1000)
-        if found:
-            evals.append(e / 1000)
-    if not train and not evals:
+    """The folder's time budgets, read by the gate's log parser so the report shows the figures the gate judges."""
+    try:
+        return time_budgets(read_logs(folder))
+    except OSError:
         return None
-    return {"train_seconds": max(train) if train else None, "eval_seconds": max(evals) if evals else None,
-            "logs": len(logs), "source": "logs"}
+
+
+def time_budgets(logs: list[RunLog], train_limit_s: float = TRAIN_LIMIT_S,
+                 eval_limit_s: float = EVAL_LIMIT_S) -> dict[str, Any] | None:
+    """The slowest seed's training and evaluation seconds, and whether any seed is over a limit.
+
+    The seconds are the gate's: training includes calibration (PG-TIME-TRAIN), evaluation every timed evaluation
+    and phase after training (PG-TIME-EVAL). "Over" is the budgets check's own test; None when no log has a time.
+    """
+    trains = [lg.train_total_s for lg in logs if lg.train_total_s is not None]
+    evals = [lg.eval_total_s for lg in logs if lg.eval_total_s is not None]
+    if not trains and not evals:
+        return None
+    return {"train_seconds": max(trains, default=None), "eval_seconds": max(evals, default=None), "logs": len(logs),
+            "train_over": any(lg.train_over(train_limit_s) for lg in logs),
+            "eval_over": any(lg.eval_over(eval_limit_s) for lg in logs)}
 
 
 def finite(x: Any) -> float | None:

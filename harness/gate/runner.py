@@ -1,6 +1,7 @@
 """Run the gate: find the submission folders of a change, copy them out of git, check each, return a `GateResult`."""
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -52,19 +53,22 @@ def record_from_logs(folder: str | os.PathLike[str]) -> Record:
                   source=f"--record-logs {p}")
 
 
-def _render_html(out_dir: str, folders: list[checks.Folder], audits: dict) -> str | None:
-    """The HTML report of the folders' audits with their time budgets; the reason it failed, or None."""
+def _render_html(out_dir: str, folders: list[checks.Folder], audits: dict, cfg: GateConfig) -> str | None:
+    """The HTML report of the folders' audits with their time budgets; the reason it failed, or None.
+
+    Times over the limits are marked as the budgets check decides: with the configured caps, none on an untimed track.
+    """
     try:
+        from reports.inputs import time_budgets
         from reports.render import render_results
     except ImportError as e:
         return f"cannot render the HTML report: {e}"
     results = [audits[f.folder] for f in folders]
     logs = []
     for f in folders:
-        trains = [lg.train_total_s for lg in f.logs if lg.train_total_s is not None]
-        evals = [lg.eval_total_s for lg in f.logs if lg.eval_total_s is not None]
-        logs.append({"train_seconds": max(trains) if trains else None, "eval_seconds": max(evals) if evals else None,
-                     "logs": len(f.logs), "source": "logs"} if trains or evals else None)
+        timed = f.track in cfg.timed_tracks
+        logs.append(time_budgets(f.logs, cfg.train_limit_s if timed else math.inf,
+                                 cfg.eval_limit_s if timed else math.inf))
     try:
         render_results(results, out_dir, logs=logs)
     except OSError as e:
@@ -117,7 +121,7 @@ def run_gate(opts: GateOptions) -> GateResult:
                 fr.seeds = checks.seed_rows(f)
                 result.folders.append(fr)
             if opts.html_dir:
-                result.html_error = _render_html(opts.html_dir, audited, audits)
+                result.html_error = _render_html(opts.html_dir, audited, audits, cfg)
     except GateError as e:
         result.error = str(e)
     return result

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -203,6 +204,27 @@ def test_html_report_when_the_reports_package_is_there(repo, make, gate_cli, tmp
     blocker.write_text("")
     r = gate_cli(*args(repo, "--html", blocker / "x"))
     assert r.code == 2 and "cannot write the HTML report" in r.last_err_line
+
+
+def test_html_report_shows_the_budgets_figures_and_marks_what_it_blocks(repo, make, mkrun, gate_cli, tmp_path):
+    """The report's train/eval cells are the budgets check's figures (calibration and the TTT phase counted), marked
+    over exactly where that check fails: on the timed track, not on the untimed one."""
+    pytest.importorskip("reports.render")
+    runs = [mkrun(1, 1.89, train_ms=598_000, calibration_s=4.2, eval_ms=(74_000, 500_000), ttt_phase_s=30.0),
+            mkrun(2, 1.89), mkrun(3, 1.89)]
+    for track, mark in (("track_10min_16mb", " over"), ("track_non_record_16mb", "")):
+        repo.pr(make(track=track, runs=runs), name=track)
+        out, j = tmp_path / track, tmp_path / f"{track}.json"
+        gate_cli("--repo", repo.path, "--base", "main", "--head", track, "--html", out, "--json", j)
+        (f,) = json.loads(j.read_text())["folders"]
+        budgets = f["checks"]["budgets"]
+        assert max(budgets["data"]["train_s"]) == pytest.approx(602.2)  # 598.0 s loop + 4.2 s GPTQ calibration
+        assert max(budgets["data"]["eval_s"]) == pytest.approx(604.0)  # 74 + 500 s of stages + the 30 s TTT phase
+        timing = {m["rule"] for m in budgets["messages"] if m["rule"].startswith("PG-TIME")}
+        assert timing == ({"PG-TIME-TRAIN", "PG-TIME-EVAL"} if mark else set())
+        row = next(r for r in (out / "index.html").read_text().split("<tr ") if f["folder"] in r)
+        assert re.findall(r'<td class="num( over)?"[^>]*>([\d.]+ s)</td>', row) == [(mark, "602.2 s"),
+                                                                                    (mark, "604.0 s")]
 
 
 @pytest.mark.parametrize("name,code,rule", [("2026-03-23_11L_LeakyReLU_XSA4_LegalTTT", 0, None),

@@ -5,7 +5,6 @@ import base64
 import hashlib
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -98,8 +97,8 @@ def test_index_columns(rendered, parse):
     row = next(r for r in html.split("<tr ") if "2026-03-28_11L_EvalTTT_EnvGated" in r)
     assert "1.10486" in row and "3.03719" in row and "15,921,225" in row
     assert "from the dynamic audit" in row
-    # time budgets from the example's train logs
-    assert "600.1 s" in row and "74.9 s" in row
+    # time budgets from the example's train logs: evaluation includes the 313.9 s `ttt:done` phase
+    assert "600.1 s" in row and "388.8 s" in row
     demo = next(r for r in html.split("<tr ") if "Demo_Suppressions" in r)
     assert 'class="num over"' in demo  # 16,012,345 bytes and 612.9 s eval are over their limits
     assert 'href="https://github.com/openai/parameter-golf/pull/2101"' in demo
@@ -360,19 +359,76 @@ def test_bad_inputs_are_one_line_errors(tmp_path, content, msg):
         load_inputs([p])
 
 
-def test_log_budgets(tmp_path):
-    (tmp_path / "train_seed1.log").write_text(
-        "step:10/20 val_loss:2.0 val_bpb:1.2 train_time:300000ms step_avg:1ms\n"
-        "stopping_early: wallclock_cap train_time:600400ms step:13/20\n"
-        "final_int8_zlib_roundtrip val_loss:2.07 val_bpb:1.22 eval_time:1500ms\n"
-        "final_int8_zlib_roundtrip_exact val_loss:2.07 val_bpb:1.22 eval_time:1500ms\n"
-        "legal_ttt val_loss:2.0 val_bpb:1.19 eval_time:400000ms\n")
-    (tmp_path / "train_seed2.log").write_text("stopping_early: train_time:590000ms\nlegal_ttt eval_time:1000ms\n")
-    b = log_budgets(tmp_path)
-    assert b == {"train_seconds": 600.4, "eval_seconds": 401.5, "logs": 2, "source": "logs"}
-    shutil.rmtree(tmp_path)
-    tmp_path.mkdir()
-    assert log_budgets(tmp_path) is None
+CALIBRATED_LOG = """\
+step:1/20000 train_loss:6.9143 train_time:84ms step_avg:84.00ms
+step:7100/20000 val_loss:2.0606 val_bpb:1.2204 train_time:598000ms step_avg:84.23ms
+stopping_early: wallclock_cap train_time:598000ms step:7100/20000
+gptq:hessians:66 time:4.2s
+Serialized model int6+lzma: 15870000 bytes
+Code size: 47642 bytes
+final_int6_sliding_window val_loss:2.0727 val_bpb:1.2276 stride:64 eval_time:74000ms
+final_int6_sliding_window_exact val_loss:2.07269931 val_bpb:1.22758812
+ttt:done time:313.9s
+legal_ttt val_loss:1.8905 val_bpb:1.1196 eval_time:409796ms
+"""
+PLAIN_LOG = """\
+step:7000/20000 val_loss:2.0650 val_bpb:1.2230 train_time:590000ms step_avg:84.29ms
+stopping_early: wallclock_cap train_time:590000ms step:7000/20000
+final_int6_sliding_window val_loss:2.0700 val_bpb:1.2260 eval_time:70000ms
+"""
+
+
+def _gate_budgets(repo: Path, folder: str):
+    """The gate's budgets check of `repo/folder` (a folder under records/<track>/)."""
+    from harness.gate.checks import budgets_check, load_folder
+    from harness.gate.config import GateConfig
+
+    return budgets_check(load_folder(folder, repo / folder, "added", []), GateConfig())
+
+
+def test_log_budgets_are_the_gates_figures_calibration_and_ttt_phase_included(tmp_path):
+    folder = "records/track_10min_16mb/2026-04-02_Calibrated"
+    root = tmp_path / folder
+    root.mkdir(parents=True)
+    (root / "train_seed1.log").write_text(CALIBRATED_LOG)
+    (root / "train_seed2.log").write_text(PLAIN_LOG)
+    b = log_budgets(root)
+    # training: loop 598.0 s + GPTQ calibration 4.2 s; evaluation: 74.0 + 409.796 s of stages + the 313.9 s TTT phase
+    assert b == {"train_seconds": pytest.approx(602.2), "eval_seconds": pytest.approx(797.696), "logs": 2,
+                 "train_over": True, "eval_over": True}
+    gate = _gate_budgets(tmp_path, folder)
+    assert (b["train_seconds"], b["eval_seconds"]) == (max(gate.data["train_s"]), max(gate.data["eval_s"]))
+    timing = [m for m in gate.messages if m.rule.startswith("PG-TIME")]
+    assert {m.rule for m in timing} == {"PG-TIME-TRAIN", "PG-TIME-EVAL"}
+    assert all(m.path.endswith("train_seed1.log") for m in timing)
+
+    (root / "train_seed1.log").unlink()
+    assert log_budgets(root) == {"train_seconds": 590.0, "eval_seconds": 70.0, "logs": 1, "train_over": False,
+                                 "eval_over": False}
+    (root / "train_seed2.log").unlink()
+    assert log_budgets(root) is None
+
+
+def test_report_budgets_of_the_examples_are_the_gates(rendered):
+    """The figures the report read for each bundled example equal the gate's budgets check of the same folder."""
+    from reports.inputs import bundled_examples_root
+
+    checked = 0
+    for result, logs in zip(rendered.inputs.audits, rendered.inputs.logs, strict=True):
+        if logs is None:
+            continue
+        gate = _gate_budgets(bundled_examples_root(), result.target)
+        assert logs["train_seconds"] == max(gate.data["train_s"]), result.target
+        assert logs["eval_seconds"] == max(gate.data["eval_s"]), result.target
+        over = {m.rule for m in gate.messages if m.rule.startswith("PG-TIME")}
+        assert (logs["train_over"], logs["eval_over"]) == ("PG-TIME-TRAIN" in over, "PG-TIME-EVAL" in over)
+        checked += 1
+    assert checked == 6
+    html = rendered.page("index.html")
+    rows = {name: next(r for r in html.split("<tr ") if name in r)
+            for name in ("SP8192_PreQuantTTT_AdamW_GPTQ", "11L_EvalTTT_EnvGated")}
+    assert "592.3 s" in rows["SP8192_PreQuantTTT_AdamW_GPTQ"]  # 588.1 s loop + 4.2 s GPTQ calibration
+    assert "388.8 s" in rows["11L_EvalTTT_EnvGated"]  # 74.9 s sliding-window stage + the 313.9 s `ttt:done` phase
 
 
 def test_a_line_outside_the_source_is_not_linked(tmp_path, parse):
