@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import libcst as cst
 
 from audits.flow import build_flows
-from audits.program import Program, Region, build_program, inactive_regions, reset_children_cache, walk
+from audits.positions import Positions
+from audits.program import Program, Region, build_program, inactive_regions
+from audits.walk import reset_children_cache, walk
 from audits.registry import all_rules
 from audits.results import DecodedSource, FileResult, Finding, Origin, Related, fingerprint
 from audits.rule import Context, Hit
@@ -20,8 +22,9 @@ from audits.unpack import MAX_LAYERS, UnpackError, decode_exec_argument, import_
 EXEC_FUNCS = ("exec", "eval", "compile")
 
 
-def precheck(text: str, path: str) -> str | None:
-    """Refuse code CPython itself could not compile for being too deep, before libcst sees it.
+def precheck(text: str, path: str) -> tuple[ast.Module | None, str | None]:
+    """Refuse code CPython itself could not compile for being too deep, before libcst sees it; returns CPython's
+    tree (the positions are read from it) or its syntax error message.
 
     libcst's native parser overflows its stack (a hard crash, not an exception) on inputs such as 5,000 nested
     parentheses, and needs minutes for a 100,000-term sum; CPython's parser rejects both in milliseconds. Any
@@ -31,29 +34,31 @@ def precheck(text: str, path: str) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SyntaxWarnings about the submission's code are not ours to print
-            ast.parse(text)
+            return ast.parse(text), None
     except SyntaxError as e:
         msg = str(e.msg or "invalid syntax")
         if "too many" in msg or "too complex" in msg or "too deeply" in msg:
             raise InputError("too-complex", f"{path}:{e.lineno or 1}: {msg}; Python itself cannot compile this") from None
         col = f":{e.offset}" if e.offset else ""
-        return f"{path}:{e.lineno or 1}{col}: syntax error: {msg}"
+        return None, f"{path}:{e.lineno or 1}{col}: syntax error: {msg}"
     except (RecursionError, MemoryError):
         raise InputError("too-complex", f"{path}: expressions nested too deeply; Python itself cannot compile this") from None
     except ValueError:
         pass  # e.g. NUL bytes past the sniffed prefix: libcst reports it
-    return None
+    return None, None
 
 
-def parse(text: str, path: str) -> cst.Module:
-    cpython_msg = precheck(text, path)
+def parse(text: str, path: str) -> tuple[cst.Module, Positions]:
+    tree, cpython_msg = precheck(text, path)
     try:
-        return cst.parse_module(text)
+        module = cst.parse_module(text)
     except cst.ParserSyntaxError as e:
         msg = str(e.message).splitlines()[0] if e.message else "invalid syntax"
         raise InputError("syntax", cpython_msg or f"{path}:{e.raw_line}:{e.raw_column + 1}: syntax error: {msg}") from None
     except RecursionError:
         raise InputError("too-complex", f"{path}: expressions nested too deeply to parse") from None
+    reset_children_cache(module)
+    return module, Positions(module, text, tree)
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Layer:
 
     text: str
     module: cst.Module
+    positions: Positions
     origin: Origin | None
     unpack_failures: list[tuple[cst.Call, str]]
     resolved_execs: set[int]
@@ -80,12 +86,10 @@ def decode_layers(text: str, path: str) -> list[Layer]:
     todo: list[tuple[str, Origin | None, int]] = [(text, None, 0)]
     while todo:
         src, origin, depth = todo.pop(0)
-        module = parse(src, path if origin is None else f"{path} (decoded layer {origin.layer})")
-        reset_children_cache(module)
-        layer = Layer(src, module, origin, [], set())
+        module, positions = parse(src, path if origin is None else f"{path} (decoded layer {origin.layer})")
+        layer = Layer(src, module, positions, origin, [], set())
         layers.append(layer)
         aliases = import_aliases(module)
-        positions = None
         for call in _exec_calls(module, src):
             if not call.args:
                 continue
@@ -100,9 +104,7 @@ def decode_layers(text: str, path: str) -> list[Layer]:
             if depth + 1 > MAX_LAYERS:
                 layer.unpack_failures.append((call, f"more than {MAX_LAYERS} nested packed layers"))
                 continue
-            if positions is None:
-                positions = cst.MetadataWrapper(module, unsafe_skip_copy=True).resolve(cst.metadata.PositionProvider)
-            outer_line = positions[call].start.line
+            outer_line = positions.line(call)
             todo.append((decoded.text, Origin(len(layers) + len(todo), outer_line,
                                               decoded.codecs if origin is None else origin.codecs + decoded.codecs),
                          depth + 1))
@@ -122,7 +124,7 @@ def _hit_line(prog: Program, hit: Hit) -> int:
 
 
 def audit_layer(layer: Layer, path: str, env: dict[str, set[str]]) -> tuple[list[Finding], list]:
-    prog = build_program(layer.module, layer.text, env)
+    prog = build_program(layer.module, layer.text, env, layer.positions)
     prog.resolved_execs = layer.resolved_execs  # type: ignore[attr-defined]
     prog.unpack_failures = layer.unpack_failures  # type: ignore[attr-defined]
     regions = inactive_regions(prog)

@@ -17,11 +17,8 @@ import libcst as cst
 from audits import patterns as P
 from audits.consteval import UNKNOWN
 from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, assignment_edges, backward_closure,
-                            bind_args,
-                            branch_value, children,
-                            dotted, local_taint,
-                            func_statements, names_in,
-                            root_name, walk)
+                            bind_args, branch_value, dotted, func_statements, local_taint, names_in, root_name)
+from audits.walk import children, walk
 
 # event kinds
 SCORE, ACC, RESET, UPDATE, BACKWARD, RESTORE, QUANT, CALIB, TRAIN_READ, CACHE_UPDATE, NET, OPT_NEW = (

@@ -6,15 +6,15 @@ and rules that need certainty (FAIL) ask for line evidence on top.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from audits import patterns as P
 from audits.consteval import UNKNOWN, ConfigScope, Value, evaluate
+from audits.positions import Positions
+from audits.walk import module_cache, reset_children_cache, walk
 
 VAL, TRAIN, TARGET = "val", "train", "target"
 
@@ -63,22 +63,7 @@ def root_name(node: cst.CSTNode) -> str:
             return ""
 
 
-# libcst computes `children` by visiting every field, which dominates the audit's run time when called
-# repeatedly; the analysis of one module caches them. Keys are ids, valid while that module is alive, so the
-# cache is reset for every module (`reset_children_cache`) and holds a reference to it.
-_CHILDREN: dict[int, tuple] = {}
-_CACHE_OWNER: list = []
-
-
-def reset_children_cache(module: cst.Module) -> None:
-    if _CACHE_OWNER and _CACHE_OWNER[0] is module:
-        return
-    _CHILDREN.clear()
-    _LEAVES.clear()
-    _CACHE_OWNER[:] = [module]
-
-
-_LEAVES: dict[int, tuple] = {}
+_LEAVES = module_cache()
 
 
 def taint_leaves(node: cst.CSTNode) -> tuple:
@@ -99,73 +84,6 @@ def taint_leaves(node: cst.CSTNode) -> tuple:
             out.append((3, n))
     got = _LEAVES[id(node)] = tuple(out)
     return got
-
-
-# Whitespace, punctuation and operator nodes carry nothing the analysis reads (operators are read through their
-# parent's attribute); leaving them out halves every walk.
-_TRIVIA = (
-    cst.SimpleWhitespace, cst.ParenthesizedWhitespace, cst.TrailingWhitespace, cst.Newline, cst.EmptyLine,
-    cst.Comment, cst.Comma, cst.Dot, cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket,
-    cst.LeftCurlyBrace, cst.RightCurlyBrace, cst.Colon, cst.Semicolon, cst.AssignEqual, cst.ImportStar,
-    cst.BaseBinaryOp, cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp,
-)
-
-def _concrete(classes: tuple) -> frozenset:
-    out, todo = set(), list(classes)
-    while todo:
-        c = todo.pop()
-        out.add(c)
-        todo.extend(c.__subclasses__())
-    return frozenset(out)
-
-
-_TRIVIA_TYPES = _concrete(_TRIVIA)
-_SCALARS = frozenset({str, int, float, bool, type(None)})  # exact-type membership: ABC isinstance checks are slow
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _child_fields(t: type) -> tuple[str, ...]:
-    names = _FIELDS.get(t)
-    if names is None:
-        names = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(t))
-    return names
-
-
-def children(n: cst.CSTNode) -> tuple:
-    """Child nodes in field order (libcst's `children` property runs its visitor machinery and is ~3× slower)."""
-    kids = _CHILDREN.get(id(n))
-    if kids is None:
-        out = []
-        for name in _child_fields(type(n)):
-            v = getattr(n, name)
-            tv = type(v)
-            if tv in (list, tuple):
-                out.extend(x for x in v if type(x) not in _TRIVIA_TYPES and isinstance(x, cst.CSTNode))
-            elif tv not in _TRIVIA_TYPES and tv not in _SCALARS and isinstance(v, cst.CSTNode):
-                out.append(v)
-        kids = _CHILDREN[id(n)] = tuple(out)
-    return kids
-
-
-_DEFS = (cst.FunctionDef, cst.ClassDef)
-
-
-def walk(node: cst.CSTNode, into_defs: bool = False) -> Iterator[cst.CSTNode]:
-    """Pre-order walk; nested function and class bodies are separate scopes and skipped unless asked.
-
-    libcst classes use ABCMeta, so `isinstance` is slow on this hot path; exact type tests are used instead.
-    """
-    stack = [node]
-    cache = _CHILDREN
-    while stack:
-        n = stack.pop()
-        yield n
-        if not into_defs and n is not node and type(n) in _DEFS:
-            continue
-        kids = cache.get(id(n))
-        if kids is None:
-            kids = children(n)
-        stack.extend(reversed(kids))
 
 
 def names_in(node: cst.CSTNode) -> set[str]:
@@ -235,7 +153,7 @@ class Region:
 class Program:
     module: cst.Module
     text: str
-    positions: dict
+    positions: Positions
     funcs: dict[str, Func] = field(default_factory=dict)
     classes: dict[str, list[str]] = field(default_factory=dict)  # class name -> method qnames
     class_bases: dict[str, list[str]] = field(default_factory=dict)
@@ -256,11 +174,15 @@ class Program:
 
     # -- positions -------------------------------------------------------------------------------------
     def line(self, node: cst.CSTNode) -> int:
-        return self.positions[node].start.line
+        return self.positions.line(node)
 
     def span(self, node: cst.CSTNode) -> tuple[int, int, int, int]:
-        r = self.positions[node]
-        return r.start.line, r.start.column + 1, r.end.line, r.end.column + 1
+        """Start line, start column, end line, end column; columns 1-based."""
+        sl, sc, el, ec = self.positions.range(node)
+        return sl, sc + 1, el, ec + 1
+
+    def end_line(self, node: cst.CSTNode) -> int:
+        return self.positions.range(node)[2]
 
     def source_line(self, line: int) -> str:
         lines = self.__dict__.get("_lines")
@@ -270,14 +192,14 @@ class Program:
 
     def node_text(self, node: cst.CSTNode) -> str:
         """Source text of a node, sliced from the file by position (libcst's codegen is far slower)."""
-        r = self.positions[node]
+        sl, sc, el, ec = self.positions.range(node)
         self.source_line(1)
-        lines = self.__dict__["_lines"][r.start.line - 1: r.end.line]
+        lines = self.__dict__["_lines"][sl - 1: el]
         if not lines:
             return ""
         if len(lines) == 1:
-            return lines[0][r.start.column: r.end.column]
-        return "\n".join([lines[0][r.start.column:], *lines[1:-1], lines[-1][: r.end.column]])
+            return lines[0][sc: ec]
+        return "\n".join([lines[0][sc:], *lines[1:-1], lines[-1][: ec]])
 
     # -- name resolution -------------------------------------------------------------------------------
     def resolve_call(self, call: cst.Call, scope: Func) -> Func | None:
@@ -449,10 +371,8 @@ def _index(prog: Program) -> None:
     block(prog.module.body, None, None, False)
 
 
-def build_program(module: cst.Module, text: str, env: dict[str, set[str]]) -> Program:
+def build_program(module: cst.Module, text: str, env: dict[str, set[str]], positions: Positions) -> Program:
     reset_children_cache(module)
-    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
-    positions = wrapper.resolve(PositionProvider)
     prog = Program(module=module, text=text, positions=positions)
     prog.funcs["<module>"] = Func("<module>", "<module>", module, [], None, None)
     _index(prog)
@@ -775,7 +695,7 @@ def inactive_regions(prog: Program) -> list[Region]:
                 if visit_if(stmt, scope) and i + 1 < len(stmts):
                     rest = stmts[i + 1:]
                     v = branch_value(prog, stmt.test)
-                    regions.append(Region(prog.line(rest[0]), prog.positions[rest[-1]].end.line,
+                    regions.append(Region(prog.line(rest[0]), prog.end_line(rest[-1]),
                                           f"after an early exit taken under {describe_keys(prog, v)}"))
                     return
                 continue
@@ -879,8 +799,8 @@ def _code(prog: Program, node: cst.CSTNode) -> str:
 
 
 def _region_of(prog: Program, node: cst.CSTNode, reason: str) -> Region:
-    r = prog.positions[node]
-    return Region(r.start.line, r.end.line, reason)
+    start, _, end, _ = prog.positions.range(node)
+    return Region(start, end, reason)
 
 
 def _range_len(prog: Program, it: cst.BaseExpression) -> int | None:

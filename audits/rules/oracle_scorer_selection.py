@@ -92,8 +92,7 @@ class OracleScorerSelection(Rule):
             for o in analyze(flow):
                 if o.kind == "epoch":
                     loop = next(lp for lp, *_ in flow.loops.values() if lp.line == o.line)
-                    r = prog.positions[loop.node]
-                    epoch_ranges.append((r.start.line, r.end.line))
+                    epoch_ranges.append((prog.line(loop.node), prog.end_line(loop.node)))
         for q in sorted(eval_functions(ctx)):
             func = prog.funcs[q]
             srcs = nll_sources(prog, func)

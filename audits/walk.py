@@ -1,0 +1,99 @@
+"""Fast walks over libcst trees: child lists without trivia, cached per module.
+
+libcst computes `children` by visiting every field, which dominates the audit's run time when called repeatedly;
+the analysis of one module caches them. Keys are ids, valid while that module is alive, so every cache is reset
+for each module (`reset_children_cache`), which holds a reference to it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import libcst as cst
+
+_CHILDREN: dict[int, tuple] = {}
+_CACHE_OWNER: list = []
+_CACHES: list[dict] = []
+
+
+def module_cache() -> dict:
+    """A dict keyed by node ids of the current module, cleared with the children cache."""
+    cache: dict = {}
+    _CACHES.append(cache)
+    return cache
+
+
+def reset_children_cache(module: cst.Module) -> None:
+    if _CACHE_OWNER and _CACHE_OWNER[0] is module:
+        return
+    _CHILDREN.clear()
+    for cache in _CACHES:
+        cache.clear()
+    _CACHE_OWNER[:] = [module]
+
+
+# Whitespace, punctuation and operator nodes carry nothing the analysis reads (operators are read through their
+# parent's attribute); leaving them out halves every walk.
+_TRIVIA = (
+    cst.SimpleWhitespace, cst.ParenthesizedWhitespace, cst.TrailingWhitespace, cst.Newline, cst.EmptyLine,
+    cst.Comment, cst.Comma, cst.Dot, cst.LeftParen, cst.RightParen, cst.LeftSquareBracket, cst.RightSquareBracket,
+    cst.LeftCurlyBrace, cst.RightCurlyBrace, cst.Colon, cst.Semicolon, cst.AssignEqual, cst.ImportStar,
+    cst.BaseBinaryOp, cst.BaseBooleanOp, cst.BaseCompOp, cst.BaseUnaryOp, cst.BaseAugOp,
+)
+
+def _concrete(classes: tuple) -> frozenset:
+    out, todo = set(), list(classes)
+    while todo:
+        c = todo.pop()
+        out.add(c)
+        todo.extend(c.__subclasses__())
+    return frozenset(out)
+
+
+_TRIVIA_TYPES = _concrete(_TRIVIA)
+_SCALARS = frozenset({str, int, float, bool, type(None)})  # exact-type membership: ABC isinstance checks are slow
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _child_fields(t: type) -> tuple[str, ...]:
+    names = _FIELDS.get(t)
+    if names is None:
+        names = _FIELDS[t] = tuple(f.name for f in dataclasses.fields(t))
+    return names
+
+
+def children(n: cst.CSTNode) -> tuple:
+    """Child nodes in field order (libcst's `children` property runs its visitor machinery and is ~3× slower)."""
+    kids = _CHILDREN.get(id(n))
+    if kids is None:
+        out = []
+        for name in _child_fields(type(n)):
+            v = getattr(n, name)
+            tv = type(v)
+            if tv in (list, tuple):
+                out.extend(x for x in v if type(x) not in _TRIVIA_TYPES and isinstance(x, cst.CSTNode))
+            elif tv not in _TRIVIA_TYPES and tv not in _SCALARS and isinstance(v, cst.CSTNode):
+                out.append(v)
+        kids = _CHILDREN[id(n)] = tuple(out)
+    return kids
+
+
+_DEFS = (cst.FunctionDef, cst.ClassDef)
+
+
+def walk(node: cst.CSTNode, into_defs: bool = False) -> Iterator[cst.CSTNode]:
+    """Pre-order walk; nested function and class bodies are separate scopes and skipped unless asked.
+
+    libcst classes use ABCMeta, so `isinstance` is slow on this hot path; exact type tests are used instead.
+    """
+    stack = [node]
+    cache = _CHILDREN
+    while stack:
+        n = stack.pop()
+        yield n
+        if not into_defs and n is not node and type(n) in _DEFS:
+            continue
+        kids = cache.get(id(n))
+        if kids is None:
+            kids = children(n)
+        stack.extend(reversed(kids))
