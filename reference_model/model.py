@@ -58,7 +58,9 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         out = _flash_attn(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
     group = q.size(2) // k.size(2)
-    if q.is_cuda and group > 1:  # on one H100 (torch 2.11) native enable_gqa ran ~4x slower than expanded K/V
+    # On one H100 (torch 2.11) the compiled record step ran ~1% faster with K/V expanded for SDPA's flash kernel
+    # than with cuDNN's native GQA, though cuDNN wins in isolation (benchmarks/profile_train_step_gpu.py).
+    if q.is_cuda and group > 1:
         k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
     y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
                                        enable_gqa=k.size(2) != q.size(2))

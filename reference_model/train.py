@@ -61,7 +61,8 @@ def build_optimizers(model: GPT, t: TrainConfig) -> list[torch.optim.Optimizer]:
             matrices.append(p)
         else:
             scalars.append(p)
-    adam = {"betas": t.adam_betas, "eps": t.adam_eps, "weight_decay": t.adam_wd}
+    adam = {"betas": t.adam_betas, "eps": t.adam_eps, "weight_decay": t.adam_wd,
+            "fused": next(model.parameters()).is_cuda}  # one kernel for all tensors instead of a launch per op
     opts = [torch.optim.AdamW([{"params": tok, "lr": t.tied_embed_lr, "base_lr": t.tied_embed_lr}], **adam),
             Muon([{"params": matrices, "lr": t.matrix_lr, "base_lr": t.matrix_lr}], lr=t.matrix_lr,
                  momentum=t.muon_momentum, ns_steps=t.muon_ns_steps, weight_decay=t.muon_wd),

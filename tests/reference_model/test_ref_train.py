@@ -88,6 +88,39 @@ def test_newton_schulz_orthogonalizes():
         assert o.shape == shape and s.min() > 0.5 and s.max() < 1.3
 
 
+def test_batched_newton_schulz_equals_one_matrix_at_a_time():
+    torch.manual_seed(0)
+    for shape in ((5, 64, 192), (5, 192, 64)):
+        g = torch.randn(shape)
+        batched = newton_schulz(g).float()
+        for i in range(shape[0]):
+            assert torch.allclose(batched[i], newton_schulz(g[i]).float(), atol=2e-2), (shape, i)
+
+
+def test_muon_step_is_the_documented_update():
+    """Two steps with mixed shapes, Nesterov momentum and decoupled weight decay, against the per-matrix formula:
+    buf <- m buf + g; u = NS(g + m buf) * sqrt(max(1, rows/cols)); p <- p (1 - lr wd) - lr u."""
+    from reference_model.muon import Muon
+
+    torch.manual_seed(1)
+    params = [torch.nn.Parameter(torch.randn(s)) for s in ((32, 16), (32, 16), (16, 48), (32, 16))]
+    expect = [p.detach().clone() for p in params]
+    bufs = [torch.zeros_like(p) for p in params]
+    lr, m, wd = 0.05, 0.9, 0.1
+    opt = Muon(params, lr=lr, momentum=m, weight_decay=wd)
+    for _ in range(2):
+        grads = [torch.randn_like(p) for p in params]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+        for i, g in enumerate(grads):
+            bufs[i] = m * bufs[i] + g
+            u = newton_schulz(g + m * bufs[i]).float() * max(1.0, g.size(0) / g.size(1)) ** 0.5
+            expect[i] = expect[i] * (1 - lr * wd) - lr * u.bfloat16().float()
+        for p, e in zip(params, expect):
+            assert torch.allclose(p.detach(), e, atol=3e-3)
+
+
 def test_ema_and_swa(tiny_cfg):
     from reference_model.model import GPT
 
