@@ -178,7 +178,7 @@ class RunLog:
             return stated.seconds
         if self.train_ms is None:
             return None
-        return self.train_ms / 1000.0 + self.calibration_s
+        return round(self.train_ms / 1000.0 + self.calibration_s, 3)  # logs time to the ms; no float noise
 
     @property
     def eval_total_s(self) -> float | None:
@@ -188,7 +188,7 @@ class RunLog:
             return stated.seconds
         parts = [s.eval_ms / 1000.0 for s in self.eval_stages if s.eval_ms is not None]
         parts += [p.seconds for p in self.phases if p.kind == "eval"]
-        return sum(parts) if parts else None
+        return round(sum(parts), 3) if parts else None
 
     def train_over(self, limit_s: float) -> bool:
         """Training past the limit by more than one step: the loop checks the wallclock cap only after a step."""
