@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import ast
+import gc
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import libcst as cst
 
@@ -185,7 +188,26 @@ def _finding(rule, prog: Program, hit: Hit, line: int, path: str, origin: Origin
     )
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The CST of a large script is ~10^5 objects that live for the whole audit; the cyclic collector would
+    traverse them all on each of its full passes (a fifth of the audit's time) only to free nothing. Pausing it
+    per file leaves freeing to reference counts; whatever cycles the audit leaves go at the next collection."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def audit_source(src: SourceFile, env: dict[str, set[str]]) -> FileResult:
+    with _collector_paused():
+        return _audit_source(src, env)
+
+
+def _audit_source(src: SourceFile, env: dict[str, set[str]]) -> FileResult:
     result = FileResult(path=src.path, sha256=src.sha256, lines=src.text.count("\n") + 1, source=src.text)
     layers = decode_layers(src.text, src.path)
     for layer in layers:

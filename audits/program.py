@@ -86,7 +86,14 @@ def taint_leaves(node: cst.CSTNode) -> tuple:
     return got
 
 
-def names_in(node: cst.CSTNode) -> set[str]:
+_NAMES = module_cache()
+
+
+def names_in(node: cst.CSTNode) -> frozenset[str]:
+    """Names and attribute names an expression mentions (cached: rules ask about the same nodes many times)."""
+    got = _NAMES.get(id(node))
+    if got is not None:
+        return got
     out = set()
     for n in walk(node):
         t = type(n)
@@ -94,7 +101,8 @@ def names_in(node: cst.CSTNode) -> set[str]:
             out.add(n.value)
         elif t is cst.Attribute:
             out.add(n.attr.value)
-    return out
+    got = _NAMES[id(node)] = frozenset(out)
+    return got
 
 
 def assignment_edges(node: cst.Assign | cst.AnnAssign | cst.AugAssign) -> list[tuple[set[str], set[str]]]:
@@ -238,12 +246,22 @@ class Program:
     def _method(self, meth: str, scope: Func, self_call: bool) -> Func | None:
         if self_call and scope.cls and f"{scope.cls}.{meth}" in self.funcs:
             return self.funcs[f"{scope.cls}.{meth}"]
-        found = [q for cls, ms in self.classes.items() for q in ms if q == f"{cls}.{meth}"]
+        found = self._methods_named().get(meth, ())
         if len(found) == 1:
             return self.funcs[found[0]]
         if not found and meth in self.funcs:  # module function through a module alias, e.g. utils.helper()
             return self.funcs[meth]
         return None
+
+    def _methods_named(self) -> dict[str, list[str]]:
+        """Method name -> qnames of the classes' methods of that name (a redefinition's `@n` key never matches)."""
+        index = self.__dict__.get("_method_index")
+        if index is None:
+            index = self.__dict__["_method_index"] = {}
+            for cls, methods in self.classes.items():
+                for q in methods:
+                    index.setdefault(q[len(cls) + 1:], []).append(q)
+        return index
 
     def _enclosing_taint(self, name: str, scope: Func | None) -> set[str]:
         """A free variable: look it up in the enclosing functions (closures), then the module."""

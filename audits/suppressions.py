@@ -12,6 +12,7 @@ import tokenize
 from audits.results import Suppression
 
 _DIRECTIVE = re.compile(r"#\s*scorefirst:\s*ignore\[(?P<ids>[^\]]*)\](?P<reason>.*)$")
+_MARKER = re.compile(r"#\s*scorefirst:\s*ignore\[")
 
 
 def parse_suppressions(text: str, path: str) -> tuple[list[Suppression], dict[int, list[Suppression]]]:
@@ -20,6 +21,8 @@ def parse_suppressions(text: str, path: str) -> tuple[list[Suppression], dict[in
     applies: dict[int, list[Suppression]] = {}
     comments: list[tuple[int, str, bool]] = []
     code_lines: set[int] = set()
+    if not _MARKER.search(text):
+        return found, applies  # no directive anywhere: skip tokenizing the file
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type == tokenize.COMMENT:

@@ -51,7 +51,7 @@ def _concrete(classes: tuple) -> frozenset:
 
 
 _TRIVIA_TYPES = _concrete(_TRIVIA)
-_SCALARS = frozenset({str, int, float, bool, type(None)})  # exact-type membership: ABC isinstance checks are slow
+_NODE_TYPES = _concrete((cst.CSTNode,)) - _TRIVIA_TYPES
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
@@ -70,10 +70,10 @@ def children(n: cst.CSTNode) -> tuple:
         for name in _child_fields(type(n)):
             v = getattr(n, name)
             tv = type(v)
-            if tv in (list, tuple):
-                out.extend(x for x in v if type(x) not in _TRIVIA_TYPES and isinstance(x, cst.CSTNode))
-            elif tv not in _TRIVIA_TYPES and tv not in _SCALARS and isinstance(v, cst.CSTNode):
+            if tv in _NODE_TYPES:
                 out.append(v)
+            elif tv is list or tv is tuple:
+                out.extend(x for x in v if type(x) in _NODE_TYPES)
         kids = _CHILDREN[id(n)] = tuple(out)
     return kids
 
