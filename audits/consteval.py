@@ -64,9 +64,9 @@ _BIN = {
 
 
 def _dotted(node: cst.BaseExpression) -> str:
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return node.value
-    if isinstance(node, cst.Attribute):
+    if type(node) is cst.Attribute:
         base = _dotted(node.value)
         return f"{base}.{node.attr.value}" if base else ""
     return ""
@@ -121,40 +121,40 @@ def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Va
     if depth > 40:
         return Value(UNKNOWN)
     d = depth + 1
-    if isinstance(node, (cst.SimpleString, cst.Integer, cst.Float)):
+    if type(node) in (cst.SimpleString, cst.Integer, cst.Float):
         try:
-            return Value(node.evaluated_value if isinstance(node, cst.SimpleString) else node.evaluated_value)
+            return Value(node.evaluated_value if type(node) is cst.SimpleString else node.evaluated_value)
         except Exception:
             return Value(UNKNOWN)
-    if isinstance(node, cst.ConcatenatedString):
+    if type(node) is cst.ConcatenatedString:
         v = node.evaluated_value
         return Value(v if isinstance(v, (str, bytes)) else UNKNOWN)
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         if node.value in ("True", "False", "None"):
             return Value({"True": True, "False": False, "None": None}[node.value])
         if node.value == "__name__":
             return Value("__main__")
         return scope.lookup(node.value)
-    if isinstance(node, cst.Attribute):
-        if isinstance(node.value, cst.Subscript):  # os.environ["K"] handled below
+    if type(node) is cst.Attribute:
+        if type(node.value) is cst.Subscript:  # os.environ["K"] handled below
             return Value(UNKNOWN)
         return scope.lookup(node.attr.value)
-    if isinstance(node, cst.Subscript):
+    if type(node) is cst.Subscript:
         if _dotted(node.value) in ("os.environ", "environ") and len(node.slice) == 1:
             el = node.slice[0].slice
-            if isinstance(el, cst.Index):
+            if type(el) is cst.Index:
                 key = evaluate(el.value, scope, d).value
                 if isinstance(key, str):
                     stated = scope.env.get(key)
                     if stated and len(stated) == 1:
                         return Value(next(iter(stated)), (key,))
         return Value(UNKNOWN)
-    if isinstance(node, cst.FormattedString):
+    if type(node) is cst.FormattedString:
         parts, keys = [], ()
         for part in node.parts:
-            if isinstance(part, cst.FormattedStringText):
+            if type(part) is cst.FormattedStringText:
                 parts.append(part.value)
-            elif isinstance(part, cst.FormattedStringExpression) and part.format_spec is None and part.conversion is None:
+            elif type(part) is cst.FormattedStringExpression and part.format_spec is None and part.conversion is None:
                 v = evaluate(part.expression, scope, d)
                 keys += v.keys
                 if v.value is UNKNOWN:
@@ -163,7 +163,7 @@ def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Va
             else:
                 return Value(UNKNOWN, keys)
         return Value("".join(parts), keys)
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         env = _env_read(node, scope)
         if env is not None:
             return env
@@ -182,29 +182,29 @@ def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Va
         if fn in ("int", "float", "bool", "str") and len(node.args) == 1:
             inner = evaluate(node.args[0].value, scope, d)
             return Value(_cast(fn, inner.value), inner.keys)
-        if isinstance(node.func, cst.Attribute) and node.func.attr.value in ("lower", "strip", "upper") and not node.args:
+        if type(node.func) is cst.Attribute and node.func.attr.value in ("lower", "strip", "upper") and not node.args:
             inner = evaluate(node.func.value, scope, d)
             if isinstance(inner.value, str):
                 return Value(getattr(inner.value, node.func.attr.value)(), inner.keys)
             return Value(UNKNOWN, inner.keys)
         return Value(UNKNOWN)
-    if isinstance(node, cst.UnaryOperation):
+    if type(node) is cst.UnaryOperation:
         inner = evaluate(node.expression, scope, d)
         if inner.value is UNKNOWN:
             return inner
         try:
-            if isinstance(node.operator, cst.Not):
+            if type(node.operator) is cst.Not:
                 return Value(not inner.value, inner.keys)
-            if isinstance(node.operator, cst.Minus):
+            if type(node.operator) is cst.Minus:
                 return Value(-inner.value, inner.keys)
         except TypeError:
             pass
         return Value(UNKNOWN, inner.keys)
-    if isinstance(node, cst.BooleanOperation):
+    if type(node) is cst.BooleanOperation:
         left = evaluate(node.left, scope, d)
         right = evaluate(node.right, scope, d)
         keys = left.keys + right.keys
-        if isinstance(node.operator, cst.And):
+        if type(node.operator) is cst.And:
             if left.value is not UNKNOWN and not left.value:
                 return Value(left.value, left.keys)
             if right.value is not UNKNOWN and not right.value and left.value is UNKNOWN:
@@ -215,7 +215,7 @@ def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Va
         if right.value is not UNKNOWN and right.value and left.value is UNKNOWN:
             return Value(True, right.keys)
         return Value(right.value if left.value is not UNKNOWN else UNKNOWN, keys)
-    if isinstance(node, cst.Comparison):
+    if type(node) is cst.Comparison:
         left = evaluate(node.left, scope, d)
         keys = left.keys
         result: Any = True
@@ -232,7 +232,7 @@ def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Va
                 return Value(UNKNOWN, keys)
             left = right
         return Value(result, keys)
-    if isinstance(node, cst.BinaryOperation):
+    if type(node) is cst.BinaryOperation:
         left = evaluate(node.left, scope, d)
         right = evaluate(node.right, scope, d)
         op = _BIN.get(type(node.operator))
@@ -242,13 +242,13 @@ def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Va
             return Value(op(left.value, right.value), left.keys + right.keys)
         except Exception:
             return Value(UNKNOWN, left.keys + right.keys)
-    if isinstance(node, (cst.Tuple, cst.List, cst.Set)):
-        items = [evaluate(e.value, scope, d) for e in node.elements if isinstance(e, cst.Element)]
+    if type(node) in (cst.Tuple, cst.List, cst.Set):
+        items = [evaluate(e.value, scope, d) for e in node.elements if type(e) is cst.Element]
         if any(i.value is UNKNOWN for i in items):
             return Value(UNKNOWN)
         vals = [i.value for i in items]
-        return Value(tuple(vals) if not isinstance(node, cst.Set) else frozenset(vals))
-    if isinstance(node, cst.IfExp):
+        return Value(tuple(vals) if not type(node) is cst.Set else frozenset(vals))
+    if type(node) is cst.IfExp:
         test = evaluate(node.test, scope, d)
         if test.value is UNKNOWN:
             return Value(UNKNOWN, test.keys)

@@ -80,7 +80,7 @@ def _exec_calls(module: cst.Module, text: str) -> list[cst.Call]:
     if not any(f"{name}(" in text for name in EXEC_FUNCS):
         return []
     return [n for n in walk(module, into_defs=True)
-            if isinstance(n, cst.Call) and isinstance(n.func, cst.Name) and n.func.value in EXEC_FUNCS]
+            if type(n) is cst.Call and type(n.func) is cst.Name and n.func.value in EXEC_FUNCS]
 
 
 def decode_layers(text: str, path: str) -> list[Layer]:

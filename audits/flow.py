@@ -134,23 +134,23 @@ def _reported_names(prog: Program, func: Func) -> set[str]:
     seeds: set[str] = set()
     assigns: list[tuple[set[str], set[str]]] = []
     for n in _own_nodes(func):
-        if isinstance(n, cst.Return) and n.value is not None:
+        if type(n) is cst.Return and n.value is not None:
             seeds |= names_in(n.value)
-        elif isinstance(n, (cst.Assign, cst.AnnAssign, cst.AugAssign)) and n.value is not None:
+        elif type(n) in (cst.Assign, cst.AnnAssign, cst.AugAssign) and n.value is not None:
             for targets, sources in assignment_edges(n):
                 if any(P.REPORTED_NAME.search(t) for t in targets if t):
                     seeds |= sources
                 assigns.append((targets, sources))
-        elif isinstance(n, cst.Call):
+        elif type(n) is cst.Call:
             fn = dotted(n.func)
             last = P.last_part(fn)
-            if last in ("add_", "copy_", "addcmul_", "append", "extend") and isinstance(n.func, cst.Attribute):
+            if last in ("add_", "copy_", "addcmul_", "append", "extend") and type(n.func) is cst.Attribute:
                 assigns.append(({root_name(n.func.value)}, set().union(*(names_in(a.value) for a in n.args)) if n.args else set()))
             if last in ("print", "log0", "log", "info", "print0", "write") or "log" in last:
-                text = "".join(s.value for s in walk(n) if isinstance(s, (cst.SimpleString, cst.FormattedStringText)))
+                text = "".join(s.value for s in walk(n) if type(s) in (cst.SimpleString, cst.FormattedStringText))
                 if P.REPORTED_NAME.search(text):
                     seeds |= names_in(n)
-    if isinstance(func.node, cst.Lambda):
+    if type(func.node) is cst.Lambda:
         seeds |= names_in(func.node.body)
     return backward_closure(seeds, assigns)
 
@@ -178,7 +178,7 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
         return cache[func.qname]
     optimizers, slot_opts, leaves = set(), set(), set()
     for n in _own_nodes(func):
-        if isinstance(n, cst.Assign) and isinstance(n.value, cst.Call):
+        if type(n) is cst.Assign and type(n.value) is cst.Call:
             targets = [root_name(t.target) for t in n.targets]
             call = n.value
             if _is_optimizer_ctor(prog, call):
@@ -188,20 +188,20 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
                     slot_opts.update(t for t in targets if t)
             elif any(a.keyword and a.keyword.value == "requires_grad" and dotted(a.value) == "True" for a in call.args):
                 leaves.update(t for t in targets if t)
-            elif isinstance(call.func, cst.Attribute) and call.func.attr.value == "requires_grad_":
+            elif type(call.func) is cst.Attribute and call.func.attr.value == "requires_grad_":
                 leaves.update(t for t in targets if t)
     for n in _own_nodes(func):
         # `for o in opts: o.step()` — the loop variable of an optimizer collection is an optimizer
-        if isinstance(n, cst.For) and isinstance(n.target, cst.Name):
+        if type(n) is cst.For and type(n.target) is cst.Name:
             coll = root_name(n.iter)
             if coll in optimizers or P.OPTIMIZER_NAME.search(coll or "") or (
-                    isinstance(n.iter, (cst.List, cst.Tuple)) and
+                    type(n.iter) in (cst.List, cst.Tuple) and
                     any(root_name(e.value) in optimizers or P.OPTIMIZER_NAME.search(root_name(e.value) or "")
                         for e in n.iter.elements)):
                 optimizers.add(n.target.value)
     accumulated: set[str] = set()
     for n in _own_nodes(func):
-        if isinstance(n, cst.AugAssign) and isinstance(n.operator, cst.AddAssign):
+        if type(n) is cst.AugAssign and type(n.operator) is cst.AddAssign:
             accumulated |= names_in(n.value)
     facts = FuncFacts(_reported_names(prog, func), accumulated, optimizers, slot_opts, leaves)
     cache[func.qname] = facts
@@ -209,12 +209,12 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
 
 
 def _grad_mode(item: cst.WithItem) -> str | None:
-    fn = dotted(item.item.func) if isinstance(item.item, cst.Call) else dotted(item.item)
+    fn = dotted(item.item.func) if type(item.item) is cst.Call else dotted(item.item)
     last = P.last_part(fn)
     if last in ("no_grad", "inference_mode", "enable_grad"):
-        if last == "inference_mode" and isinstance(item.item, cst.Call) and item.item.args:
+        if last == "inference_mode" and type(item.item) is cst.Call and item.item.args:
             v = item.item.args[0].value
-            if isinstance(v, cst.Name) and v.value == "False":
+            if type(v) is cst.Name and v.value == "False":
                 return "enable_grad"
         return last
     return None
@@ -236,23 +236,23 @@ class TreeBuilder:
     def block(self, stmts: Sequence[cst.CSTNode]) -> list:
         items: list = []
         for stmt in stmts:
-            if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            if type(stmt) in (cst.FunctionDef, cst.ClassDef):
                 continue
-            if isinstance(stmt, cst.If):
+            if type(stmt) is cst.If:
                 taken = self._if(stmt, items)
                 if taken is not None and self._exits(taken):
                     break
                 continue
-            if isinstance(stmt, cst.SimpleStatementLine):
+            if type(stmt) is cst.SimpleStatementLine:
                 for small in stmt.body:
                     items.extend(self.small(small))
-            elif isinstance(stmt, cst.For):
+            elif type(stmt) is cst.For:
                 items.extend(self.expr_events(stmt.iter))
                 if self.prune and _range_len(self.prog, stmt.iter) == 0:
                     continue
                 kind, why = self.classify_for(stmt)
                 items.append(Loop(kind, stmt, self.prog.line(stmt), why, self.block(_block(stmt))))
-            elif isinstance(stmt, cst.While):
+            elif type(stmt) is cst.While:
                 items.extend(self.expr_events(stmt.test))
                 if self.prune:
                     v = branch_value(self.prog, stmt.test)
@@ -261,7 +261,7 @@ class TreeBuilder:
                 test = self.prog.node_text(stmt.test)
                 kind = "repeat" if P.REPEAT_ITER.search(test) or P.REPEAT_VAR.search(test.split("<")[0].strip()) else "data"
                 items.append(Loop(kind, stmt, self.prog.line(stmt), f"`while {test.strip()}`", self.block(_block(stmt))))
-            elif isinstance(stmt, cst.With):
+            elif type(stmt) is cst.With:
                 mode = None
                 for wi in stmt.items:
                     items.extend(self.expr_events(wi.item))
@@ -271,13 +271,13 @@ class TreeBuilder:
                     items.append(GradBlock(mode, stmt, self.prog.line(stmt), body))
                 else:
                     items.extend(body)
-            elif isinstance(stmt, cst.Try):
+            elif type(stmt) is cst.Try:
                 items.extend(self.block(_block(stmt)))
                 for h in stmt.handlers:
                     items.extend(self.block(_block(h)))
                 items.extend(self.block(_block(stmt.orelse)))
                 items.extend(self.block(_block(stmt.finalbody)))
-            elif isinstance(stmt, cst.Match):
+            elif type(stmt) is cst.Match:
                 arms = [self.block(_block(c)) for c in stmt.cases]
                 items.append(Branch(stmt, self.prog.line(stmt), arms))
             elif isinstance(stmt, cst.CSTNode) and not isinstance(stmt, cst.BaseStatement):
@@ -289,7 +289,7 @@ class TreeBuilder:
         if not block:
             return False
         last = block[-1]
-        return isinstance(last, cst.SimpleStatementLine) and any(isinstance(s, (cst.Return, cst.Raise)) for s in last.body)
+        return type(last) is cst.SimpleStatementLine and any(type(s) in (cst.Return, cst.Raise) for s in last.body)
 
     def _if(self, stmt: cst.If, items: list):
         """Append the if/elif chain; returns the statements of the arm known to be taken, if any."""
@@ -300,14 +300,14 @@ class TreeBuilder:
                 if v.value:
                     items.extend(self.block(_block(stmt)))
                     return _block(stmt)
-                if isinstance(stmt.orelse, cst.If):
+                if type(stmt.orelse) is cst.If:
                     return self._if(stmt.orelse, items)
                 if stmt.orelse is not None:
                     items.extend(self.block(_block(stmt.orelse)))
                     return _block(stmt.orelse)
                 return None
         arms = [self.block(_block(stmt))]
-        if isinstance(stmt.orelse, cst.If):
+        if type(stmt.orelse) is cst.If:
             sub: list = []
             self._if(stmt.orelse, sub)
             arms.append(sub)
@@ -321,7 +321,7 @@ class TreeBuilder:
     def classify_for(self, stmt: cst.For) -> tuple[str, str]:
         target = self.prog.node_text(stmt.target).strip()
         it = self.prog.node_text(stmt.iter).strip()
-        if P.REPEAT_ITER.search(it) or dotted(stmt.iter.func if isinstance(stmt.iter, cst.Call) else stmt.iter).endswith("repeat"):
+        if P.REPEAT_ITER.search(it) or dotted(stmt.iter.func if type(stmt.iter) is cst.Call else stmt.iter).endswith("repeat"):
             return "repeat", f"`for {target} in {it}` repeats over the same data"
         vars_ = names_in(stmt.target)
         if P.REPEAT_VAR.match(target):
@@ -336,25 +336,24 @@ class TreeBuilder:
     def small(self, node: cst.CSTNode) -> list:
         prog, func = self.prog, self.func
         items: list = []
-        if isinstance(node, (cst.Import, cst.ImportFrom)):
-            mod = (cst.helpers.get_full_name_for_node(node.module) if isinstance(node, cst.ImportFrom) and node.module
+        if type(node) in (cst.Import, cst.ImportFrom):
+            mod = (cst.helpers.get_full_name_for_node(node.module) if type(node) is cst.ImportFrom and node.module
                    else None)
-            names = [cst.helpers.get_full_name_for_node(a.name) or "" for a in node.names] if not isinstance(
-                node.names, cst.ImportStar) else []
+            names = [cst.helpers.get_full_name_for_node(a.name) or "" for a in node.names] if not type(node.names) is cst.ImportStar else []
             full = [f"{mod}.{n}" for n in names] if mod else names
             for name in full + ([mod] if mod else []):
                 if P.is_network_module(name):
                     items.append(Event(NET, node, prog.line(node), func, name=name))
                     break
             return items
-        if isinstance(node, cst.Assign):
+        if type(node) is cst.Assign:
             items.extend(self.expr_events(node.value))
             for t in node.targets:
                 target = t.target
-                if isinstance(target, cst.Subscript):
+                if type(target) is cst.Subscript:
                     items.extend(self.expr_events(target.slice[0].slice) if target.slice else [])
                     items.append(self.acc(node, target, node.value))
-                elif isinstance(target, (cst.Name, cst.Attribute)):
+                elif type(target) in (cst.Name, cst.Attribute):
                     name = root_name(target)
                     # `best = torch.minimum(best, nll)` (self-update) or `chunk_nll = ...` that the function adds to
                     # its reported sum later: each pass overwrites what is reported
@@ -365,19 +364,19 @@ class TreeBuilder:
                         items.append(ev)
                     if _is_zero(node.value):
                         items.append(Event(RESET, node, prog.line(node), func, name=name))
-                    if isinstance(node.value, cst.Call) and _is_optimizer_ctor(prog, node.value):
+                    if type(node.value) is cst.Call and _is_optimizer_ctor(prog, node.value):
                         items.append(Event(OPT_NEW, node, prog.line(node), func, name=name))
             return items
-        if isinstance(node, cst.AnnAssign):
+        if type(node) is cst.AnnAssign:
             return self.expr_events(node.value) if node.value is not None else []
-        if isinstance(node, cst.AugAssign):
+        if type(node) is cst.AugAssign:
             items.extend(self.expr_events(node.value))
-            if _has_grad(node.value) and isinstance(node.operator, (cst.SubtractAssign, cst.AddAssign)):
+            if _has_grad(node.value) and type(node.operator) in (cst.SubtractAssign, cst.AddAssign):
                 items.append(Event(UPDATE, node, prog.line(node), func, name=root_name(node.target), detail={"manual": True}))
             else:
                 items.append(self.acc(node, node.target, node.value))
             return items
-        if isinstance(node, (cst.Expr, cst.Return)):
+        if type(node) in (cst.Expr, cst.Return):
             return self.expr_events(node.value) if node.value is not None else []
         return self.expr_events(node) if isinstance(node, cst.BaseExpression) else []
 
@@ -396,21 +395,21 @@ class TreeBuilder:
         return out
 
     def _expr(self, node: cst.CSTNode, out: list) -> None:
-        if isinstance(node, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
+        if type(node) in (cst.Lambda, cst.FunctionDef, cst.ClassDef):
             return
         for child in children(node):
             self._expr(child, out)
-        if isinstance(node, cst.Call):
+        if type(node) is cst.Call:
             out.extend(self.call(node))
 
     def call(self, node: cst.Call) -> list:
         prog, func, facts = self.prog, self.func, self.facts
         line = prog.line(node)
         fn = dotted(node.func)
-        recv_node = node.func.value if isinstance(node.func, cst.Attribute) else None
-        if isinstance(node.func, cst.Call) and dotted(node.func.func) == "getattr" and len(node.func.args) >= 2:
+        recv_node = node.func.value if type(node.func) is cst.Attribute else None
+        if type(node.func) is cst.Call and dotted(node.func.func) == "getattr" and len(node.func.args) >= 2:
             attr = node.func.args[1].value
-            if isinstance(attr, cst.SimpleString) and isinstance(attr.evaluated_value, str):
+            if type(attr) is cst.SimpleString and isinstance(attr.evaluated_value, str):
                 fn = f"{dotted(node.func.args[0].value)}.{attr.evaluated_value}"
                 recv_node = node.func.args[0].value
         last = P.last_part(fn)
@@ -457,17 +456,17 @@ class TreeBuilder:
 
 
 def _is_zero(node: cst.CSTNode) -> bool:
-    if isinstance(node, (cst.Integer, cst.Float)):
+    if type(node) in (cst.Integer, cst.Float):
         return float(node.value.replace("_", "")) == 0
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         last = P.last_part(dotted(node.func))
         return last in ("zeros", "zeros_like", "zero_", "tensor") and (last != "tensor" or (
-            bool(node.args) and isinstance(node.args[0].value, (cst.Integer, cst.Float)) and _is_zero(node.args[0].value)))
+            bool(node.args) and type(node.args[0].value) in (cst.Integer, cst.Float) and _is_zero(node.args[0].value)))
     return False
 
 
 def _has_grad(node: cst.CSTNode) -> bool:
-    return any(isinstance(n, cst.Attribute) and n.attr.value == "grad" for n in walk(node))
+    return any(type(n) is cst.Attribute and n.attr.value == "grad" for n in walk(node))
 
 
 # -- linearization ---------------------------------------------------------------------------------------
@@ -543,7 +542,7 @@ class Linearizer:
                 else:
                     closure_taint: set[str] = set()
                     for c in o.ev.detail.get("closure", []):
-                        f = self.prog.resolve_callee(c, o.ev.func) if isinstance(c, (cst.Name, cst.Attribute)) else None
+                        f = self.prog.resolve_callee(c, o.ev.func) if type(c) in (cst.Name, cst.Attribute) else None
                         if f is not None:
                             closure_taint |= self.prog.return_taint.get(f.qname, set())
                             closure_taint |= set().union(*self.prog.taint.get(f.qname, {}).values()) if self.prog.taint.get(f.qname) else set()
@@ -555,16 +554,16 @@ def _lossy_value(value: cst.CSTNode | None) -> bool:
     """Is the accumulated value a loss (`nll[j, a:b].sum()`, `F.cross_entropy(...)`), not a byte or token count?"""
     if value is None:
         return False
-    if isinstance(value, (cst.Tuple, cst.List)):  # results.append((nll.sum(), n_tok, n_bytes))
+    if type(value) in (cst.Tuple, cst.List):  # results.append((nll.sum(), n_tok, n_bytes))
         return any(_lossy_value(e.value) for e in value.elements)
     names = names_in(value)
     return any(P.SCORE_ACC.search(n) for n in names) and not any(P.COUNT_NAME.search(n) for n in names)
 
 
 def _string_key(target: cst.CSTNode | None) -> str | None:
-    if isinstance(target, cst.Subscript) and len(target.slice) == 1 and isinstance(target.slice[0].slice, cst.Index):
+    if type(target) is cst.Subscript and len(target.slice) == 1 and type(target.slice[0].slice) is cst.Index:
         v = target.slice[0].slice.value
-        if isinstance(v, cst.SimpleString) and isinstance(v.evaluated_value, str):
+        if type(v) is cst.SimpleString and isinstance(v.evaluated_value, str):
             return v.evaluated_value
     return None
 
@@ -578,7 +577,7 @@ def classify_scores(prog: Program, occs: list[Occ]) -> None:
         name = o.ev.name
         key = _string_key(o.ev.detail.get("target"))  # acc["nll"] += ... names the slot
         if P.CACHE_TABLE.search(name) and not P.SCORE_ACC.search(name) and \
-                isinstance(o.ev.detail.get("target"), cst.Subscript):
+                type(o.ev.detail.get("target")) is cst.Subscript:
             o.ev = Event(CACHE_UPDATE, o.ev.node, o.ev.line, o.ev.func, o.ev.taint, name, o.ev.detail)
             continue
         if key is not None and (P.COUNT_NAME.search(key) or not P.SCORE_ACC.search(key)):
@@ -610,7 +609,7 @@ class Flow:
 def build_flows(prog: Program, prune: bool) -> list[Flow]:
     roots = [prog.funcs["<module>"]]
     if not prune:
-        roots += [f for q, f in prog.funcs.items() if q != "<module>" and isinstance(f.node, cst.FunctionDef)]
+        roots += [f for q, f in prog.funcs.items() if q != "<module>" and type(f.node) is cst.FunctionDef]
     flows = []
     lin = Linearizer(prog, prune)
     for root in roots:

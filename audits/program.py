@@ -29,15 +29,15 @@ _API_METHODS = {
 
 
 def dotted(node: cst.CSTNode | None) -> str:
-    if isinstance(node, cst.Name):
+    if type(node) is cst.Name:
         return node.value
-    if isinstance(node, cst.Attribute):
+    if type(node) is cst.Attribute:
         base = dotted(node.value)
         return f"{base}.{node.attr.value}" if base else f"?.{node.attr.value}"
-    if isinstance(node, cst.Call):
+    if type(node) is cst.Call:
         inner = dotted(node.func)
         return f"{inner}()" if inner else ""
-    if isinstance(node, cst.Subscript):
+    if type(node) is cst.Subscript:
         inner = dotted(node.value)
         return f"{inner}[]" if inner else ""
     return ""
@@ -46,18 +46,18 @@ def dotted(node: cst.CSTNode | None) -> str:
 def root_name(node: cst.CSTNode) -> str:
     """The variable an expression writes through: `doc_loss[b]` → doc_loss, `self.loss_sum` → loss_sum."""
     while True:
-        if isinstance(node, cst.Subscript):
+        if type(node) is cst.Subscript:
             node = node.value
-        elif isinstance(node, cst.Attribute):
-            if isinstance(node.value, cst.Name) and node.value.value in ("self", "cls"):
+        elif type(node) is cst.Attribute:
+            if type(node.value) is cst.Name and node.value.value in ("self", "cls"):
                 return node.attr.value
-            if isinstance(node.value, (cst.Name, cst.Attribute, cst.Subscript)):
+            if type(node.value) in (cst.Name, cst.Attribute, cst.Subscript):
                 node = node.value
             else:
                 return node.attr.value
-        elif isinstance(node, cst.Name):
+        elif type(node) is cst.Name:
             return node.value
-        elif isinstance(node, cst.Call):
+        elif type(node) is cst.Call:
             node = node.func
         else:
             return ""
@@ -109,7 +109,7 @@ def assignment_edges(node: cst.Assign | cst.AnnAssign | cst.AugAssign) -> list[t
     """(targets, sources) per element: `a, b = x, y.clone()` gives a←x and b←y (attributes by their name)."""
     if node.value is None:
         return []
-    targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+    targets = [t.target for t in node.targets] if type(node) is cst.Assign else [node.target]
     out = []
     for target in targets:
         for value, names in _pairs(target, node.value):
@@ -142,12 +142,12 @@ class Func:
 
     @property
     def body(self) -> Sequence[cst.CSTNode]:
-        if isinstance(self.node, cst.Module):
+        if type(self.node) is cst.Module:
             return self.node.body
-        if isinstance(self.node, cst.Lambda):
+        if type(self.node) is cst.Lambda:
             return [self.node.body]
         body = self.node.body
-        return body.body if isinstance(body, cst.IndentedBlock) else [body]
+        return body.body if type(body) is cst.IndentedBlock else [body]
 
 
 @dataclass
@@ -214,19 +214,19 @@ class Program:
         return self.resolve_callee(call.func, scope)
 
     def resolve_callee(self, func: cst.BaseExpression, scope: Func) -> Func | None:
-        if isinstance(func, cst.Call) and dotted(func.func) == "getattr" and len(func.args) >= 2:
+        if type(func) is cst.Call and dotted(func.func) == "getattr" and len(func.args) >= 2:
             name = func.args[1].value
-            if isinstance(name, cst.SimpleString) and isinstance(name.evaluated_value, str):
+            if type(name) is cst.SimpleString and isinstance(name.evaluated_value, str):
                 return self._method(name.evaluated_value, scope, self_call=False)
             return None
-        if isinstance(func, cst.Name):
+        if type(func) is cst.Name:
             return self._by_name(func.value, scope)
-        if isinstance(func, cst.Attribute):
+        if type(func) is cst.Attribute:
             recv = func.value
             meth = func.attr.value
             if meth in _API_METHODS:
                 return None
-            self_call = isinstance(recv, cst.Name) and recv.value in ("self", "cls")
+            self_call = type(recv) is cst.Name and recv.value in ("self", "cls")
             return self._method(meth, scope, self_call)
         return None
 
@@ -338,22 +338,22 @@ def _index(prog: Program) -> None:
         return qname
 
     def small(node: cst.CSTNode, fn_q: str | None) -> None:
-        if isinstance(node, cst.Import):
+        if type(node) is cst.Import:
             for alias in node.names:
                 name = cst.helpers.get_full_name_for_node(alias.name) or ""
-                local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) \
+                local = alias.asname.name.value if alias.asname and type(alias.asname.name) is cst.Name \
                     else name.split(".")[0]
                 prog.imports.setdefault(local, name if alias.asname else name.split(".")[0])
-        elif isinstance(node, cst.ImportFrom):
-            if isinstance(node.names, cst.ImportStar) or node.module is None:
+        elif type(node) is cst.ImportFrom:
+            if type(node.names) is cst.ImportStar or node.module is None:
                 return
             mod = cst.helpers.get_full_name_for_node(node.module) or ""
             for alias in node.names:
                 name = cst.helpers.get_full_name_for_node(alias.name) or ""
-                local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+                local = alias.asname.name.value if alias.asname and type(alias.asname.name) is cst.Name else name
                 prog.imports.setdefault(local, f"{mod}.{name}")
-        elif isinstance(node, cst.Assign) and isinstance(node.value, cst.Lambda) and len(node.targets) == 1 \
-                and isinstance(node.targets[0].target, cst.Name):
+        elif type(node) is cst.Assign and type(node.value) is cst.Lambda and len(node.targets) == 1 \
+                and type(node.targets[0].target) is cst.Name:
             # `step_fn = lambda: opt.step()` makes the lambda callable by that name
             name = node.targets[0].target.value
             qname = f"{fn_q}.<locals>.{name}" if fn_q else name
@@ -384,7 +384,7 @@ def _index(prog: Program) -> None:
                 for child in _child_blocks(stmt) + ([_block(stmt)] if t in (cst.If, cst.Else) else []):
                     block(child, cls_q, fn_q, False)
                 if t is cst.If and stmt.orelse is not None:
-                    block([stmt.orelse] if isinstance(stmt.orelse, cst.If) else _block(stmt.orelse), cls_q, fn_q, False)
+                    block([stmt.orelse] if type(stmt.orelse) is cst.If else _block(stmt.orelse), cls_q, fn_q, False)
 
     block(prog.module.body, None, None, False)
 
@@ -403,37 +403,37 @@ def func_statements(func: Func) -> list[cst.CSTNode]:
     """Every node of a function's own body (not of nested defs), computed once per function."""
     nodes = func.__dict__.get("_nodes")
     if nodes is None:
-        nodes = [n for stmt in func.body if not isinstance(stmt, (cst.FunctionDef, cst.ClassDef)) for n in walk(stmt)]
+        nodes = [n for stmt in func.body if not type(stmt) in (cst.FunctionDef, cst.ClassDef) for n in walk(stmt)]
         func.__dict__["_nodes"] = nodes
     return nodes
 
 
 def _binding_targets(node: cst.CSTNode) -> list[cst.CSTNode]:
-    if isinstance(node, cst.Assign):
+    if type(node) is cst.Assign:
         return [t.target for t in node.targets]
-    if isinstance(node, (cst.AnnAssign, cst.AugAssign)):
+    if type(node) in (cst.AnnAssign, cst.AugAssign):
         return [node.target]
-    if isinstance(node, (cst.For, cst.CompFor)):
+    if type(node) in (cst.For, cst.CompFor):
         return [node.target]
-    if isinstance(node, cst.WithItem) and node.asname:
+    if type(node) is cst.WithItem and node.asname:
         return [node.asname.name]
-    if isinstance(node, cst.NamedExpr):
+    if type(node) is cst.NamedExpr:
         return [node.target]
     return []
 
 
 def _flat_targets(t: cst.CSTNode) -> list[cst.CSTNode]:
-    if isinstance(t, (cst.Tuple, cst.List)):
+    if type(t) in (cst.Tuple, cst.List):
         return [x for e in t.elements for x in _flat_targets(e.value)]
-    if isinstance(t, cst.StarredElement):
+    if type(t) is cst.StarredElement:
         return _flat_targets(t.value)
     return [t]
 
 
 def _bound_name(t: cst.CSTNode) -> str | None:
-    if isinstance(t, cst.Name):
+    if type(t) is cst.Name:
         return t.value
-    if isinstance(t, cst.Attribute) and isinstance(t.value, cst.Name) and t.value.value in ("self", "cls"):
+    if type(t) is cst.Attribute and type(t.value) is cst.Name and t.value.value in ("self", "cls"):
         return t.attr.value
     return None
 
@@ -442,11 +442,11 @@ def _collect_config(prog: Program, env: dict[str, set[str]]) -> ConfigScope:
     """Bind every name that is assigned exactly one decidable value anywhere (two passes for chains)."""
     sites: dict[str, list[cst.CSTNode | None]] = {}
     for func in prog.funcs.values():
-        if isinstance(func.node, cst.FunctionDef):
+        if type(func.node) is cst.FunctionDef:
             for p in func.params:
                 sites.setdefault(p, []).append(None)
         for n in walk(func.node):
-            if isinstance(n, cst.ClassDef) and func.qname == "<module>":
+            if type(n) is cst.ClassDef and func.qname == "<module>":
                 # a class body (Hyperparameters) runs top to bottom: its last assignment of a name wins
                 last: dict[str, cst.CSTNode | None] = {}
                 for m in walk(n, into_defs=False):
@@ -454,7 +454,7 @@ def _collect_config(prog: Program, env: dict[str, set[str]]) -> ConfigScope:
                         for leaf in _flat_targets(t):
                             name = _bound_name(leaf)
                             if name:
-                                ok = len(_flat_targets(t)) == 1 and isinstance(m, (cst.Assign, cst.AnnAssign))
+                                ok = len(_flat_targets(t)) == 1 and type(m) in (cst.Assign, cst.AnnAssign)
                                 last[name] = m if ok else None
                 for name, m in last.items():
                     sites.setdefault(name, []).append(m)
@@ -463,7 +463,7 @@ def _collect_config(prog: Program, env: dict[str, set[str]]) -> ConfigScope:
                 for leaf in leaves:
                     name = _bound_name(leaf)
                     if name:
-                        ok = len(leaves) == 1 and isinstance(n, (cst.Assign, cst.AnnAssign)) and n.value is not None
+                        ok = len(leaves) == 1 and type(n) in (cst.Assign, cst.AnnAssign) and n.value is not None
                         sites.setdefault(name, []).append(n if ok else None)
     scope = ConfigScope(env=env)
     for _ in range(3):
@@ -501,21 +501,21 @@ def _bindings(func: Func) -> tuple[list, list, list]:
         for target in _binding_targets(n):
             for sub_value, names in _pairs(target, value):
                 binds.append((sub_value, names, aug))
-    if isinstance(func.node, cst.Lambda):
+    if type(func.node) is cst.Lambda:
         rets.append(func.node.body)
     return binds, rets, calls
 
 
 def _leaf_name(leaf: cst.CSTNode) -> str | None:
     """A bound name; `self.x` binds the attribute `.x`, shared by every method of the class."""
-    if isinstance(leaf, cst.Attribute) and isinstance(leaf.value, cst.Name) and leaf.value.value in ("self", "cls"):
+    if type(leaf) is cst.Attribute and type(leaf.value) is cst.Name and leaf.value.value in ("self", "cls"):
         return "." + leaf.attr.value
-    return _bound_name(leaf) or (root_name(leaf) if isinstance(leaf, cst.Subscript) else None)
+    return _bound_name(leaf) or (root_name(leaf) if type(leaf) is cst.Subscript else None)
 
 
 def _pairs(target: cst.CSTNode, value: cst.CSTNode) -> list[tuple[cst.CSTNode, list[str]]]:
     """`a, b = e1, e2` binds element-wise, so `x, y = chunk[:-1], chunk[1:]` does not make x a target."""
-    if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, cst.Call) and \
+    if type(target) in (cst.Tuple, cst.List) and type(value) is cst.Call and \
             dotted(value.func) in ("zip", "enumerate") and not any(a.star or a.keyword for a in value.args):
         # `for i, (prev, tgt) in enumerate(zip(x, y))`: element-wise, the index carries nothing
         elems = [e.value for e in target.elements]
@@ -523,9 +523,9 @@ def _pairs(target: cst.CSTNode, value: cst.CSTNode) -> list[tuple[cst.CSTNode, l
             return _pairs(elems[1], value.args[0].value)
         if dotted(value.func) == "zip" and len(elems) == len(value.args):
             return [p for te, a in zip(elems, value.args) for p in _pairs(te, a.value)]
-    if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)) and \
+    if type(target) in (cst.Tuple, cst.List) and type(value) in (cst.Tuple, cst.List) and \
             len(target.elements) == len(value.elements) and \
-            not any(isinstance(e, cst.StarredElement) for e in (*target.elements, *value.elements)):
+            not any(type(e) is cst.StarredElement for e in (*target.elements, *value.elements)):
         out = []
         for te, ve in zip(target.elements, value.elements):
             out.extend(_pairs(te.value, ve.value))
@@ -538,12 +538,12 @@ def _class_bindings(prog: Program) -> list:
     """Class-body assignments (`train_files = os.path.join(...)` in Hyperparameters) bind attributes."""
     binds = []
     for stmt in prog.module.body:
-        if isinstance(stmt, cst.ClassDef):
+        if type(stmt) is cst.ClassDef:
             for n in walk(stmt):
                 if type(n) in (cst.Assign, cst.AnnAssign) and n.value is not None:
                     for target in _binding_targets(n):
                         for leaf in _flat_targets(target):
-                            if isinstance(leaf, cst.Name):
+                            if type(leaf) is cst.Name:
                                 binds.append((n.value, ["." + leaf.value], None))
     return binds
 
@@ -656,8 +656,8 @@ def _exits(block: Sequence[cst.CSTNode]) -> bool:
     if not block:
         return False
     last = block[-1]
-    if isinstance(last, cst.SimpleStatementLine):
-        return any(isinstance(s, (cst.Return, cst.Raise, cst.Continue, cst.Break)) for s in last.body)
+    if type(last) is cst.SimpleStatementLine:
+        return any(type(s) in (cst.Return, cst.Raise, cst.Continue, cst.Break) for s in last.body)
     return False
 
 
@@ -665,9 +665,9 @@ def _block(node: cst.CSTNode | None) -> Sequence[cst.CSTNode]:
     if node is None:
         return []
     body = getattr(node, "body", None)
-    if isinstance(body, cst.IndentedBlock):
+    if type(body) is cst.IndentedBlock:
         return body.body
-    if isinstance(body, cst.SimpleStatementSuite):
+    if type(body) is cst.SimpleStatementSuite:
         return [body]
     return []
 
@@ -681,11 +681,11 @@ def inactive_regions(prog: Program) -> list[Region]:
 
     def mark_reachable_in(node: cst.CSTNode, scope: Func) -> None:
         for n in walk(node):
-            if isinstance(n, cst.Call):
+            if type(n) is cst.Call:
                 callee = prog.resolve_call(n, scope)
                 if callee is not None:
                     enter(callee)
-            elif isinstance(n, cst.Name):
+            elif type(n) is cst.Name:
                 f = prog._by_name(n.value, scope)
                 if f is not None:
                     enter(f)
@@ -694,8 +694,8 @@ def inactive_regions(prog: Program) -> list[Region]:
                     init = prog.funcs.get(f"{n.value}.__init__")
                     if init is not None:
                         enter(init)
-            elif isinstance(n, cst.Attribute) and n.attr.value not in _API_METHODS:
-                f = prog._method(n.attr.value, scope, isinstance(n.value, cst.Name) and n.value.value in ("self", "cls"))
+            elif type(n) is cst.Attribute and n.attr.value not in _API_METHODS:
+                f = prog._method(n.attr.value, scope, type(n.value) is cst.Name and n.value.value in ("self", "cls"))
                 if f is not None:
                     enter(f)
 
@@ -704,12 +704,12 @@ def inactive_regions(prog: Program) -> list[Region]:
             if id(stmt) in seen_stmt:
                 continue
             seen_stmt.add(id(stmt))
-            if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
-                if isinstance(stmt, cst.ClassDef):
+            if type(stmt) in (cst.FunctionDef, cst.ClassDef):
+                if type(stmt) is cst.ClassDef:
                     for d in stmt.decorators:
                         mark_reachable_in(d, scope)
                 continue
-            if isinstance(stmt, cst.If):
+            if type(stmt) is cst.If:
                 if visit_if(stmt, scope) and i + 1 < len(stmts):
                     rest = stmts[i + 1:]
                     v = branch_value(prog, stmt.test)
@@ -717,12 +717,12 @@ def inactive_regions(prog: Program) -> list[Region]:
                                           f"after an early exit taken under {describe_keys(prog, v)}"))
                     return
                 continue
-            if isinstance(stmt, (cst.While,)):
+            if type(stmt) in (cst.While,):
                 v = branch_value(prog, stmt.test)
                 if v.value is not UNKNOWN and not v.value:
                     regions.append(_region_of(prog, stmt.body, f"loop condition is false under {describe_keys(prog, v)}"))
                     continue
-            if isinstance(stmt, cst.For):
+            if type(stmt) is cst.For:
                 n_iter = _range_len(prog, stmt.iter)
                 if n_iter == 0:
                     regions.append(_region_of(prog, stmt.body, f"loop runs zero times under {describe_keys(prog, branch_value(prog, stmt.iter.args[-1].value))}"))
@@ -742,7 +742,7 @@ def inactive_regions(prog: Program) -> list[Region]:
         orelse = stmt.orelse
         if v.value is UNKNOWN:
             visit_block(body, scope)
-            if isinstance(orelse, cst.If):
+            if type(orelse) is cst.If:
                 visit_if(orelse, scope)
             elif orelse is not None:
                 visit_block(_block(orelse), scope)
@@ -754,7 +754,7 @@ def inactive_regions(prog: Program) -> list[Region]:
                 regions.append(_region_of(prog, orelse, f"else-branch not taken: condition is true under {why}"))
             return _exits(body)
         regions.append(_region_of(prog, stmt.body, f"condition `{_code(prog, stmt.test)}` is false under {why}"))
-        if isinstance(orelse, cst.If):
+        if type(orelse) is cst.If:
             return visit_if(orelse, scope)
         if orelse is not None:
             visit_block(_block(orelse), scope)
@@ -765,14 +765,14 @@ def inactive_regions(prog: Program) -> list[Region]:
         if f.qname in reachable:
             return
         reachable.add(f.qname)
-        if isinstance(f.node, cst.FunctionDef):
+        if type(f.node) is cst.FunctionDef:
             for d in f.node.decorators:
                 mark_reachable_in(d, f)
             for p in f.node.params.params:
                 if p.default is not None:
                     mark_reachable_in(p.default, f)
             visit_block(f.body, f)
-        elif isinstance(f.node, cst.Lambda):
+        elif type(f.node) is cst.Lambda:
             mark_reachable_in(f.node.body, f)
         else:
             visit_block(f.body, f)
@@ -798,7 +798,7 @@ def inactive_regions(prog: Program) -> list[Region]:
                     enter(prog.funcs[q])
                     changed = True
     for q, f in prog.funcs.items():
-        if q not in reachable and isinstance(f.node, cst.FunctionDef):
+        if q not in reachable and type(f.node) is cst.FunctionDef:
             if f.parent and f.parent not in reachable:
                 continue  # the enclosing function's region already covers it
             start, _, end, _ = prog.span(f.node)
@@ -822,7 +822,7 @@ def _region_of(prog: Program, node: cst.CSTNode, reason: str) -> Region:
 
 
 def _range_len(prog: Program, it: cst.BaseExpression) -> int | None:
-    if isinstance(it, cst.Call) and dotted(it.func) == "range" and 1 <= len(it.args) <= 2:
+    if type(it) is cst.Call and dotted(it.func) == "range" and 1 <= len(it.args) <= 2:
         vals = [branch_value(prog, a.value).value for a in it.args]
         if all(isinstance(v, int) for v in vals):
             lo, hi = (0, vals[0]) if len(vals) == 1 else (vals[0], vals[1])
@@ -831,28 +831,28 @@ def _range_len(prog: Program, it: cst.BaseExpression) -> int | None:
 
 
 def _header_exprs(stmt: cst.CSTNode) -> list[cst.CSTNode]:
-    if isinstance(stmt, cst.SimpleStatementLine):
+    if type(stmt) is cst.SimpleStatementLine:
         return [stmt]
-    if isinstance(stmt, cst.For):
+    if type(stmt) is cst.For:
         return [stmt.iter, stmt.target]
-    if isinstance(stmt, cst.While):
+    if type(stmt) is cst.While:
         return [stmt.test]
-    if isinstance(stmt, cst.With):
+    if type(stmt) is cst.With:
         return list(stmt.items)
-    if isinstance(stmt, cst.Try):
+    if type(stmt) is cst.Try:
         return [h.type for h in stmt.handlers if h.type is not None]
-    if isinstance(stmt, cst.Match):
+    if type(stmt) is cst.Match:
         return [stmt.subject]
     return []
 
 
 def _child_blocks(stmt: cst.CSTNode) -> list[Sequence[cst.CSTNode]]:
-    if isinstance(stmt, (cst.For, cst.While)):
+    if type(stmt) in (cst.For, cst.While):
         return [_block(stmt), _block(stmt.orelse)]
-    if isinstance(stmt, cst.With):
+    if type(stmt) is cst.With:
         return [_block(stmt)]
-    if isinstance(stmt, cst.Try):
+    if type(stmt) is cst.Try:
         return [_block(stmt)] + [_block(h) for h in stmt.handlers] + [_block(stmt.orelse), _block(stmt.finalbody)]
-    if isinstance(stmt, cst.Match):
+    if type(stmt) is cst.Match:
         return [_block(c) for c in stmt.cases]
     return []

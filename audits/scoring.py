@@ -33,10 +33,10 @@ def eval_functions(ctx: Context) -> set[str]:
     while todo:
         f = ctx.prog.funcs[todo.pop()]
         for stmt in f.body:
-            if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+            if type(stmt) in (cst.FunctionDef, cst.ClassDef):
                 continue
             for n in walk(stmt):
-                if isinstance(n, cst.Call):
+                if type(n) is cst.Call:
                     callee = ctx.prog.resolve_call(n, f)
                     if callee is not None and callee.qname not in out and callee.qname != "<module>":
                         out.add(callee.qname)
@@ -53,26 +53,26 @@ def nll_sources(prog: Program, func: Func) -> set[str]:
     seeds: set[str] = set()
     edges: list[tuple[set[str], set[str]]] = []
     for stmt in func.body:
-        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+        if type(stmt) in (cst.FunctionDef, cst.ClassDef):
             continue
         for n in walk(stmt):
-            if isinstance(n, (cst.Assign, cst.AugAssign)) and n.value is not None:
+            if type(n) in (cst.Assign, cst.AugAssign) and n.value is not None:
                 for targets, sources in assignment_edges(n):
-                    if isinstance(n, cst.AugAssign) and any(_is_loss_acc(t) for t in targets):
+                    if type(n) is cst.AugAssign and any(_is_loss_acc(t) for t in targets):
                         seeds |= sources
-                    if isinstance(n, cst.Assign):
+                    if type(n) is cst.Assign:
                         for t in n.targets:
-                            if isinstance(t.target, cst.Subscript) and t.target.slice:
+                            if type(t.target) is cst.Subscript and t.target.slice:
                                 sources = sources | names_in(t.target.slice[0])
                     edges.append((targets, sources))
-            elif isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value.endswith("_"):
+            elif type(n) is cst.Call and type(n.func) is cst.Attribute and n.func.attr.value.endswith("_"):
                 # in-place tensor methods (`logits.scatter_add_(-1, hint, gate)`) write their arguments into the receiver
                 target = root_name(n.func.value)
                 sources = set().union(*(names_in(a.value) for a in n.args)) if n.args else set()
                 if n.func.attr.value in ("add_", "copy_") and _is_loss_acc(target):
                     seeds |= sources
                 edges.append(({target}, sources))
-            elif isinstance(n, cst.Return) and n.value is not None:
+            elif type(n) is cst.Return and n.value is not None:
                 seeds |= names_in(n.value)
     out = backward_closure(seeds, edges)
     cache[func.qname] = out
@@ -84,9 +84,9 @@ def _is_loss_acc(name: str) -> bool:
 
 
 def statement_targets(stmt: cst.CSTNode) -> set[str]:
-    if isinstance(stmt, cst.Assign):
+    if type(stmt) is cst.Assign:
         return {root_name(t.target) for t in stmt.targets}
-    if isinstance(stmt, (cst.AugAssign, cst.AnnAssign)):
+    if type(stmt) in (cst.AugAssign, cst.AnnAssign):
         return {root_name(stmt.target)}
     return set()
 
@@ -94,25 +94,25 @@ def statement_targets(stmt: cst.CSTNode) -> set[str]:
 def enclosing_statements(func: Func):
     """(small statement, node) pairs for every node of the function's own body."""
     for stmt in func.body:
-        if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+        if type(stmt) in (cst.FunctionDef, cst.ClassDef):
             continue
         for n in walk(stmt):
-            if isinstance(n, cst.SimpleStatementLine):
+            if type(n) is cst.SimpleStatementLine:
                 for small in n.body:
                     yield small
 
 
 def reaches_nll(prog: Program, func: Func, small: cst.CSTNode) -> bool:
     """Does this statement write something the reported NLL is computed from?"""
-    if isinstance(small, (cst.Return,)):
+    if type(small) in (cst.Return,):
         return True
     srcs = nll_sources(prog, func)
     targets = statement_targets(small)
     if targets & srcs:
         return True
-    if isinstance(small, cst.AugAssign) and _is_loss_acc(root_name(small.target)):
+    if type(small) is cst.AugAssign and _is_loss_acc(root_name(small.target)):
         return True
-    if isinstance(small, cst.Expr) and isinstance(small.value, cst.Call) and isinstance(small.value.func, cst.Attribute):
+    if type(small) is cst.Expr and type(small.value) is cst.Call and type(small.value.func) is cst.Attribute:
         return small.value.func.attr.value in ("add_", "copy_") and _is_loss_acc(root_name(small.value.func.value))
     return False
 

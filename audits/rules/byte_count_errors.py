@@ -16,12 +16,12 @@ _BYTE_CHECK = re.compile(r"(is_byte|IsByte|<0x|byte_fallback|is_byte_token)")
 
 
 def _len_encode(node: cst.CSTNode) -> bool:
-    return any(isinstance(n, cst.Call) and dotted(n.func) == "len" for n in walk(node))
+    return any(type(n) is cst.Call and dotted(n.func) == "len" for n in walk(node))
 
 
 def _adds_one(node: cst.CSTNode) -> bool:
-    return isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.Add) and (
-        isinstance(node.right, cst.Integer) and node.right.value == "1")
+    return type(node) is cst.BinaryOperation and type(node.operator) is cst.Add and (
+        type(node.right) is cst.Integer and node.right.value == "1")
 
 
 def _byte_branches(func) -> list[cst.If]:
@@ -29,9 +29,9 @@ def _byte_branches(func) -> list[cst.If]:
     out = []
     for stmt in func.body:
         for n in walk(stmt):
-            if isinstance(n, cst.If) and any(isinstance(x, (cst.Name, cst.Attribute)) and
+            if type(n) is cst.If and any(type(x) in (cst.Name, cst.Attribute) and
                                              (getattr(x, "value", None) == "is_byte" or
-                                              (isinstance(x, cst.Attribute) and x.attr.value in ("is_byte", "IsByte")))
+                                              (type(x) is cst.Attribute and x.attr.value in ("is_byte", "IsByte")))
                                              for x in walk(n.test)):
                 out.append(n)
     return out
@@ -115,20 +115,20 @@ class ByteCountErrors(Rule):
     def check(self, ctx):
         prog = ctx.prog
         leading_added = any(
-            isinstance(n, cst.AugAssign) and isinstance(n.operator, cst.AddAssign) and any(_LEADING.search(x) for x in names_in(n.value))
-            or isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Add) and any(_LEADING.search(x) for x in names_in(n.right))
+            type(n) is cst.AugAssign and type(n.operator) is cst.AddAssign and any(_LEADING.search(x) for x in names_in(n.value))
+            or type(n) is cst.BinaryOperation and type(n.operator) is cst.Add and any(_LEADING.search(x) for x in names_in(n.right))
             for n in prog.all_nodes())
         for func in prog.funcs.values():
             assigns = []
             text = prog.node_text(func.node) if func.qname != "<module>" else ""
             lut_builder = bool(_PIECE_API.search(text))
             for stmt in func.body:
-                if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                if type(stmt) in (cst.FunctionDef, cst.ClassDef):
                     continue
                 for n in walk(stmt):
-                    if isinstance(n, cst.Assign) and _len_encode(n.value) and any(
+                    if type(n) is cst.Assign and _len_encode(n.value) and any(
                             _BYTES_TABLE.search(root_name(t.target) or "") or
-                            (lut_builder and isinstance(t.target, cst.Subscript)) for t in n.targets):
+                            (lut_builder and type(t.target) is cst.Subscript) for t in n.targets):
                         assigns.append(n)
             if not assigns:
                 continue

@@ -80,7 +80,7 @@ class BytePPMMixture(Rule):
             func = prog.funcs[q]
             for stmt in func.body:
                 for n in walk(stmt):
-                    if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Add):
+                    if type(n) is cst.BinaryOperation and type(n.operator) is cst.Add:
                         left, right = _prob_names(n.left), _prob_names(n.right)
                         lp, rp = any(_PPM.search(x) for x in left), any(_PPM.search(x) for x in right)
                         if (lp and right and not rp) or (rp and left and not lp):

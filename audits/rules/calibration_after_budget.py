@@ -13,7 +13,7 @@ from audits.types import Condition, Confidence, Ruling, Severity
 def has_reserve(prog) -> bool:
     """`max_wallclock_ms -= gptq_reserve_ms` or any assignment combining a wallclock and a reserve name."""
     for n in prog.all_nodes():
-        if isinstance(n, (cst.Assign, cst.AugAssign, cst.AnnAssign)):
+        if type(n) in (cst.Assign, cst.AugAssign, cst.AnnAssign):
             names = names_in(n)
             if any(P.WALLCLOCK.search(x) for x in names) and any(P.RESERVE.search(x) for x in names):
                 return True

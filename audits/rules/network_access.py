@@ -57,14 +57,14 @@ class NetworkAccess(Rule):
         prog = ctx.prog
         flagged_names: set[str] = set()
         for n in prog.all_nodes():
-            if isinstance(n, cst.Import):
+            if type(n) is cst.Import:
                 for alias in n.names:
                     name = cst.helpers.get_full_name_for_node(alias.name) or ""
                     if P.is_network_module(name):
                         flagged_names.add(alias.asname.name.value if alias.asname else name.split(".")[0])
                         yield Hit(n, f"imports network module `{name}`")
                         break
-            elif isinstance(n, cst.ImportFrom) and n.module is not None and not isinstance(n.names, cst.ImportStar):
+            elif type(n) is cst.ImportFrom and n.module is not None and not type(n.names) is cst.ImportStar:
                 mod = cst.helpers.get_full_name_for_node(n.module) or ""
                 names = [cst.helpers.get_full_name_for_node(a.name) or "" for a in n.names]
                 hits = [x for x in names if P.is_network_module(f"{mod}.{x}")] if not P.is_network_module(mod) else names
@@ -73,7 +73,7 @@ class NetworkAccess(Rule):
                     yield Hit(n, f"imports `{', '.join(hits)}` from network module `{mod}`"
                               if P.is_network_module(mod) else f"imports network module `{mod}.{hits[0]}`")
         for n in prog.all_nodes():
-            if isinstance(n, cst.Call):
+            if type(n) is cst.Call:
                 fn = dotted(n.func)
                 if P.NETWORK_CALLS.search(fn) and fn.split(".")[0] not in flagged_names:
                     yield Hit(n, f"`{fn}` downloads from the network")

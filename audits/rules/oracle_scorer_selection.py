@@ -19,9 +19,9 @@ def _lossy(node: cst.CSTNode) -> bool:
 
 def _per_token_write(n: cst.Assign | cst.AugAssign, srcs: set[str]) -> bool:
     """`scored[t] = min(a[t], b[t])`: a per-position write of the smaller of two values into the scored buffer."""
-    targets = [t.target for t in n.targets] if isinstance(n, cst.Assign) else [n.target]
-    return any(isinstance(t, cst.Subscript) and (root_name(t) in srcs or "scored" in root_name(t)) for t in targets) \
-        and all(isinstance(a.value, cst.Subscript) for a in n.value.args)
+    targets = [t.target for t in n.targets] if type(n) is cst.Assign else [n.target]
+    return any(type(t) is cst.Subscript and (root_name(t) in srcs or "scored" in root_name(t)) for t in targets) \
+        and all(type(a.value) is cst.Subscript for a in n.value.args)
 
 
 class OracleScorerSelection(Rule):
@@ -99,15 +99,15 @@ class OracleScorerSelection(Rule):
             for stmt in func.body:
                 for n in walk(stmt):
                     line = None
-                    if isinstance(n, cst.If) and isinstance(n.test, cst.Comparison) and len(n.test.comparisons) == 1:
+                    if type(n) is cst.If and type(n.test) is cst.Comparison and len(n.test.comparisons) == 1:
                         op = n.test.comparisons[0].operator
-                        if isinstance(op, (cst.LessThan, cst.GreaterThan, cst.LessThanEqual, cst.GreaterThanEqual)) \
+                        if type(op) in (cst.LessThan, cst.GreaterThan, cst.LessThanEqual, cst.GreaterThanEqual) \
                                 and _lossy(n.test.left) and _lossy(n.test.comparisons[0].comparator) \
                                 and self._writes_scored(n, srcs):
                             line = prog.line(n)
-                    elif isinstance(n, (cst.Assign, cst.AugAssign)) and isinstance(n.value, cst.Call) and \
+                    elif type(n) in (cst.Assign, cst.AugAssign) and type(n.value) is cst.Call and \
                             P.last_part(dotted(n.value.func)) in ("minimum", "min", "fmin") and len(n.value.args) == 2 \
-                            and not any(isinstance(a.value, (cst.Integer, cst.Float)) for a in n.value.args) and (
+                            and not any(type(a.value) in (cst.Integer, cst.Float) for a in n.value.args) and (
                                 all(_lossy(a.value) for a in n.value.args) or _per_token_write(n, srcs)):
                         line = prog.line(n)
                     if line is not None and not any(a <= line <= b for a, b in epoch_ranges):
@@ -117,6 +117,6 @@ class OracleScorerSelection(Rule):
     @staticmethod
     def _writes_scored(node: cst.If, srcs: set[str]) -> bool:
         for n in walk(node.body):
-            if isinstance(n, (cst.Assign, cst.AugAssign)) and statement_targets(n) & (srcs | {"scored_nll"}):
+            if type(n) in (cst.Assign, cst.AugAssign) and statement_targets(n) & (srcs | {"scored_nll"}):
                 return True
         return False

@@ -63,11 +63,11 @@ class PaidPrefix(Rule):
         prog = ctx.prog
         for func in prog.funcs.values():
             for stmt in func.body:
-                if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                if type(stmt) in (cst.FunctionDef, cst.ClassDef):
                     continue
                 for n in walk(stmt):
-                    if isinstance(n, cst.Comparison) and len(n.comparisons) == 1 and \
-                            isinstance(n.comparisons[0].operator, cst.Equal):
+                    if type(n) is cst.Comparison and len(n.comparisons) == 1 and \
+                            type(n.comparisons[0].operator) is cst.Equal:
                         sides = (n.left, n.comparisons[0].comparator)
                         for a, b in (sides, sides[::-1]):
                             if any(_STORED.search(x) for x in names_in(a)) and TARGET in prog.expr_taint(b, func):

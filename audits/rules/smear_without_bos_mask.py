@@ -14,17 +14,17 @@ def _is_prev_shift(node: cst.Subscript) -> bool:
     if len(node.slice) < 2:
         return False
     first, second = node.slice[0].slice, node.slice[1].slice
-    if not (isinstance(first, cst.Slice) and first.lower is None and first.upper is None):
+    if not (type(first) is cst.Slice and first.lower is None and first.upper is None):
         return False
-    return isinstance(second, cst.Slice) and second.lower is None and isinstance(second.upper, cst.UnaryOperation) \
-        and isinstance(second.upper.expression, cst.Integer) and second.upper.expression.value == "1"
+    return type(second) is cst.Slice and second.lower is None and type(second.upper) is cst.UnaryOperation \
+        and type(second.upper.expression) is cst.Integer and second.upper.expression.value == "1"
 
 
 def _hashes(stmt: cst.CSTNode) -> bool:
     for n in walk(stmt):
-        if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, (cst.BitXor, cst.Modulo, cst.BitAnd)):
+        if type(n) is cst.BinaryOperation and type(n.operator) in (cst.BitXor, cst.Modulo, cst.BitAnd):
             return True
-        if isinstance(n, cst.Call) and P.last_part(dotted(n.func)) in ("bitwise_xor", "remainder", "fmod"):
+        if type(n) is cst.Call and P.last_part(dotted(n.func)) in ("bitwise_xor", "remainder", "fmod"):
             return True
     return False
 
@@ -88,7 +88,7 @@ class SmearWithoutBOSMask(Rule):
             if any(P.BOS_MASK.search(x) for x in identifiers):
                 continue
             for stmt in func.body:
-                if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                if type(stmt) in (cst.FunctionDef, cst.ClassDef):
                     continue
                 hit = self._mix(stmt)
                 if hit is not None:
@@ -102,17 +102,17 @@ class SmearWithoutBOSMask(Rule):
             return None  # BigramHash keys mix previous token *ids*; they never blend hidden states
         for n in walk(stmt):
             mixed: list[cst.CSTNode] = []
-            if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, (cst.Add, cst.Multiply)):
+            if type(n) is cst.BinaryOperation and type(n.operator) in (cst.Add, cst.Multiply):
                 mixed = [n.left, n.right]
-            elif isinstance(n, cst.Call) and P.last_part(dotted(n.func)) == "pad" and n.args:
+            elif type(n) is cst.Call and P.last_part(dotted(n.func)) == "pad" and n.args:
                 mixed = [n.args[0].value]
             for side in mixed:
-                if isinstance(side, cst.Subscript) and _is_prev_shift(side) and \
+                if type(side) is cst.Subscript and _is_prev_shift(side) and \
                         not P.TOKEN_IDS.match(root_name(side.value) or ""):
                     return n
-                if isinstance(side, cst.BinaryOperation):
+                if type(side) is cst.BinaryOperation:
                     for sub in (side.left, side.right):
-                        if isinstance(sub, cst.Subscript) and _is_prev_shift(sub) and \
+                        if type(sub) is cst.Subscript and _is_prev_shift(sub) and \
                                 not P.TOKEN_IDS.match(root_name(sub.value) or ""):
                             return n
         return None

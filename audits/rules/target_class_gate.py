@@ -79,13 +79,13 @@ class TargetClassGate(Rule):
             srcs = nll_sources(prog, func)
             for stmt in func.body:
                 for n in walk(stmt):
-                    if not isinstance(n, cst.Assign):
+                    if not type(n) is cst.Assign:
                         continue
                     targets = statement_targets(n)
                     if not targets & srcs or any(_BYTE_ACCOUNTING.search(t) for t in targets if t):
                         continue
                     for sub in walk(n.value):
-                        if isinstance(sub, cst.Subscript):
+                        if type(sub) is cst.Subscript:
                             table = root_name(sub.value) or ""
                             if _LUT.search(table) and not _BYTE_ACCOUNTING.search(table) and \
                                     any(TARGET in prog.expr_taint(s.slice, func) for s in sub.slice):

@@ -87,7 +87,7 @@ class TargetKeyedCache(Rule):
             if "ppm" in q.lower():
                 continue  # byte-level PPM models are PG-PPM-001's subject
             for small in enclosing_statements(func):
-                if isinstance(small, cst.AugAssign) and not _is_loss_target(small):
+                if type(small) is cst.AugAssign and not _is_loss_target(small):
                     continue  # a count update, not a read
                 read = self._target_read(prog, func, small)
                 if read is not None and reaches_nll(prog, func, small):
@@ -99,10 +99,10 @@ class TargetKeyedCache(Rule):
         if value is None:
             return None
         for n in walk(value):
-            if isinstance(n, cst.Subscript) and _cache_table(root_name(n.value)):
+            if type(n) is cst.Subscript and _cache_table(root_name(n.value)):
                 if any(TARGET in prog.expr_taint(s.slice, func) for s in n.slice):
                     return n
-            elif isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute):
+            elif type(n) is cst.Call and type(n.func) is cst.Attribute:
                 recv = root_name(n.func.value)
                 if (n.func.attr.value in _READ_METHODS or "target" in n.func.attr.value) and \
                         _cache_table(recv) and not (n.func.attr.value == "gather" and _DISTRIBUTION.search(recv)) and \

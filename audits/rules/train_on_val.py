@@ -59,13 +59,13 @@ class TrainOnVal(Rule):
         prog = ctx.prog
         for func in prog.funcs.values():
             for stmt in func.body:
-                if isinstance(stmt, (cst.FunctionDef, cst.ClassDef)):
+                if type(stmt) in (cst.FunctionDef, cst.ClassDef):
                     continue
                 for n in walk(stmt):
-                    if not isinstance(n, cst.Assign):
+                    if not type(n) is cst.Assign:
                         continue
                     targets = [root_name(t.target) for t in n.targets]
-                    if isinstance(n.value, cst.Call):
+                    if type(n.value) is cst.Call:
                         callee = P.last_part(dotted(n.value.func))
                         is_loader = bool(P.LOADER_CLASS.search(callee)) and not P.VAL_CALL.search(callee)
                         trainish = any(t.startswith(("train", "tr_")) or t in ("loader", "stream") for t in targets)
@@ -73,7 +73,6 @@ class TrainOnVal(Rule):
                                 VAL in prog.expr_taint(a.value, func) or _resolves_to_val(prog, a.value)
                                 for a in n.value.args):
                             yield Hit(n, f"training data source `{targets[0]}` is built from validation data")
-                    elif any(P.TRAIN_NAME.match(t or "") for t in targets) and isinstance(
-                            n.value, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.BinaryOperation)) \
+                    elif any(P.TRAIN_NAME.match(t or "") for t in targets) and type(n.value) in (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.BinaryOperation) \
                             and VAL in prog.expr_taint(n.value, func):
                         yield Hit(n, f"training files `{targets[0]}` point at the validation split")

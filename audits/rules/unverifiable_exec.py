@@ -59,11 +59,11 @@ class UnverifiableExec(Rule):
         resolved = getattr(prog, "resolved_execs", set())
         inside_resolved: set[int] = set()
         for n in prog.all_nodes():
-            if isinstance(n, cst.Call) and id(n) in resolved:
+            if type(n) is cst.Call and id(n) in resolved:
                 inside_resolved.update(id(x) for x in walk(n, into_defs=True))
         failures = {id(call): why for call, why in getattr(prog, "unpack_failures", [])}
         for n in prog.all_nodes():
-            if not (isinstance(n, cst.Call) and isinstance(n.func, cst.Name) and n.func.value in EXEC_FUNCS):
+            if not (type(n) is cst.Call and type(n.func) is cst.Name and n.func.value in EXEC_FUNCS):
                 continue
             if id(n) in failures:
                 yield Hit(n, f"cannot verify: packed code could not be decoded ({failures[id(n)]})")
