@@ -64,25 +64,53 @@ def root_name(node: cst.CSTNode) -> str:
 
 
 _LEAVES = module_cache()
+_NAME_KINDS: dict[str, frozenset[str]] = {}
 
 
-def taint_leaves(node: cst.CSTNode) -> tuple:
-    """The parts of an expression that can carry taint: names, attribute names, strings, calls (cached)."""
+def _name_kinds(name: str) -> frozenset[str]:
+    """What a name says about its data by itself (`val_tokens` → val), whatever it is bound to."""
+    kinds = _NAME_KINDS.get(name)
+    if kinds is None:
+        found = set()
+        if P.VAL_NAME.match(name):
+            found.add(VAL)
+        if P.TRAIN_NAME.match(name):
+            found.add(TRAIN)
+        if P.TARGET_NAME.match(name):
+            found.add(TARGET)
+        kinds = _NAME_KINDS[name] = frozenset(found)
+    return kinds
+
+
+def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...], tuple[cst.Call, ...]]:
+    """The parts of an expression that can carry taint, split into what its words say on their own (names,
+    attribute names, strings, validation-loading calls) and what needs a lookup: the names and attribute names
+    (their bindings) and the calls (what the callee returns). Cached per node."""
     got = _LEAVES.get(id(node))
     if got is not None:
         return got
-    out = []
+    static: set[str] = set()
+    names: dict[str, None] = {}
+    attrs: dict[str, None] = {}
+    calls = []
     for n in walk(node):
         t = type(n)
         if t is cst.Name:
-            out.append((0, n.value))
+            names[n.value] = None
+            static |= _name_kinds(n.value)
         elif t is cst.Attribute:
-            out.append((1, n.attr.value))
+            attrs[n.attr.value] = None
+            static |= _name_kinds(n.attr.value)
         elif t is cst.SimpleString:
-            out.append((2, n.value))
+            if P.VAL_STRING.search(n.value):
+                static.add(VAL)
+            if P.TRAIN_STRING.search(n.value):
+                static.add(TRAIN)
         elif t is cst.Call:
-            out.append((3, n))
-    got = _LEAVES[id(node)] = tuple(out)
+            calls.append(n)
+            if P.VAL_CALL.search(P.last_part(dotted(n.func))):
+                static.add(VAL)
+    got = _LEAVES[id(node)] = (frozenset(static), tuple(names), tuple(attrs), tuple(calls))
     return got
 
 
@@ -211,7 +239,12 @@ class Program:
 
     # -- name resolution -------------------------------------------------------------------------------
     def resolve_call(self, call: cst.Call, scope: Func) -> Func | None:
-        return self.resolve_callee(call.func, scope)
+        """The script function a call runs, if any (cached: the functions are fixed once indexed)."""
+        cache = self.__dict__.setdefault("_resolved", {})
+        key = (id(call), scope.qname)
+        if key not in cache:
+            cache[key] = self.resolve_callee(call.func, scope)
+        return cache[key]
 
     def resolve_callee(self, func: cst.BaseExpression, scope: Func) -> Func | None:
         if type(func) is cst.Call and dotted(func.func) == "getattr" and len(func.args) >= 2:
@@ -274,46 +307,32 @@ class Program:
         return self.global_taint.get(name, set())
 
     # -- taint -----------------------------------------------------------------------------------------
-    def name_kinds(self, name: str) -> set[str]:
-        cache = self.__dict__.setdefault("_name_kinds", {})
-        if name in cache:
-            return cache[name]
-        kinds = set()
-        if P.VAL_NAME.match(name):
-            kinds.add(VAL)
-        if P.TRAIN_NAME.match(name):
-            kinds.add(TRAIN)
-        if P.TARGET_NAME.match(name):
-            kinds.add(TARGET)
-        cache[name] = frozenset(kinds)
-        return cache[name]
-
     def expr_taint(self, node: cst.CSTNode, scope: Func | None, local: dict[str, set[str]] | None = None) -> set[str]:
         """Taint kinds an expression carries; a call to a script function adds what that function returns on
         its own (its arguments are part of the expression already), so taint stays per call site."""
         if local is None:
             local = self.taint.get(scope.qname, {}) if scope else {}
-        kinds: set[str] = set()
-        for kind, x in taint_leaves(node):
-            if kind == 0:
-                k = local.get(x)
-                if k is None:
-                    k = self._enclosing_taint(x, scope)
-                kinds |= k | self.name_kinds(x)
-            elif kind == 1:
-                kinds |= self.name_kinds(x) | self.attr_taint.get(x, set())
-            elif kind == 2:
-                if P.VAL_STRING.search(x):
-                    kinds.add(VAL)
-                if P.TRAIN_STRING.search(x):
-                    kinds.add(TRAIN)
-            else:
-                fn = dotted(x.func)
-                if P.VAL_CALL.search(P.last_part(fn)):
-                    kinds.add(VAL)
-                callee = self.resolve_call(x, scope) if scope else None
+        static, names, attrs, calls = taint_leaves(node)
+        kinds = set(static)
+        for x in names:
+            k = local.get(x)
+            if k is None:
+                k = self._enclosing_taint(x, scope)
+            if k:
+                kinds |= k
+        if attrs:
+            attr_taint = self.attr_taint
+            for x in attrs:
+                k = attr_taint.get(x)
+                if k:
+                    kinds |= k
+        if calls and scope:
+            for call in calls:
+                callee = self.resolve_call(call, scope)
                 if callee is not None:
-                    kinds |= self.return_taint.get(callee.qname, set())
+                    k = self.return_taint.get(callee.qname)
+                    if k:
+                        kinds |= k
         return kinds
 
 
