@@ -247,7 +247,7 @@ def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Va
         if any(i.value is UNKNOWN for i in items):
             return Value(UNKNOWN)
         vals = [i.value for i in items]
-        return Value(tuple(vals) if not type(node) is cst.Set else frozenset(vals))
+        return Value(tuple(vals) if type(node) is not cst.Set else frozenset(vals))
     if type(node) is cst.IfExp:
         test = evaluate(node.test, scope, d)
         if test.value is UNKNOWN:

@@ -71,16 +71,16 @@ class Layer:
     text: str
     module: cst.Module
     positions: Positions
+    nodes: list[cst.CSTNode]  # every node, in walk order
     origin: Origin | None
     unpack_failures: list[tuple[cst.Call, str]]
     resolved_execs: set[int]
 
 
-def _exec_calls(module: cst.Module, text: str) -> list[cst.Call]:
+def _exec_calls(nodes: list[cst.CSTNode], text: str) -> list[cst.Call]:
     if not any(f"{name}(" in text for name in EXEC_FUNCS):
         return []
-    return [n for n in walk(module, into_defs=True)
-            if type(n) is cst.Call and type(n.func) is cst.Name and n.func.value in EXEC_FUNCS]
+    return [n for n in nodes if type(n) is cst.Call and type(n.func) is cst.Name and n.func.value in EXEC_FUNCS]
 
 
 def decode_layers(text: str, path: str) -> list[Layer]:
@@ -90,10 +90,10 @@ def decode_layers(text: str, path: str) -> list[Layer]:
     while todo:
         src, origin, depth = todo.pop(0)
         module, positions = parse(src, path if origin is None else f"{path} (decoded layer {origin.layer})")
-        layer = Layer(src, module, positions, origin, [], set())
+        layer = Layer(src, module, positions, list(walk(module, into_defs=True)), origin, [], set())
         layers.append(layer)
         aliases = import_aliases(module)
-        for call in _exec_calls(module, src):
+        for call in _exec_calls(layer.nodes, src):
             if not call.args:
                 continue
             try:
@@ -127,7 +127,7 @@ def _hit_line(prog: Program, hit: Hit) -> int:
 
 
 def audit_layer(layer: Layer, path: str, env: dict[str, set[str]]) -> tuple[list[Finding], list]:
-    prog = build_program(layer.module, layer.text, env, layer.positions)
+    prog = build_program(layer.module, layer.text, env, layer.positions, layer.nodes)
     prog.resolved_execs = layer.resolved_execs  # type: ignore[attr-defined]
     prog.unpack_failures = layer.unpack_failures  # type: ignore[attr-defined]
     regions = inactive_regions(prog)

@@ -17,7 +17,7 @@ import libcst as cst
 from audits import patterns as P
 from audits.consteval import UNKNOWN
 from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, assignment_edges, backward_closure,
-                            bind_args, branch_value, dotted, func_statements, local_taint, names_in, root_name)
+                            bind_args, branch_value, dotted, func_nodes_of, local_taint, names_in, root_name)
 from audits.walk import children, walk
 
 # event kinds
@@ -133,7 +133,7 @@ def _reported_names(prog: Program, func: Func) -> set[str]:
     """Names whose value reaches what the function returns or logs as val_loss/val_bpb (the reported score)."""
     seeds: set[str] = set()
     assigns: list[tuple[set[str], set[str]]] = []
-    for n in _own_nodes(func):
+    for n in func_nodes_of(func, cst.Return, cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Call):
         if type(n) is cst.Return and n.value is not None:
             seeds |= names_in(n.value)
         elif type(n) in (cst.Assign, cst.AnnAssign, cst.AugAssign) and n.value is not None:
@@ -155,10 +155,6 @@ def _reported_names(prog: Program, func: Func) -> set[str]:
     return backward_closure(seeds, assigns)
 
 
-def _own_nodes(func: Func) -> list[cst.CSTNode]:
-    return func_statements(func)
-
-
 def _is_optimizer_ctor(prog: Program, call: cst.Call) -> bool:
     fn = dotted(call.func)
     resolved = prog.imports.get(fn.split(".")[0], fn.split(".")[0])
@@ -177,8 +173,8 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
     if func.qname in cache:
         return cache[func.qname]
     optimizers, slot_opts, leaves = set(), set(), set()
-    for n in _own_nodes(func):
-        if type(n) is cst.Assign and type(n.value) is cst.Call:
+    for n in func_nodes_of(func, cst.Assign):
+        if type(n.value) is cst.Call:
             targets = [root_name(t.target) for t in n.targets]
             call = n.value
             if _is_optimizer_ctor(prog, call):
@@ -190,9 +186,9 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
                 leaves.update(t for t in targets if t)
             elif type(call.func) is cst.Attribute and call.func.attr.value == "requires_grad_":
                 leaves.update(t for t in targets if t)
-    for n in _own_nodes(func):
+    for n in func_nodes_of(func, cst.For):
         # `for o in opts: o.step()` — the loop variable of an optimizer collection is an optimizer
-        if type(n) is cst.For and type(n.target) is cst.Name:
+        if type(n.target) is cst.Name:
             coll = root_name(n.iter)
             if coll in optimizers or P.OPTIMIZER_NAME.search(coll or "") or (
                     type(n.iter) in (cst.List, cst.Tuple) and
@@ -200,8 +196,8 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
                         for e in n.iter.elements)):
                 optimizers.add(n.target.value)
     accumulated: set[str] = set()
-    for n in _own_nodes(func):
-        if type(n) is cst.AugAssign and type(n.operator) is cst.AddAssign:
+    for n in func_nodes_of(func, cst.AugAssign):
+        if type(n.operator) is cst.AddAssign:
             accumulated |= names_in(n.value)
     facts = FuncFacts(_reported_names(prog, func), accumulated, optimizers, slot_opts, leaves)
     cache[func.qname] = facts
@@ -339,7 +335,7 @@ class TreeBuilder:
         if type(node) in (cst.Import, cst.ImportFrom):
             mod = (cst.helpers.get_full_name_for_node(node.module) if type(node) is cst.ImportFrom and node.module
                    else None)
-            names = [cst.helpers.get_full_name_for_node(a.name) or "" for a in node.names] if not type(node.names) is cst.ImportStar else []
+            names = [cst.helpers.get_full_name_for_node(a.name) or "" for a in node.names] if type(node.names) is not cst.ImportStar else []
             full = [f"{mod}.{n}" for n in names] if mod else names
             for name in full + ([mod] if mod else []):
                 if P.is_network_module(name):

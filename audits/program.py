@@ -190,6 +190,7 @@ class Program:
     module: cst.Module
     text: str
     positions: Positions
+    nodes: list[cst.CSTNode]  # every node of the module, nested definitions included, in walk order
     funcs: dict[str, Func] = field(default_factory=dict)
     classes: dict[str, list[str]] = field(default_factory=dict)  # class name -> method qnames
     class_bases: dict[str, list[str]] = field(default_factory=dict)
@@ -201,12 +202,14 @@ class Program:
     global_taint: dict[str, set[str]] = field(default_factory=dict)
     imports: dict[str, str] = field(default_factory=dict)  # local alias -> imported dotted name
 
-    def all_nodes(self) -> list[cst.CSTNode]:
-        """Every node of the module, nested definitions included (computed once)."""
-        nodes = self.__dict__.get("_all_nodes")
-        if nodes is None:
-            nodes = self.__dict__["_all_nodes"] = list(walk(self.module, into_defs=True))
-        return nodes
+    def nodes_of(self, *types: type) -> list[cst.CSTNode]:
+        """The nodes of these exact types, in walk order: one pass over `nodes` per set of types, so rules
+        index the module instead of walking it."""
+        index = self.__dict__.setdefault("_by_type", {})
+        got = index.get(types)
+        if got is None:
+            got = index[types] = [n for n in self.nodes if type(n) in types]
+        return got
 
     # -- positions -------------------------------------------------------------------------------------
     def line(self, node: cst.CSTNode) -> int:
@@ -408,9 +411,10 @@ def _index(prog: Program) -> None:
     block(prog.module.body, None, None, False)
 
 
-def build_program(module: cst.Module, text: str, env: dict[str, set[str]], positions: Positions) -> Program:
+def build_program(module: cst.Module, text: str, env: dict[str, set[str]], positions: Positions,
+                  nodes: list[cst.CSTNode]) -> Program:
     reset_children_cache(module)
-    prog = Program(module=module, text=text, positions=positions)
+    prog = Program(module=module, text=text, positions=positions, nodes=nodes)
     prog.funcs["<module>"] = Func("<module>", "<module>", module, [], None, None)
     _index(prog)
     prog.config = _collect_config(prog, env)
@@ -422,9 +426,18 @@ def func_statements(func: Func) -> list[cst.CSTNode]:
     """Every node of a function's own body (not of nested defs), computed once per function."""
     nodes = func.__dict__.get("_nodes")
     if nodes is None:
-        nodes = [n for stmt in func.body if not type(stmt) in (cst.FunctionDef, cst.ClassDef) for n in walk(stmt)]
+        nodes = [n for stmt in func.body if type(stmt) not in (cst.FunctionDef, cst.ClassDef) for n in walk(stmt)]
         func.__dict__["_nodes"] = nodes
     return nodes
+
+
+def func_nodes_of(func: Func, *types: type) -> list[cst.CSTNode]:
+    """The nodes of these exact types in a function's own body, in walk order (cached per function)."""
+    index = func.__dict__.setdefault("_by_type", {})
+    got = index.get(types)
+    if got is None:
+        got = index[types] = [n for n in func_statements(func) if type(n) in types]
+    return got
 
 
 def _binding_targets(node: cst.CSTNode) -> list[cst.CSTNode]:
@@ -800,8 +813,7 @@ def inactive_regions(prog: Program) -> list[Region]:
     # An instantiated class: the framework calls its dunders and hooks (forward, step) without naming them, so
     # a method is entered when it is a dunder or its name is never mentioned; a method the script calls by name
     # is reachable only through such a call (e.g. only from an env-disabled branch → inactive).
-    mentioned = {n.value for n in prog.all_nodes() if type(n) is cst.Name} | \
-                {n.attr.value for n in prog.all_nodes() if type(n) is cst.Attribute}
+    mentioned = {n.value for n in prog.nodes_of(cst.Name)} | {n.attr.value for n in prog.nodes_of(cst.Attribute)}
     changed = True
     while changed:
         changed = False

@@ -9,7 +9,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.flow import VAL
-from audits.program import Func, Program, assignment_edges, backward_closure, names_in, root_name, walk
+from audits.program import Func, Program, assignment_edges, backward_closure, func_nodes_of, names_in, root_name
 from audits.rule import Context
 
 
@@ -32,15 +32,11 @@ def eval_functions(ctx: Context) -> set[str]:
     todo = list(roots)
     while todo:
         f = ctx.prog.funcs[todo.pop()]
-        for stmt in f.body:
-            if type(stmt) in (cst.FunctionDef, cst.ClassDef):
-                continue
-            for n in walk(stmt):
-                if type(n) is cst.Call:
-                    callee = ctx.prog.resolve_call(n, f)
-                    if callee is not None and callee.qname not in out and callee.qname != "<module>":
-                        out.add(callee.qname)
-                        todo.append(callee.qname)
+        for n in func_nodes_of(f, cst.Call):
+            callee = ctx.prog.resolve_call(n, f)
+            if callee is not None and callee.qname not in out and callee.qname != "<module>":
+                out.add(callee.qname)
+                todo.append(callee.qname)
     ctx.__dict__["_eval_funcs"] = out
     return out
 
@@ -52,28 +48,25 @@ def nll_sources(prog: Program, func: Func) -> set[str]:
         return cache[func.qname]
     seeds: set[str] = set()
     edges: list[tuple[set[str], set[str]]] = []
-    for stmt in func.body:
-        if type(stmt) in (cst.FunctionDef, cst.ClassDef):
-            continue
-        for n in walk(stmt):
-            if type(n) in (cst.Assign, cst.AugAssign) and n.value is not None:
-                for targets, sources in assignment_edges(n):
-                    if type(n) is cst.AugAssign and any(_is_loss_acc(t) for t in targets):
-                        seeds |= sources
-                    if type(n) is cst.Assign:
-                        for t in n.targets:
-                            if type(t.target) is cst.Subscript and t.target.slice:
-                                sources = sources | names_in(t.target.slice[0])
-                    edges.append((targets, sources))
-            elif type(n) is cst.Call and type(n.func) is cst.Attribute and n.func.attr.value.endswith("_"):
-                # in-place tensor methods (`logits.scatter_add_(-1, hint, gate)`) write their arguments into the receiver
-                target = root_name(n.func.value)
-                sources = set().union(*(names_in(a.value) for a in n.args)) if n.args else set()
-                if n.func.attr.value in ("add_", "copy_") and _is_loss_acc(target):
+    for n in func_nodes_of(func, cst.Assign, cst.AugAssign, cst.Call, cst.Return):
+        if type(n) in (cst.Assign, cst.AugAssign) and n.value is not None:
+            for targets, sources in assignment_edges(n):
+                if type(n) is cst.AugAssign and any(_is_loss_acc(t) for t in targets):
                     seeds |= sources
-                edges.append(({target}, sources))
-            elif type(n) is cst.Return and n.value is not None:
-                seeds |= names_in(n.value)
+                if type(n) is cst.Assign:
+                    for t in n.targets:
+                        if type(t.target) is cst.Subscript and t.target.slice:
+                            sources = sources | names_in(t.target.slice[0])
+                edges.append((targets, sources))
+        elif type(n) is cst.Call and type(n.func) is cst.Attribute and n.func.attr.value.endswith("_"):
+            # in-place tensor methods (`logits.scatter_add_(-1, hint, gate)`) write their arguments into the receiver
+            target = root_name(n.func.value)
+            sources = set().union(*(names_in(a.value) for a in n.args)) if n.args else set()
+            if n.func.attr.value in ("add_", "copy_") and _is_loss_acc(target):
+                seeds |= sources
+            edges.append(({target}, sources))
+        elif type(n) is cst.Return and n.value is not None:
+            seeds |= names_in(n.value)
     out = backward_closure(seeds, edges)
     cache[func.qname] = out
     return out
@@ -93,13 +86,8 @@ def statement_targets(stmt: cst.CSTNode) -> set[str]:
 
 def enclosing_statements(func: Func):
     """(small statement, node) pairs for every node of the function's own body."""
-    for stmt in func.body:
-        if type(stmt) in (cst.FunctionDef, cst.ClassDef):
-            continue
-        for n in walk(stmt):
-            if type(n) is cst.SimpleStatementLine:
-                for small in n.body:
-                    yield small
+    for n in func_nodes_of(func, cst.SimpleStatementLine):
+        yield from n.body
 
 
 def reaches_nll(prog: Program, func: Func, small: cst.CSTNode) -> bool:

@@ -5,7 +5,7 @@ import re
 
 import libcst as cst
 
-from audits.program import dotted, names_in, root_name, walk
+from audits.program import dotted, func_nodes_of, names_in, root_name, walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
@@ -117,19 +117,15 @@ class ByteCountErrors(Rule):
         leading_added = any(
             type(n) is cst.AugAssign and type(n.operator) is cst.AddAssign and any(_LEADING.search(x) for x in names_in(n.value))
             or type(n) is cst.BinaryOperation and type(n.operator) is cst.Add and any(_LEADING.search(x) for x in names_in(n.right))
-            for n in prog.all_nodes())
+            for n in prog.nodes_of(cst.AugAssign, cst.BinaryOperation))
         for func in prog.funcs.values():
-            assigns = []
+            sized = [n for n in func_nodes_of(func, cst.Assign) if _len_encode(n.value)]
+            if not sized:
+                continue
             text = prog.node_text(func.node) if func.qname != "<module>" else ""
             lut_builder = bool(_PIECE_API.search(text))
-            for stmt in func.body:
-                if type(stmt) in (cst.FunctionDef, cst.ClassDef):
-                    continue
-                for n in walk(stmt):
-                    if type(n) is cst.Assign and _len_encode(n.value) and any(
-                            _BYTES_TABLE.search(root_name(t.target) or "") or
-                            (lut_builder and type(t.target) is cst.Subscript) for t in n.targets):
-                        assigns.append(n)
+            assigns = [n for n in sized if any(_BYTES_TABLE.search(root_name(t.target) or "") or
+                                               (lut_builder and type(t.target) is cst.Subscript) for t in n.targets)]
             if not assigns:
                 continue
             if leading_added:

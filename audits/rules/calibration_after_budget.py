@@ -12,11 +12,10 @@ from audits.types import Condition, Confidence, Ruling, Severity
 
 def has_reserve(prog) -> bool:
     """`max_wallclock_ms -= gptq_reserve_ms` or any assignment combining a wallclock and a reserve name."""
-    for n in prog.all_nodes():
-        if type(n) in (cst.Assign, cst.AugAssign, cst.AnnAssign):
-            names = names_in(n)
-            if any(P.WALLCLOCK.search(x) for x in names) and any(P.RESERVE.search(x) for x in names):
-                return True
+    for n in prog.nodes_of(cst.Assign, cst.AugAssign, cst.AnnAssign):
+        names = names_in(n)
+        if any(P.WALLCLOCK.search(x) for x in names) and any(P.RESERVE.search(x) for x in names):
+            return True
     return False
 
 
@@ -84,8 +83,12 @@ class CalibrationAfterBudget(Rule):
         if has_reserve(ctx.prog):
             return
         for flow in ctx.flows:
+            by_loop: dict[int, list] = {}
+            for o in flow.occs:
+                for lp in o.loops:
+                    by_loop.setdefault(lp.uid, []).append(o)
             for uid, (loop, _path, _chain) in flow.loops.items():
-                inside = [o for o in flow.occs if any(lp.uid == uid for lp in o.loops)]
+                inside = by_loop.get(uid, [])
                 if not any(o.kind == UPDATE and TRAIN in o.taint for o in inside):
                     continue
                 loop_text = ctx.prog.node_text(loop.node)

@@ -56,7 +56,7 @@ class NetworkAccess(Rule):
     def check(self, ctx):
         prog = ctx.prog
         flagged_names: set[str] = set()
-        for n in prog.all_nodes():
+        for n in prog.nodes_of(cst.Import, cst.ImportFrom):
             if type(n) is cst.Import:
                 for alias in n.names:
                     name = cst.helpers.get_full_name_for_node(alias.name) or ""
@@ -64,7 +64,7 @@ class NetworkAccess(Rule):
                         flagged_names.add(alias.asname.name.value if alias.asname else name.split(".")[0])
                         yield Hit(n, f"imports network module `{name}`")
                         break
-            elif type(n) is cst.ImportFrom and n.module is not None and not type(n.names) is cst.ImportStar:
+            elif type(n) is cst.ImportFrom and n.module is not None and type(n.names) is not cst.ImportStar:
                 mod = cst.helpers.get_full_name_for_node(n.module) or ""
                 names = [cst.helpers.get_full_name_for_node(a.name) or "" for a in n.names]
                 hits = [x for x in names if P.is_network_module(f"{mod}.{x}")] if not P.is_network_module(mod) else names
@@ -72,8 +72,7 @@ class NetworkAccess(Rule):
                     flagged_names.update(hits)
                     yield Hit(n, f"imports `{', '.join(hits)}` from network module `{mod}`"
                               if P.is_network_module(mod) else f"imports network module `{mod}.{hits[0]}`")
-        for n in prog.all_nodes():
-            if type(n) is cst.Call:
-                fn = dotted(n.func)
-                if P.NETWORK_CALLS.search(fn) and fn.split(".")[0] not in flagged_names:
-                    yield Hit(n, f"`{fn}` downloads from the network")
+        for n in prog.nodes_of(cst.Call):
+            fn = dotted(n.func)
+            if P.NETWORK_CALLS.search(fn) and fn.split(".")[0] not in flagged_names:
+                yield Hit(n, f"`{fn}` downloads from the network")

@@ -5,7 +5,7 @@ import re
 
 import libcst as cst
 
-from audits.program import TARGET, names_in, walk
+from audits.program import TARGET, func_nodes_of, names_in
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
@@ -62,14 +62,10 @@ class PaidPrefix(Rule):
     def check(self, ctx):
         prog = ctx.prog
         for func in prog.funcs.values():
-            for stmt in func.body:
-                if type(stmt) in (cst.FunctionDef, cst.ClassDef):
-                    continue
-                for n in walk(stmt):
-                    if type(n) is cst.Comparison and len(n.comparisons) == 1 and \
-                            type(n.comparisons[0].operator) is cst.Equal:
-                        sides = (n.left, n.comparisons[0].comparator)
-                        for a, b in (sides, sides[::-1]):
-                            if any(_STORED.search(x) for x in names_in(a)) and TARGET in prog.expr_taint(b, func):
-                                yield Hit(n, "compares tokens stored in the artifact with the targets being scored")
-                                break
+            for n in func_nodes_of(func, cst.Comparison):
+                if len(n.comparisons) == 1 and type(n.comparisons[0].operator) is cst.Equal:
+                    sides = (n.left, n.comparisons[0].comparator)
+                    for a, b in (sides, sides[::-1]):
+                        if any(_STORED.search(x) for x in names_in(a)) and TARGET in prog.expr_taint(b, func):
+                            yield Hit(n, "compares tokens stored in the artifact with the targets being scored")
+                            break

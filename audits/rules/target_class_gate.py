@@ -79,7 +79,7 @@ class TargetClassGate(Rule):
             srcs = nll_sources(prog, func)
             for stmt in func.body:
                 for n in walk(stmt):
-                    if not type(n) is cst.Assign:
+                    if type(n) is not cst.Assign:
                         continue
                     targets = statement_targets(n)
                     if not targets & srcs or any(_BYTE_ACCOUNTING.search(t) for t in targets if t):

@@ -5,7 +5,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.consteval import evaluate
-from audits.program import VAL, dotted, root_name, walk
+from audits.program import VAL, dotted, func_nodes_of, root_name
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
@@ -58,21 +58,17 @@ class TrainOnVal(Rule):
     def check(self, ctx):
         prog = ctx.prog
         for func in prog.funcs.values():
-            for stmt in func.body:
-                if type(stmt) in (cst.FunctionDef, cst.ClassDef):
-                    continue
-                for n in walk(stmt):
-                    if not type(n) is cst.Assign:
-                        continue
-                    targets = [root_name(t.target) for t in n.targets]
-                    if type(n.value) is cst.Call:
-                        callee = P.last_part(dotted(n.value.func))
-                        is_loader = bool(P.LOADER_CLASS.search(callee)) and not P.VAL_CALL.search(callee)
-                        trainish = any(t.startswith(("train", "tr_")) or t in ("loader", "stream") for t in targets)
-                        if is_loader and trainish and any(
-                                VAL in prog.expr_taint(a.value, func) or _resolves_to_val(prog, a.value)
-                                for a in n.value.args):
-                            yield Hit(n, f"training data source `{targets[0]}` is built from validation data")
-                    elif any(P.TRAIN_NAME.match(t or "") for t in targets) and type(n.value) in (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.BinaryOperation) \
-                            and VAL in prog.expr_taint(n.value, func):
-                        yield Hit(n, f"training files `{targets[0]}` point at the validation split")
+            for n in func_nodes_of(func, cst.Assign):
+                targets = [root_name(t.target) for t in n.targets]
+                if type(n.value) is cst.Call:
+                    callee = P.last_part(dotted(n.value.func))
+                    is_loader = bool(P.LOADER_CLASS.search(callee)) and not P.VAL_CALL.search(callee)
+                    trainish = any(t.startswith(("train", "tr_")) or t in ("loader", "stream") for t in targets)
+                    if is_loader and trainish and any(
+                            VAL in prog.expr_taint(a.value, func) or _resolves_to_val(prog, a.value)
+                            for a in n.value.args):
+                        yield Hit(n, f"training data source `{targets[0]}` is built from validation data")
+                elif any(P.TRAIN_NAME.match(t or "") for t in targets) and type(n.value) in (
+                        cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.BinaryOperation) \
+                        and VAL in prog.expr_taint(n.value, func):
+                    yield Hit(n, f"training files `{targets[0]}` point at the validation split")

@@ -58,12 +58,12 @@ class UnverifiableExec(Rule):
         prog = ctx.prog
         resolved = getattr(prog, "resolved_execs", set())
         inside_resolved: set[int] = set()
-        for n in prog.all_nodes():
-            if type(n) is cst.Call and id(n) in resolved:
+        for n in prog.nodes_of(cst.Call):
+            if id(n) in resolved:
                 inside_resolved.update(id(x) for x in walk(n, into_defs=True))
         failures = {id(call): why for call, why in getattr(prog, "unpack_failures", [])}
-        for n in prog.all_nodes():
-            if not (type(n) is cst.Call and type(n.func) is cst.Name and n.func.value in EXEC_FUNCS):
+        for n in prog.nodes_of(cst.Call):
+            if not (type(n.func) is cst.Name and n.func.value in EXEC_FUNCS):
                 continue
             if id(n) in failures:
                 yield Hit(n, f"cannot verify: packed code could not be decoded ({failures[id(n)]})")
