@@ -63,6 +63,7 @@ class Positions:
         self._ascii = text.isascii()
         self._ranges: dict[cst.CSTNode, object] = {}  # node -> CodeRange, from codegen of its statement
         self._start: dict[int, tuple[int, int]] = {}  # statement / handler -> (line, column), from ast
+        self._end: dict[int, tuple[int, int]] = {}  # simple statement (line) -> (line, column), from ast
         self._deco: dict[int, int] = {}  # decorated def/class -> line of its first decorator
         self._indent: dict[int, tuple[str, ...]] = {}  # owner -> indentation tokens in force at it
         self._owner: dict[int, cst.CSTNode] = {}  # node -> the statement or clause that code-generates it
@@ -115,6 +116,7 @@ class Positions:
                 end = self._smalls(stmt.body, nodes[i:i + k])
                 i += k
                 start = self._start[id(stmt)] = self._start[id(stmt.body[0])]
+                self._end[id(stmt)] = self._end[id(stmt.body[-1])]
                 self._indent[id(stmt)] = indent
                 self._own(stmt, (stmt,), start[0] if start[0] == end else None)
             else:
@@ -131,6 +133,7 @@ class Positions:
             if _SMALL.get(type(s)) is not type(a):
                 raise _Mismatch
             self._start[id(s)] = self._pos(a.lineno, a.col_offset)
+            self._end[id(s)] = self._pos(a.end_lineno, a.end_col_offset)
         return nodes[-1].end_lineno
 
     def _compound(self, stmt, a: ast.AST, indent: tuple[str, ...]) -> None:
@@ -220,9 +223,11 @@ class Positions:
 
     def _own(self, owner, nodes, single: int | None) -> None:
         owned = self._owner
-        for n in nodes:
-            for m in walk(n, into_defs=True):
-                owned[id(m)] = owner
+        todo = list(nodes)
+        while todo:
+            n = todo.pop()
+            owned[id(n)] = owner
+            todo.extend(children(n))
         if single is not None:
             self._single[id(owner)] = single
 
@@ -234,13 +239,17 @@ class Positions:
 
     # -- ranges --------------------------------------------------------------------------------------------
     def _derived(self, node) -> Range | None:
-        """Statements, blocks and clauses span from their own start to the end of their last part."""
+        """Statements, blocks and clauses span from their own start to the end of their last part; a simple
+        statement's end is ast's."""
         t = type(node)
         if t is cst.IndentedBlock:
             return self.range(node.body[0])[:2] + self.range(node.body[-1])[2:]
         start = self._start.get(id(node))
-        if start is None or t is cst.SimpleStatementLine or t in _SMALL:
+        if start is None:
             return None
+        end = self._end.get(id(node))
+        if end is not None:
+            return start + end
         if t in (cst.Try, cst.TryStar):
             last = node.finalbody or node.orelse or (node.handlers[-1] if node.handlers else node.body)
         elif t is cst.Match:
