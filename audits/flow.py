@@ -18,7 +18,7 @@ from audits import patterns as P
 from audits.consteval import UNKNOWN
 from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, assignment_edges, backward_closure,
                             bind_args, branch_value, dotted, func_nodes_of, local_taint, names_in, root_name)
-from audits.walk import children, walk
+from audits.walk import children, module_cache, walk
 
 # event kinds
 SCORE, ACC, RESET, UPDATE, BACKWARD, RESTORE, QUANT, CALIB, TRAIN_READ, CACHE_UPDATE, NET, OPT_NEW = (
@@ -387,16 +387,9 @@ class TreeBuilder:
         if expr is None:
             return []
         out: list = []
-        self._expr(expr, out)
+        for call in _calls_in_order(expr):
+            out.extend(self.call(call))
         return out
-
-    def _expr(self, node: cst.CSTNode, out: list) -> None:
-        if type(node) in (cst.Lambda, cst.FunctionDef, cst.ClassDef):
-            return
-        for child in children(node):
-            self._expr(child, out)
-        if type(node) is cst.Call:
-            out.extend(self.call(node))
 
     def call(self, node: cst.Call) -> list:
         prog, func, facts = self.prog, self.func, self.facts
@@ -449,6 +442,29 @@ class TreeBuilder:
         if resolved is not None and resolved is not func:
             items.append(CallItem(node, line, resolved))
         return items
+
+
+_CALLS = module_cache()
+
+
+def _calls_in_order(node: cst.CSTNode) -> tuple[cst.Call, ...]:
+    """The calls of an expression in evaluation order (inner first), not entering lambdas; cached per node,
+    since every call context of a function rebuilds its tree."""
+    got = _CALLS.get(id(node))
+    if got is None:
+        out: list[cst.Call] = []
+        _post_order_calls(node, out)
+        got = _CALLS[id(node)] = tuple(out)
+    return got
+
+
+def _post_order_calls(node: cst.CSTNode, out: list) -> None:
+    if type(node) in (cst.Lambda, cst.FunctionDef, cst.ClassDef):
+        return
+    for child in children(node):
+        _post_order_calls(child, out)
+    if type(node) is cst.Call:
+        out.append(node)
 
 
 def _is_zero(node: cst.CSTNode) -> bool:

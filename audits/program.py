@@ -202,6 +202,14 @@ class Program:
     global_taint: dict[str, set[str]] = field(default_factory=dict)
     imports: dict[str, str] = field(default_factory=dict)  # local alias -> imported dotted name
 
+    def identifiers(self) -> frozenset[str]:
+        """Every name and attribute name the module mentions: what `names_in` of any node is a subset of."""
+        got = self.__dict__.get("_identifiers")
+        if got is None:
+            got = self.__dict__["_identifiers"] = frozenset(
+                [n.value for n in self.nodes_of(cst.Name)] + [n.attr.value for n in self.nodes_of(cst.Attribute)])
+        return got
+
     def nodes_of(self, *types: type) -> list[cst.CSTNode]:
         """The nodes of these exact types, in walk order: one pass over `nodes` per set of types, so rules
         index the module instead of walking it."""
@@ -440,6 +448,9 @@ def func_nodes_of(func: Func, *types: type) -> list[cst.CSTNode]:
     return got
 
 
+_BINDERS = frozenset({cst.Assign, cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor, cst.WithItem, cst.NamedExpr})
+
+
 def _binding_targets(node: cst.CSTNode) -> list[cst.CSTNode]:
     if type(node) is cst.Assign:
         return [t.target for t in node.targets]
@@ -490,6 +501,8 @@ def _collect_config(prog: Program, env: dict[str, set[str]]) -> ConfigScope:
                                 last[name] = m if ok else None
                 for name, m in last.items():
                     sites.setdefault(name, []).append(m)
+            if type(n) not in _BINDERS:
+                continue
             for t in _binding_targets(n):
                 leaves = _flat_targets(t)
                 for leaf in leaves:
@@ -813,7 +826,7 @@ def inactive_regions(prog: Program) -> list[Region]:
     # An instantiated class: the framework calls its dunders and hooks (forward, step) without naming them, so
     # a method is entered when it is a dunder or its name is never mentioned; a method the script calls by name
     # is reachable only through such a call (e.g. only from an env-disabled branch → inactive).
-    mentioned = {n.value for n in prog.nodes_of(cst.Name)} | {n.attr.value for n in prog.nodes_of(cst.Attribute)}
+    mentioned = prog.identifiers()
     changed = True
     while changed:
         changed = False

@@ -119,6 +119,8 @@ class ByteCountErrors(Rule):
             or type(n) is cst.BinaryOperation and type(n.operator) is cst.Add and any(_LEADING.search(x) for x in names_in(n.right))
             for n in prog.nodes_of(cst.AugAssign, cst.BinaryOperation))
         for func in prog.funcs.values():
+            if not any(dotted(c.func) == "len" for c in func_nodes_of(func, cst.Call)):
+                continue  # nothing in it can be sized by len()
             sized = [n for n in func_nodes_of(func, cst.Assign) if _len_encode(n.value)]
             if not sized:
                 continue

@@ -12,6 +12,9 @@ from audits.types import Condition, Confidence, Ruling, Severity
 
 def has_reserve(prog) -> bool:
     """`max_wallclock_ms -= gptq_reserve_ms` or any assignment combining a wallclock and a reserve name."""
+    words = prog.identifiers()
+    if not (any(P.WALLCLOCK.search(x) for x in words) and any(P.RESERVE.search(x) for x in words)):
+        return False
     for n in prog.nodes_of(cst.Assign, cst.AugAssign, cst.AnnAssign):
         names = names_in(n)
         if any(P.WALLCLOCK.search(x) for x in names) and any(P.RESERVE.search(x) for x in names):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from audits import patterns as P
-from audits.program import dotted, names_in, root_name, walk
+from audits.program import dotted, func_nodes_of, names_in, root_name, walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
@@ -83,6 +83,8 @@ class SmearWithoutBOSMask(Rule):
         for func in prog.funcs.values():
             if func.qname == "<module>":
                 continue
+            if not any(_is_prev_shift(s) for s in func_nodes_of(func, cst.Subscript)):
+                continue  # every mix the rule flags reads a previous-position slice
             scope = [func] + ([prog.funcs[q] for q in prog.classes.get(func.cls, [])] if func.cls else [])
             identifiers = set().union(*(names_in(f.node) for f in scope))
             if any(P.BOS_MASK.search(x) for x in identifiers):
