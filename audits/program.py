@@ -64,6 +64,7 @@ def root_name(node: cst.CSTNode) -> str:
 
 
 _LEAVES = module_cache()
+_NO_TAINT: frozenset[str] = frozenset()
 _NAME_KINDS: dict[str, frozenset[str]] = {}
 
 
@@ -200,6 +201,7 @@ class Program:
     return_taint: dict[str, set[str]] = field(default_factory=dict)
     attr_taint: dict[str, set[str]] = field(default_factory=dict)
     global_taint: dict[str, set[str]] = field(default_factory=dict)
+    tainted_names: set[str] = field(default_factory=set)  # every name a taint map ever bound (a superset)
     imports: dict[str, str] = field(default_factory=dict)  # local alias -> imported dotted name
 
     def identifiers(self) -> frozenset[str]:
@@ -309,6 +311,8 @@ class Program:
 
     def _enclosing_taint(self, name: str, scope: Func | None) -> set[str]:
         """A free variable: look it up in the enclosing functions (closures), then the module."""
+        if name not in self.tainted_names:
+            return _NO_TAINT  # most free names (torch, F, math, ...) are bound by no taint map at all
         q = scope.parent if scope else None
         while q:
             k = self.taint.get(q, {}).get(name)
@@ -639,6 +643,7 @@ def _fixpoint(prog: Program, func: Func, local: dict[str, set[str]]) -> bool:
                         inner = grew = True
                 if not kinds <= local.get(name, set()):
                     local[name] = local.get(name, set()) | kinds
+                    prog.tainted_names.add(name)
                     inner = grew = True
         if not inner:
             break
@@ -668,6 +673,7 @@ def _compute_taint(prog: Program) -> None:
             for p, kinds in prog.param_taint[func.qname].items():
                 if not kinds <= local.get(p, set()):
                     local[p] = local.get(p, set()) | kinds
+                    prog.tainted_names.add(p)
                     changed = True
             changed |= _fixpoint(prog, func, local)
             if func.qname == "<module>":
