@@ -11,6 +11,8 @@ from typing import Any
 
 import libcst as cst
 
+from audits.walk import module_cache
+
 
 class _Unknown:
     def __repr__(self) -> str:
@@ -117,15 +119,29 @@ def _cast(fn: str, v: Any) -> Any:
     return UNKNOWN
 
 
+_LITERALS = module_cache()
+_UNSEEN = object()
+
+
+def _literal(node: cst.SimpleString | cst.Integer | cst.Float) -> Any:
+    """A literal's value, once per node: libcst evaluates each string with ast.literal_eval, and the
+    configuration is evaluated several times over."""
+    got = _LITERALS.get(id(node), _UNSEEN)
+    if got is _UNSEEN:
+        try:
+            got = node.evaluated_value
+        except Exception:
+            got = UNKNOWN
+        _LITERALS[id(node)] = got
+    return got
+
+
 def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Value:
     if depth > 40:
         return Value(UNKNOWN)
     d = depth + 1
     if type(node) in (cst.SimpleString, cst.Integer, cst.Float):
-        try:
-            return Value(node.evaluated_value if type(node) is cst.SimpleString else node.evaluated_value)
-        except Exception:
-            return Value(UNKNOWN)
+        return Value(_literal(node))
     if type(node) is cst.ConcatenatedString:
         v = node.evaluated_value
         return Value(v if isinstance(v, (str, bytes)) else UNKNOWN)

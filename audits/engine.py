@@ -13,7 +13,7 @@ import libcst as cst
 from audits.flow import build_flows
 from audits.positions import Positions
 from audits.program import Program, Region, build_program, inactive_regions
-from audits.walk import reset_children_cache, walk
+from audits.walk import release_caches, reset_children_cache, walk
 from audits.registry import all_rules
 from audits.results import DecodedSource, FileResult, Finding, Origin, Related, fingerprint
 from audits.rule import Context, Hit
@@ -204,7 +204,10 @@ def _collector_paused() -> Iterator[None]:
 
 def audit_source(src: SourceFile, env: dict[str, set[str]]) -> FileResult:
     with _collector_paused():
-        return _audit_source(src, env)
+        try:
+            return _audit_source(src, env)
+        finally:
+            release_caches()
 
 
 def _audit_source(src: SourceFile, env: dict[str, set[str]]) -> FileResult:

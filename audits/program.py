@@ -356,71 +356,74 @@ class Program:
 def _index(prog: Program) -> None:
     """Register every function, method, class, named lambda and import (one recursion over statements;
     a libcst visitor pass over the whole tree costs most of a parse)."""
+    _index_block(prog, prog.module.body, None, None, False)
 
-    def add_func(node: cst.CSTNode, name: str, params: list[str], cls_q: str | None, fn_q: str | None,
-                 in_class: bool) -> str:
-        if in_class:
-            qname = f"{cls_q}.{name}"
-            prog.classes[cls_q].append(qname)
-        elif fn_q:
-            qname = f"{fn_q}.<locals>.{name}"
+
+def _add_func(prog: Program, node: cst.CSTNode, name: str, params: list[str], cls_q: str | None,
+              fn_q: str | None, in_class: bool) -> str:
+    if in_class:
+        qname = f"{cls_q}.{name}"
+        prog.classes[cls_q].append(qname)
+    elif fn_q:
+        qname = f"{fn_q}.<locals>.{name}"
+    else:
+        qname = name
+    if qname in prog.funcs:  # redefinition: keep both reachable under distinct keys
+        qname = f"{qname}@{len(prog.funcs)}"
+    prog.funcs[qname] = Func(qname, name, node, params, cls_q if in_class else None, fn_q)
+    return qname
+
+
+def _index_small(prog: Program, node: cst.CSTNode, fn_q: str | None) -> None:
+    if type(node) is cst.Import:
+        for alias in node.names:
+            name = cst.helpers.get_full_name_for_node(alias.name) or ""
+            local = alias.asname.name.value if alias.asname and type(alias.asname.name) is cst.Name \
+                else name.split(".")[0]
+            prog.imports.setdefault(local, name if alias.asname else name.split(".")[0])
+    elif type(node) is cst.ImportFrom:
+        if type(node.names) is cst.ImportStar or node.module is None:
+            return
+        mod = cst.helpers.get_full_name_for_node(node.module) or ""
+        for alias in node.names:
+            name = cst.helpers.get_full_name_for_node(alias.name) or ""
+            local = alias.asname.name.value if alias.asname and type(alias.asname.name) is cst.Name else name
+            prog.imports.setdefault(local, f"{mod}.{name}")
+    elif type(node) is cst.Assign and type(node.value) is cst.Lambda and len(node.targets) == 1 \
+            and type(node.targets[0].target) is cst.Name:
+        # `step_fn = lambda: opt.step()` makes the lambda callable by that name
+        name = node.targets[0].target.value
+        qname = f"{fn_q}.<locals>.{name}" if fn_q else name
+        if qname not in prog.funcs:
+            prog.funcs[qname] = Func(qname, name, node.value, [p.name.value for p in node.value.params.params],
+                                     None, fn_q)
+
+
+def _index_block(prog: Program, stmts, cls_q: str | None, fn_q: str | None, in_class: bool) -> None:
+    for stmt in stmts:
+        t = type(stmt)
+        if t is cst.FunctionDef:
+            params = [p.name.value for p in (*stmt.params.posonly_params, *stmt.params.params,
+                                             *stmt.params.kwonly_params)]
+            q = _add_func(prog, stmt, stmt.name.value, params, cls_q, fn_q, in_class)
+            _index_block(prog, _block(stmt), cls_q, q, False)
+        elif t is cst.ClassDef:
+            name = stmt.name.value
+            prog.classes.setdefault(name, [])
+            prog.class_bases[name] = [dotted(a.value) for a in stmt.bases]
+            _index_block(prog, _block(stmt), name, fn_q, True)
+        elif t is cst.SimpleStatementLine:
+            for sm in stmt.body:
+                _index_small(prog, sm, fn_q)
+        elif t is cst.SimpleStatementSuite:
+            for sm in stmt.body:
+                _index_small(prog, sm, fn_q)
         else:
-            qname = name
-        if qname in prog.funcs:  # redefinition: keep both reachable under distinct keys
-            qname = f"{qname}@{len(prog.funcs)}"
-        prog.funcs[qname] = Func(qname, name, node, params, cls_q if in_class else None, fn_q)
-        return qname
-
-    def small(node: cst.CSTNode, fn_q: str | None) -> None:
-        if type(node) is cst.Import:
-            for alias in node.names:
-                name = cst.helpers.get_full_name_for_node(alias.name) or ""
-                local = alias.asname.name.value if alias.asname and type(alias.asname.name) is cst.Name \
-                    else name.split(".")[0]
-                prog.imports.setdefault(local, name if alias.asname else name.split(".")[0])
-        elif type(node) is cst.ImportFrom:
-            if type(node.names) is cst.ImportStar or node.module is None:
-                return
-            mod = cst.helpers.get_full_name_for_node(node.module) or ""
-            for alias in node.names:
-                name = cst.helpers.get_full_name_for_node(alias.name) or ""
-                local = alias.asname.name.value if alias.asname and type(alias.asname.name) is cst.Name else name
-                prog.imports.setdefault(local, f"{mod}.{name}")
-        elif type(node) is cst.Assign and type(node.value) is cst.Lambda and len(node.targets) == 1 \
-                and type(node.targets[0].target) is cst.Name:
-            # `step_fn = lambda: opt.step()` makes the lambda callable by that name
-            name = node.targets[0].target.value
-            qname = f"{fn_q}.<locals>.{name}" if fn_q else name
-            if qname not in prog.funcs:
-                prog.funcs[qname] = Func(qname, name, node.value, [p.name.value for p in node.value.params.params],
-                                         None, fn_q)
-
-    def block(stmts, cls_q: str | None, fn_q: str | None, in_class: bool) -> None:
-        for stmt in stmts:
-            t = type(stmt)
-            if t is cst.FunctionDef:
-                params = [p.name.value for p in (*stmt.params.posonly_params, *stmt.params.params,
-                                                 *stmt.params.kwonly_params)]
-                q = add_func(stmt, stmt.name.value, params, cls_q, fn_q, in_class)
-                block(_block(stmt), cls_q, q, False)
-            elif t is cst.ClassDef:
-                name = stmt.name.value
-                prog.classes.setdefault(name, [])
-                prog.class_bases[name] = [dotted(a.value) for a in stmt.bases]
-                block(_block(stmt), name, fn_q, True)
-            elif t is cst.SimpleStatementLine:
-                for sm in stmt.body:
-                    small(sm, fn_q)
-            elif t is cst.SimpleStatementSuite:
-                for sm in stmt.body:
-                    small(sm, fn_q)
-            else:
-                for child in _child_blocks(stmt) + ([_block(stmt)] if t in (cst.If, cst.Else) else []):
-                    block(child, cls_q, fn_q, False)
-                if t is cst.If and stmt.orelse is not None:
-                    block([stmt.orelse] if type(stmt.orelse) is cst.If else _block(stmt.orelse), cls_q, fn_q, False)
-
-    block(prog.module.body, None, None, False)
+            for child in _child_blocks(stmt) + ([_block(stmt)] if t in (cst.If, cst.Else) else []):
+                _index_block(prog, child, cls_q, fn_q, False)
+            if t is cst.If and stmt.orelse is not None:
+                _index_block(prog, [stmt.orelse] if type(stmt.orelse) is cst.If else _block(stmt.orelse), cls_q, fn_q,
+                             False)
 
 
 def build_program(module: cst.Module, text: str, env: dict[str, set[str]], positions: Positions,
@@ -723,112 +726,130 @@ def _block(node: cst.CSTNode | None) -> Sequence[cst.CSTNode]:
     return []
 
 
-def inactive_regions(prog: Program) -> list[Region]:
-    """Code that cannot run under the stated configuration, or is never called from the entry point."""
-    regions: list[Region] = []
-    reachable: set[str] = set()
-    instantiated: set[str] = set()
-    seen_stmt: set[int] = set()
+class _Reachability:
+    """Walks what runs from the entry point under the configuration, collecting the regions that cannot run.
 
-    def mark_reachable_in(node: cst.CSTNode, scope: Func) -> None:
+    A class rather than nested functions: closures that call each other form a reference cycle holding the
+    program and its whole CST, which then outlives the audit until a pass of the cyclic collector."""
+
+    def __init__(self, prog: Program):
+        self.prog = prog
+        self.regions: list[Region] = []
+        self.reachable: set[str] = set()
+        self.instantiated: set[str] = set()
+        self.seen_stmt: set[int] = set()
+
+    def mark_reachable_in(self, node: cst.CSTNode, scope: Func) -> None:
+        prog = self.prog
         for n in walk(node):
             if type(n) is cst.Call:
                 callee = prog.resolve_call(n, scope)
                 if callee is not None:
-                    enter(callee)
+                    self.enter(callee)
             elif type(n) is cst.Name:
                 f = prog._by_name(n.value, scope)
                 if f is not None:
-                    enter(f)
-                if n.value in prog.classes and n.value not in instantiated:
-                    instantiated.add(n.value)
+                    self.enter(f)
+                if n.value in prog.classes and n.value not in self.instantiated:
+                    self.instantiated.add(n.value)
                     init = prog.funcs.get(f"{n.value}.__init__")
                     if init is not None:
-                        enter(init)
+                        self.enter(init)
             elif type(n) is cst.Attribute and n.attr.value not in _API_METHODS:
                 f = prog._method(n.attr.value, scope, type(n.value) is cst.Name and n.value.value in ("self", "cls"))
                 if f is not None:
-                    enter(f)
+                    self.enter(f)
 
-    def visit_block(stmts: Sequence[cst.CSTNode], scope: Func) -> None:
+    def visit_block(self, stmts: Sequence[cst.CSTNode], scope: Func) -> None:
+        prog = self.prog
         for i, stmt in enumerate(stmts):
-            if id(stmt) in seen_stmt:
+            if id(stmt) in self.seen_stmt:
                 continue
-            seen_stmt.add(id(stmt))
+            self.seen_stmt.add(id(stmt))
             if type(stmt) in (cst.FunctionDef, cst.ClassDef):
                 if type(stmt) is cst.ClassDef:
                     for d in stmt.decorators:
-                        mark_reachable_in(d, scope)
+                        self.mark_reachable_in(d, scope)
                 continue
             if type(stmt) is cst.If:
-                if visit_if(stmt, scope) and i + 1 < len(stmts):
+                if self.visit_if(stmt, scope) and i + 1 < len(stmts):
                     rest = stmts[i + 1:]
                     v = branch_value(prog, stmt.test)
-                    regions.append(Region(prog.line(rest[0]), prog.end_line(rest[-1]),
-                                          f"after an early exit taken under {describe_keys(prog, v)}"))
+                    self.regions.append(Region(prog.line(rest[0]), prog.end_line(rest[-1]),
+                                               f"after an early exit taken under {describe_keys(prog, v)}"))
                     return
                 continue
             if type(stmt) in (cst.While,):
                 v = branch_value(prog, stmt.test)
                 if v.value is not UNKNOWN and not v.value:
-                    regions.append(_region_of(prog, stmt.body, f"loop condition is false under {describe_keys(prog, v)}"))
+                    self.regions.append(_region_of(prog, stmt.body,
+                                                   f"loop condition is false under {describe_keys(prog, v)}"))
                     continue
             if type(stmt) is cst.For:
                 n_iter = _range_len(prog, stmt.iter)
                 if n_iter == 0:
-                    regions.append(_region_of(prog, stmt.body, f"loop runs zero times under {describe_keys(prog, branch_value(prog, stmt.iter.args[-1].value))}"))
-                    mark_reachable_in(stmt.iter, scope)
+                    why = describe_keys(prog, branch_value(prog, stmt.iter.args[-1].value))
+                    self.regions.append(_region_of(prog, stmt.body, f"loop runs zero times under {why}"))
+                    self.mark_reachable_in(stmt.iter, scope)
                     continue
             headers = _header_exprs(stmt)
             for h in headers:
-                mark_reachable_in(h, scope)
+                self.mark_reachable_in(h, scope)
             for child in _child_blocks(stmt):
-                visit_block(child, scope)
+                self.visit_block(child, scope)
 
-    def visit_if(stmt: cst.If, scope: Func) -> bool:
+    def visit_if(self, stmt: cst.If, scope: Func) -> bool:
         """Visit an if/elif chain; True when the taken arm always exits (rest of the block is dead)."""
-        mark_reachable_in(stmt.test, scope)
+        prog = self.prog
+        self.mark_reachable_in(stmt.test, scope)
         v = branch_value(prog, stmt.test)
         body = _block(stmt)
         orelse = stmt.orelse
         if v.value is UNKNOWN:
-            visit_block(body, scope)
+            self.visit_block(body, scope)
             if type(orelse) is cst.If:
-                visit_if(orelse, scope)
+                self.visit_if(orelse, scope)
             elif orelse is not None:
-                visit_block(_block(orelse), scope)
+                self.visit_block(_block(orelse), scope)
             return False
         why = describe_keys(prog, v)
         if v.value:
-            visit_block(body, scope)
+            self.visit_block(body, scope)
             if orelse is not None:
-                regions.append(_region_of(prog, orelse, f"else-branch not taken: condition is true under {why}"))
+                self.regions.append(_region_of(prog, orelse,
+                                               f"else-branch not taken: condition is true under {why}"))
             return _exits(body)
-        regions.append(_region_of(prog, stmt.body, f"condition `{_code(prog, stmt.test)}` is false under {why}"))
+        self.regions.append(_region_of(prog, stmt.body,
+                                       f"condition `{_code(prog, stmt.test)}` is false under {why}"))
         if type(orelse) is cst.If:
-            return visit_if(orelse, scope)
+            return self.visit_if(orelse, scope)
         if orelse is not None:
-            visit_block(_block(orelse), scope)
+            self.visit_block(_block(orelse), scope)
             return _exits(_block(orelse))
         return False
 
-    def enter(f: Func) -> None:
-        if f.qname in reachable:
+    def enter(self, f: Func) -> None:
+        if f.qname in self.reachable:
             return
-        reachable.add(f.qname)
+        self.reachable.add(f.qname)
         if type(f.node) is cst.FunctionDef:
             for d in f.node.decorators:
-                mark_reachable_in(d, f)
+                self.mark_reachable_in(d, f)
             for p in f.node.params.params:
                 if p.default is not None:
-                    mark_reachable_in(p.default, f)
-            visit_block(f.body, f)
+                    self.mark_reachable_in(p.default, f)
+            self.visit_block(f.body, f)
         elif type(f.node) is cst.Lambda:
-            mark_reachable_in(f.node.body, f)
+            self.mark_reachable_in(f.node.body, f)
         else:
-            visit_block(f.body, f)
+            self.visit_block(f.body, f)
 
-    enter(prog.funcs["<module>"])
+
+def inactive_regions(prog: Program) -> list[Region]:
+    """Code that cannot run under the stated configuration, or is never called from the entry point."""
+    walker = _Reachability(prog)
+    walker.enter(prog.funcs["<module>"])
+    reachable, instantiated, regions = walker.reachable, walker.instantiated, walker.regions
     # An instantiated class: the framework calls its dunders and hooks (forward, step) without naming them, so
     # a method is entered when it is a dunder or its name is never mentioned; a method the script calls by name
     # is reachable only through such a call (e.g. only from an env-disabled branch → inactive).
@@ -845,7 +866,7 @@ def inactive_regions(prog: Program) -> list[Region]:
             for q in methods:
                 name = prog.funcs[q].name
                 if q not in reachable and (name.startswith("__") or name in _FRAMEWORK_METHODS or name not in mentioned):
-                    enter(prog.funcs[q])
+                    walker.enter(prog.funcs[q])
                     changed = True
     for q, f in prog.funcs.items():
         if q not in reachable and type(f.node) is cst.FunctionDef:

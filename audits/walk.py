@@ -29,10 +29,17 @@ def module_cache() -> dict:
 def reset_children_cache(module: cst.Module) -> None:
     if _CACHE_OWNER and _CACHE_OWNER[0] is module:
         return
+    release_caches()
+    _CACHE_OWNER.append(module)
+
+
+def release_caches() -> None:
+    """Empty every cache and drop the module they belong to, so a finished audit's CST is freed at once rather
+    than living on until the next module's audit (and being traversed by the cyclic collector meanwhile)."""
     _CHILDREN.clear()
     for cache in _CACHES:
         cache.clear()
-    _CACHE_OWNER[:] = [module]
+    _CACHE_OWNER.clear()
 
 
 # Whitespace, punctuation and operator nodes carry nothing the analysis reads (operators are read through their
