@@ -6,9 +6,13 @@ Events
     UPDATE  positions that fed the gradient (inputs and targets), parameters or adapters touched, the state version
             after the update
     LOOK    (traced scripts) a computation of the predictions for some positions, with NLL; flag bit 0 = made with
-            gradients enabled. The tracer records every computation as a LOOK; the harness then derives which
-            ones were the scores (``harness.dynamic``), keeping the rest as LOOKs
+            gradients enabled, bit 1 = its vocabulary-wide values left torch (kept on the SCORE derived from it).
+            The tracer records every computation as a LOOK; the harness then derives which ones were the scores
+            (``harness.dynamic``), keeping the rest as LOOKs
     META    a JSON object (run metadata, the evaluator's begin/end records, reported results)
+    SYNC    (traced torchrun ranks) how many collective operations the rank had entered before the events that
+            follow (in ``version``); every rank calls collectives in the same order, so merging ranks by this count
+            respects what each rank could have known of the others
 
 Storage: a folder of column files written append-only, so the full 62M-position split costs about 4 bytes a
 scored position (the NLL) plus 16 bytes per contiguous range and 64 bytes per event::
@@ -41,9 +45,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 FORMAT = "scorefirst.ledger/1"
-SCORE, UPDATE, LOOK, META = 1, 2, 3, 4
-KIND_NAMES = {SCORE: "score", UPDATE: "update", LOOK: "look", META: "meta"}
-FLAG_GRAD = 1  # LOOK made with gradients enabled
+SCORE, UPDATE, LOOK, META, SYNC = 1, 2, 3, 4, 5
+KIND_NAMES = {SCORE: "score", UPDATE: "update", LOOK: "look", META: "meta", SYNC: "sync"}
+FLAG_GRAD = 1    # LOOK made with gradients enabled
+FLAG_EXPORT = 2  # LOOK (or the SCORE derived from it) whose vocabulary-wide values left torch (numpy, tolist)
 NONE = np.iinfo(np.int64).max  # "never" in per-position seq tables
 
 EVENT_DTYPE = np.dtype([
@@ -135,12 +140,14 @@ class LedgerWriter:
         self._pending_rng = 0
         self.counts = {"events": 0, "ranges": 0, "nll": 0, "meta": 0, "touched": 0}
         self.bytes = {"meta": 0, "touched": 0}
+        self.collectives = 0       # collective operations entered so far (see collective())
+        self._synced = 0
         self.closed = False
         self._commit(complete=False)
 
     # events
-    def score(self, positions: Any, nll: Any, version: int) -> int:
-        return self._scored(SCORE, positions, nll, version)
+    def score(self, positions: Any, nll: Any, version: int, flags: int = 0) -> int:
+        return self._scored(SCORE, positions, nll, version, flags)
 
     def look(self, positions: Any, nll: Any, version: int, flags: int = 0) -> int:
         return self._scored(LOOK, positions, nll, version, flags)
@@ -161,6 +168,11 @@ class LedgerWriter:
             self._touched_lines.append((json.dumps(list(key)) + "\n").encode())
         return self._append(UPDATE, to_ranges(positions), None, version_after, tid)
 
+    def collective(self) -> None:
+        """The rank entered a collective operation. Costs nothing until the next event, which is preceded by one
+        SYNC event carrying the count (so a burst of all-reduces between two events is one SYNC)."""
+        self.collectives += 1
+
     def meta(self, **payload) -> int:
         seq = self._append(META, np.zeros((0, 2), dtype=np.int64), None, -1, -1)
         line = json.dumps({"seq": seq, **payload}, default=_json_default, allow_nan=True)
@@ -172,6 +184,9 @@ class LedgerWriter:
                 flags: int = 0) -> int:
         if self.closed:
             raise LedgerError("ledger is closed")
+        if kind != SYNC and self._synced != self.collectives:
+            self._synced = self.collectives
+            self._append(SYNC, np.zeros((0, 2), dtype=np.int64), None, self.collectives, -1)
         seq = self.seq
         self.seq += 1
         rng_off = self.counts["ranges"] + self._pending_rng
@@ -495,7 +510,6 @@ def iter_tiles(ledger: Ledger, tile: int = 1 << 20, lo: int = 0, hi: int | None 
         count = np.zeros(n + 1, dtype=np.int32)
         first = np.full(n, NONE, dtype=np.int64)
         first_nll = np.full(n, np.nan, dtype=np.float32)
-        upd = np.full(n, NONE, dtype=np.int64)
         sel = scores.covering(a, b)
         if sel.size:
             s = np.maximum(scores.start[sel], a) - a
@@ -503,11 +517,7 @@ def iter_tiles(ledger: Ledger, tile: int = 1 << 20, lo: int = 0, hi: int | None 
             np.add.at(count, s, 1)
             np.add.at(count, e, -1)
             _paint(first, first_nll, nll, scores, sel, s, e, a, reverse=True)
-        sel = updates.covering(a, b)
-        if sel.size:
-            s = np.maximum(updates.start[sel], a) - a
-            e = np.minimum(updates.stop[sel], b) - a
-            _paint(upd, None, None, updates, sel, s, e, a, reverse=True)
+        upd = first_seqs(updates, a, b)
         last = last_nll = None
         if looks is not None:
             last = np.full(n, -1, dtype=np.int64)
@@ -518,6 +528,17 @@ def iter_tiles(ledger: Ledger, tile: int = 1 << 20, lo: int = 0, hi: int | None 
                 e = np.minimum(looks.stop[sel], b) - a
                 _paint(last, last_nll, nll, looks, sel, s, e, a, reverse=False)
         yield Tile(a, b, np.cumsum(count[:-1], dtype=np.int32), first, first_nll, upd, last, last_nll)
+
+
+def first_seqs(kr: KindRanges, a: int, b: int) -> np.ndarray:
+    """Per position of [a, b): the seq of the first range of ``kr`` covering it (NONE if none)."""
+    out = np.full(b - a, NONE, dtype=np.int64)
+    sel = kr.covering(a, b)
+    if sel.size:
+        s = np.maximum(kr.start[sel], a) - a
+        e = np.minimum(kr.stop[sel], b) - a
+        _paint(out, None, None, kr, sel, s, e, a, reverse=True)
+    return out
 
 
 def _paint(seq_out: np.ndarray, nll_out: np.ndarray | None, nll: np.ndarray | None, kr: KindRanges,
@@ -541,12 +562,17 @@ def _paint(seq_out: np.ndarray, nll_out: np.ndarray | None, nll: np.ndarray | No
 def merge(paths: Sequence[str | os.PathLike], out: str | os.PathLike, mode: str = "auto") -> dict:
     """Merge per-rank ledgers (torchrun) into one ledger in a global order; returns what was done.
 
+    The order: by the number of collective operations each event's rank had entered before it (SYNC events; every
+    rank enters them in the same order, so an event after the c-th collective of one rank comes after everything any
+    rank did before entering it), then as the mode says, then by rank, then in the rank's own order. Events of
+    different ranks between two SYNC events of the merged ledger were concurrent (see ``harness.dynamic``).
+
     ``collective``: ranks step their optimizers together with all-reduced gradients (DDP-style TTT), so the k-th
-    UPDATE of every rank is one global update that read the union of their positions; each rank's SCORE events
-    between its updates k and k+1 were made by global state k and are placed between merged updates k and k+1
-    (rank order inside that slot). ``independent``: ranks adapt private state (per-document LoRA on each rank); each
-    rank's events keep their own order and are concatenated rank after rank, so a rank's scores are only ever
-    compared with its own updates. ``auto`` picks collective when every rank made the same number of updates.
+    UPDATE of every rank is one global update that read the union of their positions; each rank's events between
+    its updates k and k+1 were made by global state k and are placed between merged updates k and k+1.
+    ``independent``: ranks adapt private state (per-document LoRA on each rank); no update is merged, so a rank's
+    scores are only ever compared with the positions its own updates read. ``auto`` picks collective when every
+    rank made the same number of updates.
     """
     ledgers = [Ledger(p) for p in paths]
     if not ledgers:
@@ -562,45 +588,60 @@ def merge(paths: Sequence[str | os.PathLike], out: str | os.PathLike, mode: str 
     meta = {"merged_from": [str(p) for p in paths], "merge_mode": mode, "ranks": len(ledgers)}
     w = LedgerWriter(out, positions=positions, meta=meta)
 
-    def copy(lg: Ledger, i: int) -> None:
+    keys = [_merge_keys(lg, r, mode == "collective") for r, lg in enumerate(ledgers)]
+    cols = [np.concatenate([k[j] for k in keys]) for j in range(5)]
+    order = np.lexsort(cols[::-1])
+    kth: list[list[int]] = [list(np.flatnonzero(lg.events["kind"] == UPDATE)) for lg in ledgers]
+    merged_done: set[int] = set()
+    slot = None
+    for o in order:
+        r, i = int(cols[3][o]), int(cols[4][o])
+        if (int(cols[0][o]), int(cols[1][o])) != slot:
+            if slot is not None:
+                w.collective()  # a point every rank has passed: a SYNC event before the next event
+            slot = (int(cols[0][o]), int(cols[1][o]))
+        lg = ledgers[r]
         e = lg.events[i]
-        rng = lg.event_ranges(i)
         k = int(e["kind"])
         w.rank = int(e["rank"])
         if k in (SCORE, LOOK):
             vals = np.asarray(lg.nll[e["nll_off"] : e["nll_off"] + e["npos"]])
-            w._scored(k, Ranges(rng), vals, int(e["version"]), int(e["flags"]))
+            w._scored(k, Ranges(lg.event_ranges(i)), vals, int(e["version"]), int(e["flags"]))
+        elif k == UPDATE and mode == "independent":
+            w.update(Ranges(lg.event_ranges(i)), lg.event_touched(i), int(e["version"]))
         elif k == UPDATE:
-            w.update(Ranges(rng), lg.event_touched(i), int(e["version"]))
-        else:
+            j = int(cols[1][o])  # this is the rank's (j+1)-th update: merged with every rank's, where it first comes
+            if j in merged_done:
+                continue
+            merged_done.add(j)
+            parts = [g.event_ranges(int(kth[q][j])) for q, g in enumerate(ledgers)]
+            touched = sorted({t for q, g in enumerate(ledgers) for t in g.event_touched(int(kth[q][j]))})
+            w.rank = 0
+            w.update(Ranges(np.concatenate(parts)), touched, int(ledgers[0].events[int(kth[0][j])]["version"]))
+        elif k == META:
             m = _meta_by_seq(lg).get(int(e["seq"]), {})
             w.meta(**{**{k_: v for k_, v in m.items() if k_ != "seq"}, "rank": int(e["rank"])})
-
-    if mode == "independent":
-        for lg in ledgers:
-            for i in range(len(lg.events)):
-                copy(lg, i)
-    else:
-        # segment each rank's events by its updates
-        segments = []
-        for lg in ledgers:
-            kinds = lg.events["kind"]
-            upd_idx = np.flatnonzero(kinds == UPDATE)
-            bounds = np.concatenate([[-1], upd_idx, [len(kinds)]])
-            segments.append((lg, upd_idx, bounds))
-        for k in range(n_upd[0] + 1):
-            for lg, _, bounds in segments:
-                for i in range(int(bounds[k]) + 1, int(bounds[k + 1])):
-                    copy(lg, i)
-            if k < n_upd[0]:
-                parts = [lg.event_ranges(int(upd[k])) for lg, upd, _ in segments]
-                touched = sorted({t for lg, upd, _ in segments for t in lg.event_touched(int(upd[k]))})
-                version = int(segments[0][0].events[int(segments[0][1][k])]["version"])
-                w.rank = 0
-                w.update(Ranges(np.concatenate(parts)), touched, version)
     w.close(complete=all(lg.complete for lg in ledgers))
     return {"mode": mode, "ranks": len(ledgers), "updates_per_rank": n_upd, "path": str(out),
             "complete": all(lg.complete for lg in ledgers)}
+
+
+def _merge_keys(lg: Ledger, rank: int, collective: bool) -> tuple[np.ndarray, ...]:
+    """Sort keys of a rank's events other than SYNC: (collectives entered before it, updates before it in
+    collective mode, 1 for an update in collective mode, rank, index)."""
+    ev = lg.events
+    n = len(ev)
+    kinds = np.asarray(ev["kind"])
+    at = np.where(kinds == SYNC, np.arange(n), -1)
+    last = np.maximum.accumulate(at) if n else at
+    epoch = np.where(last >= 0, np.asarray(ev["version"])[np.maximum(last, 0)], 0)
+    upd = (kinds == UPDATE).astype(np.int64)
+    before = np.cumsum(upd) - upd if collective else np.zeros(n, np.int64)
+    is_upd = upd if collective else np.zeros(n, np.int64)
+    keep = kinds != SYNC
+    idx = np.arange(n)
+    return (epoch[keep].astype(np.int64), before[keep], is_upd[keep], np.full(int(keep.sum()), rank, np.int64),
+            idx[keep])
 
 
 def _meta_by_seq(lg: Ledger) -> dict[int, dict]:
@@ -615,6 +656,6 @@ def disk_size(path: str | os.PathLike) -> int:
     return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
 
 
-__all__ = ["FORMAT", "SCORE", "UPDATE", "LOOK", "META", "KIND_NAMES", "FLAG_GRAD", "NONE", "Ledger", "LedgerWriter",
-           "LedgerObserver", "LedgerError", "KindRanges", "Ranges", "Tile", "iter_tiles", "merge", "to_ranges",
-           "disk_size"]
+__all__ = ["FORMAT", "SCORE", "UPDATE", "LOOK", "META", "SYNC", "KIND_NAMES", "FLAG_GRAD", "FLAG_EXPORT", "NONE",
+           "Ledger", "LedgerWriter", "LedgerObserver", "LedgerError", "KindRanges", "Ranges", "Tile", "iter_tiles",
+           "merge", "to_ranges", "disk_size", "first_seqs"]

@@ -11,8 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from harness.ledger import (LOOK, META, NONE, SCORE, UPDATE, Ledger, LedgerError, LedgerObserver, LedgerWriter,
-                            Ranges, iter_tiles, merge, to_ranges)
+from harness.ledger import (LOOK, META, NONE, SCORE, SYNC, UPDATE, Ledger, LedgerError, LedgerObserver,
+                            LedgerWriter, Ranges, iter_tiles, merge, to_ranges)
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -162,7 +162,7 @@ def test_merge_collective_unions_the_kth_updates(tmp_path):
     assert info["mode"] == "collective" and info["complete"]
     led = Ledger(tmp_path / "m")
     kinds = [int(k) for k in led.events["kind"] if k != META]
-    assert kinds == [SCORE, SCORE, UPDATE, SCORE, SCORE]
+    assert kinds == [SCORE, SCORE, UPDATE, SYNC, SCORE, SCORE]  # SYNC: the ranks' scores after it were concurrent
     upd = int(np.flatnonzero(led.events["kind"] == UPDATE)[0])
     assert led.event_ranges(upd).tolist() == [[0, 11], [10, 21]]
     assert set(led.event_touched(upd)) == {"w0", "w1"}
@@ -208,3 +208,25 @@ def test_observer_writes_scores_updates_and_the_reported_result(tmp_path):
     assert [int(k) for k in led.events["kind"]] == [META, SCORE, SCORE, UPDATE, SCORE, META]
     assert obs.reported["val_loss"] == 0.5 and led.end["tokens"] == 19
     assert led.event_ranges(3).tolist() == [[0, 7]]
+
+
+def test_sync_events_are_written_lazily_and_order_the_merge(tmp_path):
+    """A burst of collectives is one SYNC before the next event; rank 1's score made before an all-reduce comes
+    before rank 0's score made after it, although rank 0 sorts first otherwise."""
+    w0 = LedgerWriter(tmp_path / "r0", positions=50, rank=0)
+    w0.collective()
+    w0.collective()
+    w0.score((1, 11), np.zeros(10), 0)
+    w0.close()
+    w1 = LedgerWriter(tmp_path / "r1", positions=50, rank=1)
+    w1.score((11, 21), np.zeros(10), 0)
+    w1.collective()
+    w1.collective()
+    w1.close()
+    r0 = Ledger(tmp_path / "r0")
+    assert [int(k) for k in r0.events["kind"]] == [SYNC, SCORE] and int(r0.events["version"][0]) == 2
+    assert Ledger(tmp_path / "r1").count(SYNC) == 0  # nothing followed rank 1's collectives
+    merge([tmp_path / "r0", tmp_path / "r1"], tmp_path / "m")
+    m = Ledger(tmp_path / "m")
+    scores = np.flatnonzero(m.events["kind"] == SCORE)
+    assert [int(m.events["rank"][i]) for i in scores] == [1, 0]
