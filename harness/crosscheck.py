@@ -14,11 +14,13 @@ CONDITIONS = [c.value for c in Condition]  # C1 C2 C3 C4 DATA CAL NET BYTES
 
 def dynamic_verdicts(dyn: DynamicResult) -> dict[str, str | None]:
     """Per condition: the worst check/probe verdict; NET from the sandbox (blocked attempts FAIL, a run in an
-    empty network namespace with none PASS, no isolation or no sandbox: not judged); CAL never."""
+    empty network namespace with none PASS — WARN when the guard's records were tampered with, so that none
+    proves nothing —, no isolation or no sandbox: not judged); CAL never."""
     out: dict[str, str | None] = {c: dyn.verdict_of(c) for c in CONDITIONS}
     sb = dyn.sandbox
+    untrusted = any(c.id == "guard-log" and c.verdict != "PASS" for c in dyn.checks)
     if sb is not None and sb.network.startswith("none"):
-        out["NET"] = "FAIL" if sb.network_attempts else "PASS"
+        out["NET"] = "FAIL" if sb.network_attempts else "WARN" if untrusted else "PASS"
     elif sb is not None and sb.network_attempts:
         out["NET"] = "FAIL"
     return out

@@ -6,25 +6,26 @@ Isolation, best available first (``isolation="auto"``):
 * ``bwrap`` (bubblewrap, ``apt-get install -y bubblewrap``): new network, pid, ipc and uts namespaces; the root
   file system bound read-only, a private ``/tmp``, the work directory the only writable place, read-only data
   binds; every capability dropped; killed with its parent.
-* ``unshare``: ``unshare -n`` (``-rn`` when not root), a new network namespace only — the file system and process
-  table are *not* isolated, and the result says so.
+* ``unshare``: ``unshare -n`` (``-rn`` when not root), a new network namespace only (its loopback brought up, for
+  torchrun's rendezvous) — the file system and process table are *not* isolated, and the result says so.
 * ``none``: only when asked for explicitly; the result says the network was not isolated.
 
 Limits: CPU seconds (``RLIMIT_CPU``), address space (``RLIMIT_AS``; off for GPU runs, CUDA reserves huge virtual
 ranges) plus a memory cgroup where one can be created, processes (a pids cgroup as root — root ignores
 ``RLIMIT_NPROC`` — else ``RLIMIT_NPROC`` above the caller's current count), file size, and wall time (the whole
-process tree is killed). The guard in ``harness/tracer`` logs network attempts and writes outside the work
-directory; a network attempt becomes a PG-NET finding in the audit.
+process tree is killed). The guard in ``harness/tracer`` reports network attempts and writes outside the work
+directory through a channel the script cannot rewrite (:mod:`harness.guard_channel`); a network attempt becomes a
+PG-NET finding in the audit.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,10 +35,10 @@ from pathlib import Path
 from typing import Sequence
 
 from harness.dynamic_result import SandboxInfo
+from harness.guard_channel import GuardChannel
 from harness.tracer import ENV_GUARD_LOG, ENV_WORKDIR, python_path
 
 BWRAP_APT = "apt-get update && apt-get install -y bubblewrap"
-GUARD_LOG = ".scorefirst-guard.jsonl"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -71,6 +72,8 @@ class SandboxResult:
     stdout: str = ""
     stderr: str = ""
     workdir: Path | None = None
+    guarded: int = 0                                      # processes whose guard reported its start
+    guard_problems: list[str] = field(default_factory=list)   # tampering with the guard's channel
 
     @property
     def ok(self) -> bool:
@@ -116,6 +119,18 @@ def process_limit_available() -> bool:
     ok = cg.has_pids
     cg.close()
     return ok
+
+
+# A new network namespace starts with its loopback interface down (bubblewrap brings it up itself): torchrun's
+# rendezvous on localhost needs it. Run as `python -I -S -c _LOOPBACK_UP argv...` (no site: no guard, no tracer).
+_LOOPBACK_UP = """
+import fcntl, os, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+flags = struct.unpack("16sH22x", fcntl.ioctl(s, 0x8913, struct.pack("16sH22x", b"lo", 0)))[1]
+fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 1))
+s.close()
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
 
 
 def _unshare_argv() -> list[str]:
@@ -248,16 +263,15 @@ def run(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None, r
     limits = limits or Limits()
     kind = pick_isolation(isolation)
     workdir = Path(workdir).resolve()
-    guard_log = workdir / GUARD_LOG
-    guard_log.unlink(missing_ok=True)
     child_env = dict(env if env is not None else os.environ)
     child_env["PYTHONPATH"] = python_path(child_env.get("PYTHONPATH"))
-    child_env[ENV_GUARD_LOG] = str(guard_log)
     child_env[ENV_WORKDIR] = str(workdir)
     child_env.setdefault("HOME", str(workdir))
     child_env.setdefault("TMPDIR", "/tmp" if kind == "bwrap" else str(workdir / "tmp"))
     (workdir / "tmp").mkdir(exist_ok=True)
 
+    channel = GuardChannel()
+    child_env[ENV_GUARD_LOG] = str(channel.path)
     name = uuid.uuid4().hex[:12]
     cg = _Cgroups(name, limits.processes, None if gpu else limits.memory_mb)
     enforced = [f"RLIMIT_CPU={limits.cpu_seconds}s", f"wall {limits.wall_seconds}s", f"RLIMIT_FSIZE={limits.file_mb}MB"]
@@ -288,14 +302,14 @@ def run(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None, r
                "--new-session", "--cap-drop", "ALL", "--ro-bind", "/", "/"]
         cmd += ["--dev-bind", "/dev", "/dev"] if gpu else ["--dev", "/dev"]
         cmd += ["--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm", "--bind", str(workdir), str(workdir)]
-        for p in _visible(ro_paths, child_env):
+        for p in [*_visible(ro_paths, child_env), channel.dir]:
             cmd += ["--ro-bind", str(p), str(p)]
         cmd += ["--chdir", str(workdir), "--"] + list(argv)
         isolation_text = ("bubblewrap: new network, pid, ipc and uts namespaces; read-only root file system, private "
                           "/tmp, the work directory the only writable path; capabilities dropped")
         network = "none (empty network namespace)"
     elif kind == "unshare":
-        cmd = _unshare_argv() + list(argv)
+        cmd = _unshare_argv() + [sys.executable, "-I", "-S", "-c", _LOOPBACK_UP] + list(argv)
         isolation_text = ("unshare: new network namespace only; the file system and process table are NOT isolated "
                           f"(install bubblewrap for full isolation: {BWRAP_APT})")
         network = "none (empty network namespace)"
@@ -313,6 +327,7 @@ def run(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None, r
                                     stderr=err, preexec_fn=preexec)
         except BaseException:
             cg.close()
+            channel.close()
             raise
         timed_out = threading.Event()
 
@@ -326,6 +341,7 @@ def run(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None, r
             _, status, usage = os.wait4(proc.pid, 0)
         except KeyboardInterrupt:
             _kill_tree(proc.pid, cg)
+            channel.close()
             raise
         finally:
             timer.cancel()
@@ -335,6 +351,7 @@ def run(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None, r
     _kill_tree(proc.pid, cg)  # stragglers (daemonized children) die with the run
     oom = cg.oom_killed()
     cg.close()
+    guard = channel.close()
     stdout = out_path.read_bytes().decode("utf-8", "replace")
     stderr = err_path.read_bytes().decode("utf-8", "replace")
     code = proc.returncode
@@ -347,15 +364,13 @@ def run(argv: Sequence[str], workdir: Path, env: dict[str, str] | None = None, r
         killed = f"memory limit ({limits.memory_mb} MB)"
     elif code != 0 and _process_error(stderr):
         killed = f"process limit ({limits.processes})"
-    net, writes = _guard_events(guard_log)
-    return SandboxResult(isolation_text, network, code, wall, cpu, limits, killed, net, writes, enforced, stdout,
-                         stderr, workdir)
+    return SandboxResult(isolation_text, network, code, wall, cpu, limits, killed, guard.network, guard.writes,
+                         enforced, stdout, stderr, workdir, guard.processes, guard.problems)
 
 
 def _visible(ro_paths: Sequence[Path], env: dict[str, str]) -> list[Path]:
     """Read-only binds: the given paths, plus the interpreter (a virtualenv under /tmp would be hidden by the
     private /tmp) and the PYTHONPATH entries (the guard, the tracer)."""
-    import sys
 
     extra = [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
     extra += [Path(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -384,23 +399,6 @@ def _memory_error(stderr: str) -> bool:
 def _process_error(stderr: str) -> bool:
     return any(s in stderr for s in ("Resource temporarily unavailable", "can't start new thread",
                                      "BlockingIOError: [Errno 11]", "fork: retry"))
-
-
-def _guard_events(path: Path) -> tuple[list[str], list[str]]:
-    net, writes = [], []
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return net, writes
-    for line in lines:
-        try:
-            e = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        target = net if e.get("kind") == "network" else writes if e.get("kind") == "write" else None
-        if target is not None and e.get("what") not in target:
-            target.append(str(e.get("what")))
-    return net, writes
 
 
 def make_workdir(base: Path | None = None, prefix: str = "scorefirst-run-") -> Path:

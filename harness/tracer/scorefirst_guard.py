@@ -1,8 +1,12 @@
 """An audit hook recording what the sandbox blocks: network attempts and writes outside the work directory.
 
-One JSON line per attempt in ``$SCOREFIRST_GUARD_LOG`` (written with ``os.write`` on an O_APPEND descriptor, so
-forks and threads interleave whole lines). Loopback and Unix-socket traffic is local (torchrun's rendezvous) and
-not recorded. The hook only observes: the sandbox's network namespace and read-only mounts are what stop it.
+One JSON line per attempt into ``$SCOREFIRST_GUARD_LOG``, a FIFO the harness reads while the run goes on (see
+``harness.guard_channel``): what was sent cannot be truncated, overwritten or deleted by the script, and the
+FIFO lies outside the writable work directory. Each process first sends a "start" record and numbers its records
+(``n``), so records that go missing, and lines the guard did not write, show. Lines stay under PIPE_BUF, so forks
+and threads interleave whole lines. Loopback and Unix-socket traffic is local (torchrun's rendezvous) and not
+recorded, and neither is a lookup of this machine's own name. The hook only observes: the sandbox's network
+namespace and read-only mounts are what stop it.
 """
 
 import json
@@ -10,10 +14,21 @@ import os
 import sys
 
 _LOCAL = ("127.", "::1", "localhost", "0.0.0.0")
+_SELF = {os.uname().nodename}  # this machine's own name (torchrun's store resolves it): answered locally
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _fd = None
+_n = 0
 _allowed: tuple = ()
 _seen: set = set()
+
+
+def _send(record: dict) -> None:
+    global _n
+    try:
+        os.write(_fd, (json.dumps({**record, "pid": os.getpid(), "n": _n}) + "\n").encode())
+    except OSError:
+        pass
+    _n += 1
 
 
 def _log(kind: str, what: str) -> None:
@@ -21,10 +36,14 @@ def _log(kind: str, what: str) -> None:
     if key in _seen or _fd is None:
         return
     _seen.add(key)
-    try:
-        os.write(_fd, (json.dumps({"kind": kind, "what": what, "pid": os.getpid()}) + "\n").encode())
-    except OSError:
-        pass
+    _send({"kind": kind, "what": what[:1000]})
+
+
+def _forked() -> None:
+    global _n
+    _n = 0
+    _seen.clear()
+    _send({"kind": "start"})
 
 
 def _addr(a) -> str:
@@ -48,7 +67,11 @@ def _is_local(a) -> bool:
     if isinstance(a, (str, bytes)):  # AF_UNIX path
         return True
     host = str(a[0]) if isinstance(a, tuple) and a else ""
-    return host == "" or host.startswith(_LOCAL)
+    return host == "" or host.startswith(_LOCAL) or host in _SELF
+
+
+def _local_name(host: str) -> bool:
+    return host.startswith(_LOCAL) or host in _SELF or host in ("", "None")
 
 
 def _hook(event: str, args: tuple) -> None:
@@ -60,10 +83,10 @@ def _hook(event: str, args: tuple) -> None:
         elif event == "socket.getaddrinfo":
             host = args[0]
             host = host.decode() if isinstance(host, bytes) else str(host)
-            if not host.startswith(_LOCAL) and host not in ("", "None") and not _is_ip(host):
+            if not _local_name(host) and not _is_ip(host):
                 _log("network", f"resolve {host}:{args[1]}")
         elif event in ("socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"):
-            if not str(args[0]).startswith(_LOCAL):
+            if not _local_name(str(args[0])):
                 _log("network", f"resolve {args[0]}")
         elif event == "open":
             path, mode, flags = args[0], args[1], args[2]
@@ -81,8 +104,10 @@ def _hook(event: str, args: tuple) -> None:
 
 def install() -> None:
     global _fd, _allowed
-    _fd = os.open(os.environ["SCOREFIRST_GUARD_LOG"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    _fd = os.open(os.environ["SCOREFIRST_GUARD_LOG"], os.O_WRONLY)
     os.set_inheritable(_fd, False)
     work = os.environ.get("SCOREFIRST_WORKDIR") or os.getcwd()
     _allowed = tuple(os.path.abspath(p) + os.sep for p in (work, "/tmp", "/dev", "/proc/self")) + ("/dev/null",)
+    _send({"kind": "start"})
+    os.register_at_fork(after_in_child=_forked)
     sys.addaudithook(_hook)

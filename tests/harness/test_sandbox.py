@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 import uuid
@@ -164,3 +165,47 @@ def test_no_isolation_says_so(tmp_path):
     res = _run(tmp_path, "print('hello')", isolation="none")
     assert res.exit_code == 0 and res.stdout.strip() == "hello"
     assert "NOT isolated" in res.isolation and "NOT isolated" in res.network
+
+
+TAMPER = """
+    import os, socket
+    try:
+        socket.create_connection(("1.1.1.1", 80), timeout=3)
+    except OSError:
+        pass
+    log = os.environ["SCOREFIRST_GUARD_LOG"]
+    for what, attempt in [("truncate", lambda: os.truncate(log, 0)), ("overwrite", lambda: open(log, "w").write("{}\\n")),
+                          ("unlink", lambda: os.unlink(log))]:
+        try:
+            attempt()
+            print(what, "done")
+        except OSError as e:
+            print(what, "refused", e.errno)
+"""
+
+
+@pytest.mark.parametrize("isolation", ["bwrap", "unshare"])
+def test_a_script_cannot_erase_the_guards_record_and_tampering_shows(tmp_path, isolation):
+    """The guard reports through a FIFO the harness drains: truncating it fails, an overwrite only adds a line the
+    guard did not write (reported), unlinking it (possible without bubblewrap) takes nothing back."""
+    if not sandbox.available(isolation):
+        pytest.skip(f"{isolation} not available here")
+    res = _run(tmp_path, TAMPER, isolation=isolation)
+    assert res.exit_code == 0, res.tail()
+    assert "truncate refused 22" in res.stdout and "overwrite done" in res.stdout
+    assert res.network_attempts == ["connect 1.1.1.1:80"] and res.guarded == 1
+    assert res.guard_problems == ["1 line(s) in the guard's channel that the guard did not write (the script wrote "
+                                  "into it)"]
+    assert ("unlink refused 30" if isolation == "bwrap" else "unlink done") in res.stdout
+    assert not (tmp_path / "work" / ".scorefirst-guard.jsonl").exists()
+
+
+def test_records_that_never_arrived_are_counted_per_process():
+    from harness.guard_channel import parse
+
+    lines = [{"kind": "start", "pid": 7, "n": 0}, {"kind": "network", "what": "connect 1.1.1.1:80", "pid": 7, "n": 1},
+             {"kind": "write", "what": "/etc/x", "pid": 7, "n": 3}, {"kind": "start", "pid": 8, "n": 0},
+             {"kind": "start", "pid": 7, "n": 0}, {"kind": "network", "what": "resolve a.b:443", "pid": 7, "n": 1}]
+    rec = parse("".join(json.dumps(x) + "\n" for x in lines).encode())
+    assert rec.processes == 3 and rec.network == ["connect 1.1.1.1:80", "resolve a.b:443"] and rec.writes == ["/etc/x"]
+    assert rec.problems == ["1 record(s) of process 7 never arrived (read away from the channel)"]
