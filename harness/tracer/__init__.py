@@ -3,11 +3,11 @@
 The folder itself goes first on the script's ``PYTHONPATH``, so Python imports :mod:`sitecustomize` from here
 before the script starts (the torchrun launcher loads it too, and so does every rank it spawns):
 
-* ``scorefirst_guard`` — an audit hook that records network attempts and writes outside the work directory into a
-  log (enforcement is the sandbox's job; the log is the evidence);
+* ``scorefirst_guard`` — an audit hook that reports network attempts and writes outside the work directory through
+  a FIFO the harness drains (enforcement is the sandbox's job; the records are the evidence);
 * ``scorefirst_trace`` — the tracer, when ``SCOREFIRST_TRACE`` names a ledger folder: embedding inputs, the
-  vocabulary-sized projection, losses, backward passes, optimizer steps and in-place parameter changes, mapped to
-  validation positions and written to a ledger (one per rank).
+  vocabulary-sized projection, losses, backward passes, optimizer steps, in-place parameter changes and restores
+  (``scorefirst_state``), collectives, mapped to validation positions and written to a ledger (one per rank).
 
 ``fa3/`` holds a stand-in ``flash_attn_interface`` (FlashAttention-3's ``flash_attn_func`` on top of
 ``scaled_dot_product_attention``), put on the path only when the real module is not installed.

@@ -1,24 +1,34 @@
 """The tracer: installed by sitecustomize before an audited script starts; fills a ledger with what the script did.
 
-Observed (all through public PyTorch entry points, patched or hooked once at start-up):
+Observed (all through public PyTorch entry points, hooked once at start-up; the forward through one
+``TorchFunctionMode`` that stays entered for the whole run, so every spelling of an operation is seen alike):
 
 * ``F.embedding`` with a vocabulary-sized weight: the input token ids. Each row is matched against the validation
   stream (an index of its 8-grams), giving the validation position of every input token; rows that do not match
   (training batches) are ignored.
-* ``F.linear`` with a vocabulary-sized output whose leading shape is the last matched input: the output projection
-  (the last such call of a forward wins, so an MLP that happens to be vocabulary-wide is not mistaken for it).
-  ``F.cross_entropy`` / ``F.log_softmax`` on a tensor of the same size after it: the final logits (softcap, LoRA
-  head deltas and temperature applied). When the forward ends, a LOOK event records the NLL of the full
-  distribution at each matched position's target, computed with or without grad — the first LOOK of a position is
-  its score; the harness decides which evaluation pass counts (see ``harness.dynamic``).
+* a contraction (``F.linear``, ``@``/``matmul``, ``mm``/``bmm``/``addmm``, ``einsum``, ``tensordot``) with a
+  vocabulary-sized last dimension whose leading shape is the last matched input (or its flattening): the output
+  projection, however it is written (``h @ tok_emb.weight.T`` with tied embeddings too). The last such contraction of
+  a forward wins, so an MLP that happens to be vocabulary-wide is not mistaken for it. ``cross_entropy``,
+  ``nll_loss``, ``log_softmax`` or ``softmax`` (function, ``torch.`` or tensor method) on a tensor of the same size
+  after it: the final logits (softcap, LoRA head deltas, temperature, a torch-side tilt applied). When the forward
+  ends, a LOOK event records the NLL of the full distribution at each matched position's target, computed with or
+  without grad — the first LOOK of a position is its score; the harness decides which evaluation pass counts (see
+  ``harness.dynamic``). A LOOK whose vocabulary-wide values left torch (``.numpy()``, ``.tolist()``,
+  ``np.asarray``) is flagged: the script may have scored them outside torch.
 * ``torch.autograd.backward`` / ``torch.autograd.grad``: the positions of the looks made with grad since the last
   backward feed the gradient.
-* the global optimizer step post-hook (``torch.optim.optimizer.register_optimizer_step_post_hook``, which fires for
+* the global optimizer step hooks (``torch.optim.optimizer.register_optimizer_step_{pre,post}_hook``, which fire for
   every ``torch.optim.Optimizer`` subclass, Muon included): an UPDATE reading those positions, touching the
-  optimizer's parameters.
+  optimizer's parameters — plus the positions of reverted updates whose momentum the optimizer still carries.
 * in-place changes of tracked tensors (model parameters and the leaves gradients reached) outside an optimizer:
-  version counters, plus a sampled fingerprint for ``.data`` writes, which bypass the counter.
-* lines printed with ``val_loss`` and ``val_bpb``: META "report" events (the script's reported results).
+  version counters, plus a sampled sum for ``.data`` writes, which bypass the counter. A change that returns every
+  changed tensor to its content at an earlier version is a restore (``scorefirst_state``): a META event names the
+  updates it reverts.
+* ``torch.distributed``: joining a process group (a META event), and collectives, counted so that per-rank ledgers
+  can be merged in an order every rank agrees on (SYNC events).
+* lines printed with ``val_loss`` and ``val_bpb``: META "report" events (the script's reported results); the device
+  of the first look: a META "device" event.
 
 Everything is best effort and never raises into the script; tracer errors are recorded as META events.
 """
@@ -26,12 +36,15 @@ Everything is best effort and never raises into the script; tracer errors are re
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import re
 import sys
 import weakref
 
 import numpy as np
+
+from scorefirst_state import Lineage
 
 _REPORT = re.compile(r"val_loss[\s:=]+(-?[0-9]+(?:\.([0-9]+))?(?:[eE]-?[0-9]+)?).*?"
                      r"val_bpb[\s:=]+(-?[0-9]+(?:\.([0-9]+))?(?:[eE]-?[0-9]+)?)")
@@ -90,21 +103,23 @@ class WindowIndex:
 
 
 class _Look:
-    __slots__ = ("logits", "final", "shape", "starts", "lens", "grad")
+    __slots__ = ("logits", "final", "shape", "starts", "lens", "grad", "exported")
 
     def __init__(self, logits, shape, starts, lens, grad):
         self.logits, self.final, self.shape, self.starts, self.lens = logits, None, shape, starts, lens
         self.grad = grad  # gradients were enabled when the projection ran
+        self.exported = False  # its vocabulary-wide values left torch
 
 
 class Tracer:
     def __init__(self, ledger_dir: str, val_path: str, vocab: int, rank: int, world: int):
         import torch
 
-        from harness.ledger import LedgerWriter, Ranges
+        from harness.ledger import FLAG_EXPORT, FLAG_GRAD, LedgerWriter, Ranges
 
         self.torch = torch
         self.Ranges = Ranges
+        self.FLAG_GRAD, self.FLAG_EXPORT = FLAG_GRAD, FLAG_EXPORT
         self.vocab = vocab
         self.rank = rank
         val = np.load(val_path) if val_path.endswith(".npy") else np.fromfile(val_path, dtype="<u2")
@@ -115,15 +130,22 @@ class Tracer:
                                    meta={"source": "tracer", "vocab": vocab, "world_size": world})
         self.writer.meta(event="trace-begin", rank=rank, world_size=world, vocab=vocab, n_tokens=self.n,
                          torch=torch.__version__, argv=list(sys.argv))
+        self.lineage = Lineage()
         self.version = 0
+        self.device = None
         self.map_key = None
         self.map = None            # (shape, starts, lens) of the last matched embedding input
         self.look: _Look | None = None
         self.grad_looks: list[tuple] = []        # (ranges, ids of their autograd nodes) not yet back-propagated
         self.step_ranges: list[np.ndarray] = []   # positions whose loss reached a backward since the last update
         self.names: dict[int, str] = {}
-        self.tracked: dict[int, tuple] = {}        # id -> (weakref, version, fingerprint)
+        self.tracked: dict[int, tuple] = {}        # id -> (weakref, version counter, sampled sum)
         self.seen_modules: weakref.WeakSet = weakref.WeakSet()
+        self.val_dev: dict = {}                          # the validation tokens on each device a look used
+        self.clean: set[int] = {0}                       # versions no live update on validation tokens led to
+        self.val_updates: dict[int, np.ndarray] = {}   # update version -> validation ranges it read
+        self.reverted: set[int] = set()                # update versions a restore reverted
+        self.opt_history: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # optimizer -> versions in state
         self.busy = False
         self.errors = 0
 
@@ -135,14 +157,6 @@ class Tracer:
                 self.writer.meta(event="tracer-error", where=where, error=repr(exc)[:300])
             except Exception:
                 pass
-
-    def positions_of(self, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-        """Ranges of predicted positions: row r predicts s+1 .. s+m (within the stream)."""
-        ok = starts >= 0
-        a = starts[ok] + 1
-        b = np.minimum(starts[ok] + lens[ok] + 1, self.n)
-        keep = b > a
-        return np.stack([a[keep], b[keep]], axis=1) if keep.any() else np.zeros((0, 2), np.int64)
 
     # --- forward --------------------------------------------------------------------------------------------------
     def on_embedding(self, ids) -> None:
@@ -159,11 +173,16 @@ class Tracer:
         self.map = (tuple(ids.shape), starts, lens) if (starts >= 0).any() else None
 
     def on_projection(self, out) -> None:
-        if self.map is None or tuple(out.shape[:-1]) != self.map[0]:
+        if self.map is None:
+            return
+        lead, shape = tuple(out.shape[:-1]), self.map[0]
+        if lead != shape and not (len(lead) == 1 and lead[0] == math.prod(shape)):
             return
         if self.look is not None and self.look.final is not None:
             self.finish_look()  # the previous forward already reached its loss: this is a new forward
-        shape, starts, lens = self.map
+        if self.look is None:
+            self.check_inplace()  # changes made before this forward, recorded before its look
+        _, starts, lens = self.map
         self.look = _Look(out, shape, starts, lens, bool(out.requires_grad) or self.torch.is_grad_enabled())
 
     def on_normalizer(self, x, dim=None) -> None:
@@ -176,16 +195,24 @@ class Tracer:
         elif x.dim() >= 2 and x.shape[1] == V:  # (B, V, T) layout of cross_entropy
             lk.final = x.movedim(1, -1).reshape(*lk.shape, V)
 
+    def on_export(self, x) -> None:
+        if self.look is not None and x.dim() >= 1 and x.shape[-1] == self.vocab:
+            self.look.exported = True
+
     def finish_look(self) -> None:
         lk, self.look = self.look, None
         if lk is None:
             return
         torch = self.torch
         try:
-            self.check_inplace()
             logits = lk.final if lk.final is not None else lk.logits
             with torch.no_grad():
-                lg = logits.detach().reshape(-1, logits.shape[-2], self.vocab)
+                lg = logits.detach().reshape(*lk.shape, self.vocab).reshape(-1, lk.shape[-1], self.vocab)
+                if self.device is None:
+                    self.note_device(lg.device)
+                val = self.val_dev.get(lg.device)
+                if val is None:
+                    val = self.val_dev[lg.device] = self.val_t.to(lg.device)
                 rows = np.flatnonzero(lk.starts >= 0)
                 pos_parts, nll_parts = [], []
                 for r in rows:
@@ -193,20 +220,25 @@ class Tracer:
                     m = min(m, self.n - 1 - s)
                     if m <= 0:
                         continue
-                    tgt = self.val_t[s + 1 : s + m + 1].to(lg.device)
                     lp = torch.log_softmax(lg[r, :m].float(), dim=-1)
-                    nll_parts.append(-lp.gather(-1, tgt[:, None])[:, 0])
+                    nll_parts.append(-lp.gather(-1, val[s + 1 : s + m + 1, None])[:, 0])
                     pos_parts.append((s + 1, s + m + 1))
                 if not pos_parts:
                     return
                 nll = torch.cat(nll_parts).cpu().numpy()
             rng = np.asarray(pos_parts, dtype=np.int64)
             nodes = {id(t.grad_fn) for t in (lk.logits, lk.final) if t is not None and t.grad_fn is not None}
-            self.writer.look(self.Ranges(rng), nll, self.version, 1 if (lk.grad or nodes) else 0)
+            flags = (self.FLAG_GRAD if (lk.grad or nodes) else 0) | (self.FLAG_EXPORT if lk.exported else 0)
+            self.writer.look(self.Ranges(rng), nll, self.version, flags)
             if nodes:
                 self.grad_looks.append((rng, nodes))
         except Exception as exc:
             self.error("look", exc)
+
+    def note_device(self, device) -> None:
+        self.device = device
+        name = self.torch.cuda.get_device_name(device) if device.type == "cuda" else None
+        self.writer.meta(event="device", device=device.type, name=name)
 
     # --- backward, updates ------------------------------------------------------------------------------------------
     def on_backward(self, tensors) -> None:
@@ -224,6 +256,8 @@ class Tracer:
         if len(keep) < len(self.grad_looks):
             for var in leaves:  # SLOT deltas, adapters: manual in-place updates of them must be seen too
                 self.track(var, f"leaf{tuple(var.shape)}")
+            if self.version in self.clean:  # not yet trained on validation tokens: what a restore returns to
+                self.lineage.checkpoint(self.torch, self.version, self.alive())
         self.grad_looks = keep
 
     def walk(self, tensors) -> tuple[set, list]:
@@ -241,33 +275,49 @@ class Tracer:
             todo.extend(f for f, _ in getattr(fn, "next_functions", ()) if f is not None)
         return seen, leaves
 
+    def before_step(self, opt) -> None:
+        self.finish_look()
+        self.check_inplace()
+        if not any(isinstance(v, self.torch.Tensor) for st in opt.state.values() for v in st.values()):
+            self.opt_history[opt] = []  # a fresh or cleared optimizer carries nothing
+
     def on_step(self, opt) -> None:
         self.finish_look()
         params = [p for g in opt.param_groups for p in g["params"]]
-        touched = self.touched(params)
+        with_grad = [p for p in params if getattr(p, "grad", None) is not None]
         for p in params:
             self.track(p, None)
-        self.record_update(touched, f"{type(opt).__name__}.step")
+        history = self.opt_history.setdefault(opt, [])
+        carried = [u for u in history if u in self.reverted]
+        how = f"{type(opt).__name__}.step"
+        if carried:
+            how += f" (optimizer state carried over from reverted updates {_spans(carried)})"
+            history[:] = [u for u in history if u not in carried]
+        history.append(self.record_update(with_grad, how, [self.val_updates[u] for u in carried
+                                                             if u in self.val_updates]))
         self.grad_looks = []  # forwards never back-propagated before this step fed nothing
         self.snapshot()
 
-    def record_update(self, touched: list[str], how: str) -> None:
+    def record_update(self, tensors: list, how: str, carried: list | None = None) -> int:
+        """An UPDATE reading the positions of the looks back-propagated since the last one (and ``carried``: the
+        positions of reverted updates whose gradients an optimizer's state still holds)."""
         rng = np.concatenate(self.step_ranges) if self.step_ranges else np.zeros((0, 2), np.int64)
         # inputs s .. s+m-1 and targets s+1 .. s+m were read: the ranges of targets, extended one to the left
         if rng.size:
             rng = rng.copy()
             rng[:, 0] -= 1
+        if carried:
+            rng = np.concatenate([rng, *carried])
         self.step_ranges = []
-        self.version += 1
-        self.writer.update(self.Ranges(rng), [how] + touched, self.version)
-
-    def touched(self, params) -> list[str]:
-        out = []
-        for p in params:
-            if getattr(p, "grad", None) is None:
-                continue
-            out.append(self.names.get(id(p)) or f"tensor{tuple(p.shape)}")
-        return out
+        parent = self.version
+        self.version = self.lineage.new_version(parent, True, [id(t) for t in tensors])
+        if rng.size:
+            self.val_updates[self.version] = rng
+        elif parent in self.clean:
+            self.clean.add(self.version)
+        names = [self.names.get(id(t)) or f"tensor{tuple(t.shape)}" for t in tensors]
+        self.writer.update(self.Ranges(rng), [how] + names, self.version)
+        return self.version
 
     # --- in-place changes -------------------------------------------------------------------------------------------
     def track(self, t, name) -> None:
@@ -275,13 +325,21 @@ class Tracer:
             return
         if name is not None:
             self.names.setdefault(id(t), name)
-        self.tracked[id(t)] = (weakref.ref(t), t._version, self.fingerprint(t))
+        self.tracked[id(t)] = (weakref.ref(t), t._version, self.sampled(t))
 
-    def fingerprint(self, t) -> float:
+    def sampled(self, t) -> float:
         with self.torch.no_grad():
             flat = t.detach().reshape(-1)
             step = max(1, flat.numel() // 16)
             return float(flat[::step][:16].double().sum())
+
+    def alive(self) -> dict:
+        out = {}
+        for k, (ref, _, _) in self.tracked.items():
+            t = ref()
+            if t is not None:
+                out[k] = t
+        return out
 
     def snapshot(self) -> None:
         for k, (ref, _, _) in list(self.tracked.items()):
@@ -289,20 +347,33 @@ class Tracer:
             if t is None:
                 del self.tracked[k]
             else:
-                self.tracked[k] = (ref, t._version, self.fingerprint(t))
+                self.tracked[k] = (ref, t._version, self.sampled(t))
 
     def check_inplace(self) -> None:
-        changed = []
+        changed = {}
         for k, (ref, ver, fp) in list(self.tracked.items()):
             t = ref()
             if t is None:
                 del self.tracked[k]
                 continue
-            if t._version != ver or self.fingerprint(t) != fp:
-                changed.append(self.names.get(k) or f"tensor{tuple(t.shape)}")
-        if changed:
-            self.record_update(changed, "in-place")
-            self.snapshot()
+            if t._version != ver or self.sampled(t) != fp:
+                changed[k] = t
+        if not changed:
+            return
+        wanted = {u for u in self.val_updates if u not in self.reverted}
+        found = self.lineage.find_restore(self.torch, self.version, changed, self.alive(), wanted) if wanted else None
+        if found is None:
+            self.record_update(list(changed.values()), "in-place")
+        else:
+            v0, path = found
+            before, self.version = self.version, self.lineage.new_version(v0, False)
+            self.reverted.update(path)
+            if v0 in self.clean:
+                self.clean.add(self.version)
+            self.writer.meta(event="restore", to_version=v0, from_version=before, version=self.version,
+                             reverted=path, tensors=len(changed),
+                             names=[self.names.get(k) or f"tensor{tuple(t.shape)}" for k, t in changed.items()][:8])
+        self.snapshot()
 
     def on_module(self, module) -> None:
         if module in self.seen_modules:
@@ -327,9 +398,13 @@ class Tracer:
     def close(self) -> None:
         self.finish_look()
         try:
-            self.writer.meta(event="trace-end", updates=self.version, errors=self.errors)
+            self.writer.meta(event="trace-end", updates=len(self.lineage.updates), errors=self.errors)
         finally:
             self.writer.close(complete=True)
+
+
+def _spans(versions: list[int]) -> str:
+    return ", ".join(map(str, versions[:6])) + (f", ... ({len(versions)} in all)" if len(versions) > 6 else "")
 
 
 class _Stream:
@@ -375,13 +450,13 @@ def _guarded(fn):
 
 
 @_guarded
-def _after_embedding(t, ids, weight):
+def _embedding(t, ids, weight):
     if weight.dim() == 2 and weight.shape[0] == t.vocab:
         t.on_embedding(ids)
 
 
 @_guarded
-def _after_linear(t, out):
+def _contraction(t, out):
     if out.dim() >= 2 and out.shape[-1] == t.vocab:
         t.on_projection(out)
 
@@ -392,8 +467,23 @@ def _normalizer(t, x, dim=None):
 
 
 @_guarded
+def _export(t, x):
+    t.on_export(x)
+
+
+@_guarded
+def _collective(t):
+    t.finish_look()  # the look was computed before the collective: it must be written before the count moves
+
+
+@_guarded
 def _backward(t, tensors):
     t.on_backward(tensors)
+
+
+@_guarded
+def _before_step(t, opt):
+    t.before_step(opt)
 
 
 @_guarded
@@ -406,16 +496,58 @@ def _module(t, module):
     t.on_module(module)
 
 
+_CONTRACTIONS = {"linear", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "addmm", "baddbmm", "einsum",
+                 "tensordot"}
+_NORMALIZERS = {"cross_entropy", "nll_loss", "log_softmax", "softmax"}
+_EXPORTS = {"numpy", "tolist", "__array__"}
+_COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "all_gather_object", "reduce_scatter",
+                "reduce_scatter_tensor", "broadcast", "broadcast_object_list", "barrier", "monitored_barrier",
+                "all_to_all", "all_to_all_single", "reduce", "gather", "gather_object", "scatter",
+                "scatter_object_list")
+
+
+def _observer(torch):
+    """The forward observer: one TorchFunctionMode, entered for the whole run, sees every call of the watched
+    operations whatever the spelling (function, ``torch.`` alias, tensor method, operator)."""
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    def tensor(x):
+        return x if isinstance(x, torch.Tensor) else None
+
+    class Observer(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            t = _tracer
+            if t is None or t.busy:
+                return func(*args, **kwargs)
+            name = getattr(func, "__name__", "")
+            if func is F.embedding and len(args) >= 2:
+                _embedding(args[0], args[1])
+            out = func(*args, **kwargs)
+            if name in _CONTRACTIONS:
+                if tensor(out) is not None:
+                    _contraction(out)
+            elif name in _NORMALIZERS:
+                x = tensor(args[0] if args else kwargs.get("input"))
+                if x is not None:
+                    _normalizer(x, args[1] if len(args) > 1 and name.endswith("softmax") else kwargs.get("dim"))
+            elif name in _EXPORTS and args and tensor(args[0]) is not None:
+                _export(args[0])
+            return out
+
+    return Observer()
+
+
 def install() -> None:
-    """Patch torch and start the ledger; the ledger folder is $SCOREFIRST_TRACE/rank{RANK}."""
+    """Start the ledger and the observers; the ledger folder is $SCOREFIRST_TRACE/rank{RANK}."""
     global _tracer
     repo = os.environ.get("SCOREFIRST_REPO")
     if repo and repo not in sys.path:
         sys.path.append(repo)  # after the script's own folder: its modules win
     os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
     import torch
-    import torch.nn.functional as F
-    from torch.optim.optimizer import register_optimizer_step_post_hook
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
     if os.environ.get("SCOREFIRST_TRACE_RANKS_ONLY") and "RANK" not in os.environ:
         return  # the torchrun launcher itself: its workers are traced
@@ -424,26 +556,7 @@ def install() -> None:
     out = os.path.join(os.environ["SCOREFIRST_TRACE"], f"rank{rank}")
     _tracer = Tracer(out, os.environ["SCOREFIRST_VAL_TOKENS"], int(os.environ["SCOREFIRST_VOCAB"]), rank, world)
 
-    orig_embedding, orig_linear = F.embedding, F.linear
-    orig_ce, orig_lsm = F.cross_entropy, F.log_softmax
     orig_backward, orig_grad = torch.autograd.backward, torch.autograd.grad
-
-    def embedding(input, weight, *a, **kw):
-        _after_embedding(input, weight)
-        return orig_embedding(input, weight, *a, **kw)
-
-    def linear(input, weight, bias=None):
-        out = orig_linear(input, weight, bias)
-        _after_linear(out)
-        return out
-
-    def cross_entropy(input, target, *a, **kw):
-        _normalizer(input)
-        return orig_ce(input, target, *a, **kw)
-
-    def log_softmax(input, dim=None, *a, **kw):
-        _normalizer(input, dim)
-        return orig_lsm(input, dim, *a, **kw)
 
     def backward(tensors, *a, **kw):
         _backward([tensors] if isinstance(tensors, torch.Tensor) else list(tensors))
@@ -453,13 +566,47 @@ def install() -> None:
         _backward([outputs] if isinstance(outputs, torch.Tensor) else list(outputs))
         return orig_grad(outputs, *a, **kw)
 
-    F.embedding, F.linear, F.cross_entropy, F.log_softmax = embedding, linear, cross_entropy, log_softmax
     torch.autograd.backward, torch.autograd.grad = backward, grad
+    _observer(torch).__enter__()
+    if torch.distributed.is_available():
+        _watch_distributed(torch.distributed)
+    register_optimizer_step_pre_hook(lambda opt, args, kwargs: _before_step(opt))
     register_optimizer_step_post_hook(lambda opt, args, kwargs: _step(opt))
     torch.nn.modules.module.register_module_forward_pre_hook(lambda m, args: _module(m))
     sys.stdout = _Stream(sys.stdout, _tracer)
     sys.stderr = _Stream(sys.stderr, _tracer)
     atexit.register(_close)
+
+
+def _watch_distributed(dist) -> None:
+    """Joining a process group is a META "process-group" event (ranks that never join one ran alone); each
+    collective bumps the writer's count (SYNC events, see harness.ledger.merge), after writing the look in
+    progress."""
+    init = dist.init_process_group
+
+    def init_process_group(*a, **kw):
+        out = init(*a, **kw)
+        t = _tracer
+        if t is not None:
+            t.writer.meta(event="process-group", world_size=dist.get_world_size(), backend=str(dist.get_backend()))
+        return out
+
+    dist.init_process_group = init_process_group
+
+    def counted(fn):
+        def call(*a, **kw):
+            t = _tracer
+            if t is not None:
+                _collective()
+                t.writer.collective()
+            return fn(*a, **kw)
+        call.__name__, call.__doc__, call.__wrapped__ = fn.__name__, fn.__doc__, fn
+        return call
+
+    for name in _COLLECTIVES:
+        fn = getattr(dist, name, None)
+        if fn is not None:
+            setattr(dist, name, counted(fn))
 
 
 def _close() -> None:
