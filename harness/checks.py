@@ -12,7 +12,13 @@ position's SCORE is the first computation of its prediction inside the reported 
 are LOOK events. Two more questions are then asked of the gap between the reported score and the first scores:
 was the position's prediction recomputed after an update that read it (the reported score came from a state trained
 on the token: C3), and if no such recomputation exists, the reported probabilities were not the model's observed
-full distributions at all (C2).
+full distributions at all (C2) — unless the scorer took every full distribution out of torch, where a mixture
+normalized outside torch cannot be told from a broken one (WARN: cannot verify).
+
+Restores (META "restore" events from the tracer): an update that a later restore reverted (the state returned to
+its content before the update) counts against a position only if the position was first scored before the restore;
+positions read by it and scored after the restore are the PG-TTT-006 gray case (a warm-up on validation tokens with
+weights and optimizer state reset): WARN, not a C3 failure.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from harness.dynamic_result import (TIMELINE_CAP, VIOLATION_CAP, Check, Timeline, TimelineEvent, Violation)
-from harness.ledger import LOOK, NONE, SCORE, UPDATE, KindRanges, Ledger, iter_tiles
+from harness.ledger import FLAG_EXPORT, LOOK, NONE, SCORE, UPDATE, KindRanges, Ledger, first_seqs, iter_tiles
 
 LN2 = math.log(2)
 
@@ -139,14 +145,15 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
     n = max(ledger.positions, last_pos + 1)
     scores = ledger.kind_ranges(SCORE)
     updates, scope = scoped_updates(ledger, ledger.kind_ranges(UPDATE), doc_starts)
+    updates, reverted = split_reverted(ledger, updates)
     looks = None
     if traced:
         looks = ledger.kind_ranges(LOOK)
         if look_window is not None:
             looks = looks.in_seq(look_window[0], look_window[1])
 
-    multi, unscored, outside, c3, upd_unscored, relook = (_First() for _ in range(6))
-    c3_first = relook_first = None
+    multi, unscored, outside, c3, upd_unscored, relook, warm = (_First() for _ in range(7))
+    c3_first = relook_first = warm_first = None
     loss_sum = 0.0
     last_sum = 0.0
     tokens = 0
@@ -159,24 +166,36 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
         multi.add(t.count > 1, t.lo)
         unscored.add(inside & ~scored, t.lo)
         outside.add(~inside & scored, t.lo)
-        bad = scored & (t.first_update < t.first_score)
+        first_update, any_update, relook_update = t.first_update, t.first_update, t.first_update
+        restored = np.zeros(t.hi - t.lo, dtype=bool)
+        for r, kr in reverted.items():  # a reverted update counts for what was scored (or looked at) before r
+            fr = first_seqs(kr, t.lo, t.hi)
+            first_update = np.minimum(first_update, np.where(t.first_score < r, fr, NONE))
+            any_update = np.minimum(any_update, fr)
+            if traced:
+                relook_update = np.minimum(relook_update, np.where(t.last_look < r, fr, NONE))
+            restored |= (fr < t.first_score) & (t.first_score > r)
+        bad = scored & (first_update < t.first_score)
         idx = c3.add(bad, t.lo)
         if idx.size:
             if c3_first is None:
-                c3_first = (t.lo + int(idx[0]), int(t.first_score[idx[0]]), int(t.first_update[idx[0]]))
+                c3_first = (t.lo + int(idx[0]), int(t.first_score[idx[0]]), int(first_update[idx[0]]))
             take = idx[np.linspace(0, idx.size - 1, min(idx.size, 64)).astype(int)]
-            samples.extend((t.lo + int(i), int(t.first_score[i]), int(t.first_update[i])) for i in take)
-        upd_unscored.add(inside & ~scored & (t.first_update != NONE), t.lo)
+            samples.extend((t.lo + int(i), int(t.first_score[i]), int(first_update[i])) for i in take)
+        idx = warm.add(scored & ~bad & restored, t.lo)
+        if idx.size and warm_first is None:
+            warm_first = t.lo + int(idx[0]), int(t.first_score[idx[0]]), int(any_update[idx[0]])
+        upd_unscored.add(inside & ~scored & (any_update != NONE), t.lo)
         tokens += int(scored.sum())
         loss_sum += float(t.first_nll[scored].sum(dtype=np.float64))
         if bytes_at is not None:
             nbytes += int(np.asarray(bytes_at[t.lo : t.hi])[scored].sum(dtype=np.int64))
         if traced:
             later = scored & (t.last_look > t.first_score)
-            re = later & (t.first_update > t.first_score) & (t.first_update < t.last_look)
+            re = later & (relook_update > t.first_score) & (relook_update < t.last_look)
             idx = relook.add(re, t.lo)
             if idx.size and relook_first is None:
-                relook_first = (t.lo + int(idx[0]), int(t.last_look[idx[0]]), int(t.first_update[idx[0]]))
+                relook_first = (t.lo + int(idx[0]), int(t.last_look[idx[0]]), int(relook_update[idx[0]]))
             chosen = np.where(later, t.last_look_nll, t.first_nll)
             last_sum += float(chosen[scored].astype(np.float64).sum())
 
@@ -239,10 +258,11 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
                                       else f"position {p} is outside {first_pos}..{last_pos}")))
     # C3
     n_upd = int((ledger.events["kind"] == UPDATE).sum())
+    rev_note = "; updates a restore reverted count for scores made before it" if reverted else ""
     if c3.n == 0:
         checks.append(Check("score-before-update", "C3", "PASS",
                             f"no position was read by an update before its first score ({n_upd:,} updates, "
-                            f"{scope} state)"))
+                            f"{scope} state{rev_note})"))
     else:
         p, s, u = c3_first
         checks.append(Check("score-before-update", "C3", "FAIL",
@@ -250,6 +270,18 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
                             f"scores a token must not have been trained on it)",
                             Violation(p, s, u, f"position {p}: updated at seq {u}{_touched_note(ledger, u)}, "
                                                f"first scored at seq {s}")))
+    if warm.n:
+        p, s, u = warm_first
+        r = min(r for r in reverted if r < s)
+        checks.append(Check("warmup-restored", "C3", "WARN",
+                            f"{warm.n:,} positions were read by updates before they were scored, but a restore "
+                            f"returned every parameter those updates changed to its content before them, and no "
+                            f"optimizer state carried them on, before the positions were scored: PG-TTT-006 (gray: a "
+                            f"warm-up on validation tokens, accepted when weights and optimizer state are reset, "
+                            f"#1530; synthetic warm-up tokens avoid the question)",
+                            Violation(p, s, u, f"position {p}: read by the update at seq {u}"
+                                               f"{_touched_note(ledger, u)}, reverted by the restore at seq {r}"
+                                               f"{_restore_note(ledger, r)}, first scored at seq {s}")))
 
     # reported vs reconstructed
     rep_loss, rep_bpb = _f(reported.get("val_loss")), _f(reported.get("val_bpb"))
@@ -298,14 +330,19 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
         checks.append(Check("reported-bpb", "BYTES", "PASS" if abs(rel) <= lim else "FAIL",
                             msg + (f" (rel. diff {rel:+.2e})" if abs(rel) > lim else "")))
     if traced:
-        checks.extend(_traced_checks(gap, tol, relook, relook_first, scores, recon))
+        ev = ledger.events
+        exported = int(ev["npos"][(ev["kind"] == SCORE) & ((ev["flags"] & FLAG_EXPORT) != 0)].sum())
+        checks.extend(_traced_checks(gap, tol, relook, relook_first, scores, recon, exported >= tokens > 0))
 
     return Outcome(checks, recon, _spread(samples, VIOLATION_CAP),
                    {"multi": multi.n, "unscored": unscored.n, "outside": outside.n, "c3": c3.n,
                     "relook": relook.n, "expected": expected, "updates": n_upd})
 
 
-def _traced_checks(gap, tol, relook, relook_first, scores, recon) -> list[Check]:
+def _traced_checks(gap, tol, relook, relook_first, scores, recon, exported: bool) -> list[Check]:
+    """C3 and C2 read off the gap between the reported score and the first computations. ``exported``: every
+    scored position's full distribution left torch (numpy), so the reported probabilities may come from a
+    normalized mixture the trace cannot see."""
     out = []
     beyond = gap is not None and abs(gap) > tol.loss()
     if not beyond:
@@ -331,15 +368,46 @@ def _traced_checks(gap, tol, relook, relook_first, scores, recon) -> list[Check]
     else:
         out.append(Check("reported-from-trained-state", "C3", "PASS",
                          "no position was predicted again after an update that read it"))
+        if exported:
+            out.append(Check("observed-distributions", "C2", "WARN",
+                             f"cannot verify: the reported val_loss is {abs(gap):.4f} nats/token "
+                             f"{'below' if gap < 0 else 'above'} the NLL of the full distributions the model computed, "
+                             f"no update explains it, and the scorer took "
+                             f"every one of those full distributions out of torch (numpy) before scoring: a mixture "
+                             f"normalized there (a legal prefix-only n-gram tilt, PG-NG-005) and a gold-token mixture "
+                             f"(PG-NG-001) look the same from the trace, and the C2 probe needs the scorer's own "
+                             f"distribution, which a script does not expose; the static audit's verdict decides"))
+            return out
         verdict = "FAIL" if gap < 0 else "WARN"
         out.append(Check("observed-distributions", "C2", verdict,
                          f"the reported val_loss is {abs(gap):.4f} nats/token {'below' if gap < 0 else 'above'} the "
                          f"NLL of the full distributions the model computed for those positions, and no update "
                          f"explains it: the reported probabilities are not the model's committed, normalized "
-                         f"distributions (gold-token mixing, byte-level PPM, oracle selection, a scale factor). A "
-                         f"normalized mixture computed outside torch would also show here: compare with the static "
-                         f"audit."))
+                         f"distributions (gold-token mixing, byte-level PPM, oracle selection, a scale factor)"))
     return out
+
+
+def split_reverted(ledger: Ledger, updates: KindRanges) -> tuple[KindRanges, dict[int, KindRanges]]:
+    """(updates never reverted, {restore seq: the updates it reverted}) from the ledger's restore records. When
+    several ranks reverted the same update, the latest restore counts (the global state is restored last)."""
+    at: dict[int, int] = {}
+    for m in ledger.metas:
+        if m.get("event") == "restore" and "seq" in m:
+            for v in m.get("reverted", ()):
+                at[int(v)] = max(at.get(int(v), -1), int(m["seq"]))
+    if not at or not len(updates):
+        return updates, {}
+    rev = np.array([at.get(int(v), NONE) for v in updates.version], dtype=np.int64)
+    groups = {int(r): updates.where(rev == r) for r in np.unique(rev) if r != NONE}
+    return updates.where(rev == NONE), groups
+
+
+def _restore_note(ledger: Ledger, seq: int) -> str:
+    m = next((m for m in ledger.metas if m.get("seq") == seq), None)
+    if not m:
+        return ""
+    names = ", ".join(m.get("names", [])[:3])
+    return f" (state back to version {m.get('to_version')}{': ' + names if names else ''})"
 
 
 def _reported_from(ledger: Ledger) -> dict:
