@@ -278,8 +278,10 @@ def add_dynamic_arguments(parser: argparse.ArgumentParser) -> None:
                      help="validation targets of the audit split (default: 65536)")
     dyn.add_argument("--iterations", type=_positive_int, default=20, metavar="N",
                      help="ITERATIONS for the short training run (default: 20)")
-    dyn.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
-                     help="run under torchrun with N processes; per-rank ledgers are merged (default: 1)")
+    dyn.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+                     help="run under torchrun with N processes (1: plain python); per-rank ledgers are merged "
+                          "(default: as the README's torchrun command says, capped at the GPUs with --gpu, at 2 "
+                          "gloo ranks on the CPU)")
     dyn.add_argument("--gpu", action="store_true", help="let the script see the GPUs (no address-space limit)")
     dyn.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"],
                      help="isolation (default: bubblewrap, else unshare -n; 'none' only when asked)")

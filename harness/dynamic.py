@@ -3,8 +3,9 @@
 * :func:`audit_reference` — the reference model, exactly: an evaluation mode (legal TTT or an illegal control) runs
   through its observer into a ledger, the ledger is checked, the C1/C2 probes run on a bounded prefix.
 * :func:`audit_script` — a third-party ``train_gpt.py``: a small dataset in the official layout, the script run in
-  the sandbox under the tracer with environment overrides for a short run, the trace turned into a ledger and
-  checked, the C1 probe as a second run with the validation tokens after k replaced (``scorefirst audit --dynamic``).
+  the sandbox under the tracer (torchrun when its README says so, :mod:`harness.launch`) with environment overrides
+  for a short run, the trace turned into the ledger of the reported evaluation (:mod:`harness.derive`) and checked,
+  the C1 probe as a second run with the validation tokens after k replaced (``scorefirst audit --dynamic``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from harness.checks import SCRIPT_TOLERANCE, Tolerance, build_timeline, check_ledger
+from harness.derive import derive, ledger_nll
 from harness.dynamic_result import CHECK_CONDITIONS, Check, DynamicResult, Probe
+from harness.launch import Launch, resolve as resolve_launch
 from harness.ledger import SCORE, Ledger, LedgerObserver, LedgerWriter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,12 +108,12 @@ class ScriptOptions:
     train_tokens: int = 4_000_000
     iterations: int = 20
     env: dict[str, str] = field(default_factory=dict)   # --env, over the README's run command
-    nproc: int = 1
+    nproc: int | None = None                    # torchrun processes; None: as the README's run command says
     gpu: bool = False
     isolation: str = "auto"
     limits: Any = None                          # harness.sandbox.Limits
     probes: bool = True
-    probe_atol: float | None = None             # None: 0 (bit-identical) on CPU, 1e-3 with --gpu
+    probe_atol: float | None = None             # None: 0 (bit-identical) on CPU, 1e-3 when the script ran on CUDA
     reported_label: str | None = None           # regex picking the reported line (default: the last one)
     keep: Path | None = None                    # keep the run folder (ledger, logs) here
     cache_dir: Path | None = None
@@ -135,6 +138,9 @@ class ScriptAudit:
     ledger_path: Path
     env: dict[str, str]
     workdir: Path
+    launch: Launch | None = None
+    device: Device | None = None                # where the script made its predictions
+    probe_atol: float | None = None             # the C1 probe's tolerance, when it ran
 
 
 def _log(opts: ScriptOptions, msg: str) -> None:
@@ -239,8 +245,20 @@ def _copy_submission(path: Path, work: Path) -> str:
     return name
 
 
-def run_traced(opts: ScriptOptions, ds: Dataset, base: Path, tag: str, env: dict[str, str]):
-    """One sandboxed, traced run of the submission; returns (SandboxResult, raw trace ledger path or None)."""
+def launch_of(opts: ScriptOptions) -> Launch:
+    """python or torchrun, and how many processes (see :mod:`harness.launch`)."""
+    gpus = 0
+    if opts.gpu:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    folder, _ = _entry(opts.path)
+    return resolve_launch(folder, opts.nproc, opts.gpu, gpus)
+
+
+def run_traced(opts: ScriptOptions, ds: Dataset, base: Path, tag: str, env: dict[str, str], launch: Launch):
+    """One sandboxed, traced run of the submission; returns (SandboxResult, raw trace ledger path or None, what the
+    trace is). Under torchrun every rank writes its own ledger; they are merged (:func:`harness.ledger.merge`)."""
     from harness import sandbox
     from harness.ledger import merge
 
@@ -253,186 +271,52 @@ def run_traced(opts: ScriptOptions, ds: Dataset, base: Path, tag: str, env: dict
     child.update(env)
     child.update({"DATA_PATH": str(ds.data_path), "TOKENIZER_PATH": str(ds.tokenizer), "VOCAB_SIZE": str(ds.vocab),
                   "SCOREFIRST_TRACE": str(trace), "SCOREFIRST_VAL_TOKENS": str(ds.val_file),
-                  "SCOREFIRST_VOCAB": str(ds.vocab), "SCOREFIRST_REPO": str(REPO), "PYTHONUNBUFFERED": "1"})
+                  "SCOREFIRST_VOCAB": str(ds.vocab), "SCOREFIRST_REPO": str(REPO), "PYTHONUNBUFFERED": "1",
+                  "PYTHONDONTWRITEBYTECODE": "1"})  # the repository is read-only in there
     if not opts.gpu:
         child.setdefault("OMP_NUM_THREADS", "1")
         child["CUDA_VISIBLE_DEVICES"] = ""
-    if opts.nproc > 1:
-        argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={opts.nproc}", name]
+    if launch.torchrun:
         child["SCOREFIRST_TRACE_RANKS_ONLY"] = "1"
-    else:
-        argv = [sys.executable, name]
+    argv = launch.argv(name)
     if os.geteuid() == 0:
         os.chmod(base, 0o755)
     res = sandbox.run(argv, work, child, ro_paths=[ds.root, REPO], limits=opts.limits or sandbox.Limits(),
                       isolation=opts.isolation, gpu=opts.gpu)
-    ranks = sorted(trace.glob("rank*")) if trace.is_dir() else []
+    ranks = sorted(trace.glob("rank*"), key=lambda p: int(p.name[4:])) if trace.is_dir() else []
     if not ranks:
-        return res, None
+        return res, None, "no trace"
     if len(ranks) == 1:
-        return res, ranks[0]
+        return res, ranks[0], "one process" if not launch.torchrun else "one rank"
+    if not any(m.get("event") == "process-group" for r in ranks for m in Ledger(r).metas):
+        return res, ranks[0], (f"{len(ranks)} ranks that never joined a process group, each running the whole "
+                               f"script alone: rank 0's run is audited")
     merged = base / f"trace-{tag}-merged"
-    merge(ranks, merged)
-    return res, merged
+    info = merge(ranks, merged)
+    return res, merged, f"{len(ranks)} ranks' ledgers merged ({info['mode']} updates)"
 
 
-# --- from a trace to a ledger ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Device:
+    """Where the traced script computed its predictions (the tracer's "device" record of the first look)."""
+
+    type: str | None          # "cpu", "cuda", ...; None when nothing was predicted
+    name: str | None = None
+
+    def describe(self) -> str:
+        if self.type is None:
+            return "an unknown device (nothing was predicted)"
+        return f"{self.type}" + (f" ({self.name})" if self.name else "")
+
+    def probe_atol(self, gpu: bool) -> float:
+        """The C1 probe's tolerance: bit-identical on the CPU (deterministic fp32); 1e-3 where the script ran on
+        CUDA (kernels are not bit-reproducible run to run), or could have and predicted nothing."""
+        return 1e-3 if self.type == "cuda" or (self.type is None and gpu) else 0.0
 
 
-@dataclass
-class Derived:
-    path: Path
-    reported: dict
-    window: tuple[int, int] | None            # derived seqs [lo, hi) of the reported evaluation
-    hypothesis: str
-    notes: list[str]
-
-
-def _reports(raw: Ledger) -> list[dict]:
-    return [m for m in raw.metas if m.get("event") == "report"]
-
-
-def _pick_report(reports: list[dict], label: str | None) -> dict | None:
-    if label:
-        pat = re.compile(label)
-        reports = [r for r in reports if pat.search(r.get("line", ""))]
-    return reports[-1] if reports else None
-
-
-def _expand(rng: np.ndarray) -> np.ndarray:
-    if not len(rng):
-        return np.zeros(0, np.int64)
-    return np.concatenate([np.arange(a, b) for a, b in rng])
-
-
-def evaluation_window(raw: Ledger, final: dict | None) -> tuple[int, int]:
-    """Raw seqs (lo, hi] of the evaluation whose result was reported: back from the reported line to the latest
-    earlier reported line such that the predictions made in between cover every validation target (progress lines
-    inside one evaluation are skipped that way); the whole run when there is no such line."""
-    from harness.ledger import LOOK, META
-
-    n = raw.positions
-    ev = raw.events
-    if final is None:
-        return -1, int(ev["seq"][-1]) + 1 if len(ev) else 0
-    hi = int(final["seq"])
-    report_seqs = {int(m["seq"]) for m in _reports(raw)}
-    covered = np.zeros(n, dtype=bool)
-    covered[0] = True
-    end = int(np.searchsorted(ev["seq"], hi))
-    for i in range(end - 1, -1, -1):
-        kind, seq = int(ev["kind"][i]), int(ev["seq"][i])
-        if kind == META and seq in report_seqs and covered.all():
-            return seq, hi
-        if kind == LOOK:
-            for a, b in raw.event_ranges(i):
-                covered[a:b] = True
-    return -1, hi
-
-
-def _new_in_event(pos: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Positions of one computation not predicted before; in a batch of overlapping windows the earliest row wins."""
-    first = np.zeros(pos.size, dtype=bool)
-    first[np.unique(pos, return_index=True)[1]] = True
-    return first & ~seen[pos]
-
-
-def _window_looks(raw: Ledger, lo: int, hi: int, grad_ok: bool):
-    """The LOOK events inside (lo, hi) that count as scoring under a hypothesis, in order, each with its expanded
-    positions, NLL values and which of them are first predictions."""
-    from harness.ledger import FLAG_GRAD, LOOK
-
-    seen = np.zeros(raw.positions, dtype=bool)
-    ev = raw.events
-    for i in np.flatnonzero((ev["kind"] == LOOK) & (ev["seq"] > lo) & (ev["seq"] < hi)):
-        if not grad_ok and ev["flags"][i] & FLAG_GRAD:
-            continue
-        pos = _expand(raw.event_ranges(i))
-        vals = np.asarray(raw.nll[ev["nll_off"][i] : ev["nll_off"][i] + ev["npos"][i]])
-        new = _new_in_event(pos, seen)
-        seen[pos] = True
-        yield int(i), pos, vals, new
-
-
-def _first_look_loss(raw: Ledger, lo: int, hi: int, grad_ok: bool) -> tuple[float, int]:
-    total, count = 0.0, 0
-    for _, _, vals, new in _window_looks(raw, lo, hi, grad_ok):
-        total += float(vals[new].astype(np.float64).sum())
-        count += int(new.sum())
-    return total, count
-
-
-def derive(raw: Ledger, out: Path, label: str | None = None, tol: Tolerance | None = None) -> Derived:
-    """The ledger of the reported evaluation: SCORE = the first prediction of each position inside it, counting
-    every computation (hypothesis "all"), or only those made without gradients ("no-grad": score under no_grad,
-    train with grad) when that, and not the first, reproduces the reported score. Other computations stay LOOKs."""
-    from harness.ledger import LOOK, META, UPDATE, Ranges
-
-    tol = tol or SCRIPT_TOLERANCE
-    notes: list[str] = []
-    final = _pick_report(_reports(raw), label)
-    if final is None:
-        notes.append("no line with val_loss and val_bpb was printed: nothing reported to compare")
-    lo, hi = evaluation_window(raw, final)
-    hypothesis = "all"
-    if final is not None:
-        t = Tolerance(tol.loss_abs, tol.bytes_rel, final.get("decimals"))
-        fits = {}
-        for h, grad_ok in (("all", True), ("no-grad", False)):
-            s, c = _first_look_loss(raw, lo, hi, grad_ok)
-            fits[h] = c > 0 and abs(s / c - float(final["val_loss"])) <= t.loss()
-        if not fits["all"] and fits["no-grad"]:
-            hypothesis = "no-grad"
-            notes.append("the reported score is reproduced by the predictions made without gradients; the "
-                         "gradient-enabled computations before them are training, not scoring")
-    n = raw.positions
-    w = LedgerWriter(out, positions=n, meta={"source": "trace", "trace": str(raw.path), "hypothesis": hypothesis})
-    w.meta(event="begin", mode="traced script", n_tokens=n, first_position=1, last_position=n - 1,
-           state_scope="global", window=[lo, hi], hypothesis=hypothesis)
-    ev = raw.events
-    metas = {int(m["seq"]): m for m in raw.metas if "seq" in m}
-    scoring = {i: (pos, vals, new) for i, pos, vals, new in _window_looks(raw, lo, hi, hypothesis == "all")}
-    d_lo = d_hi = None
-    for i in range(len(ev)):
-        kind, seq = int(ev["kind"][i]), int(ev["seq"][i])
-        inside = lo < seq < hi
-        if inside and d_lo is None:
-            d_lo = w.seq
-        w.rank = int(ev["rank"][i])
-        if kind == LOOK:
-            version, flags = int(ev["version"][i]), int(ev["flags"][i])
-            if i in scoring:
-                pos, vals, new = scoring[i]
-                if new.any():
-                    w.score(pos[new], vals[new], version)
-                if (~new).any():
-                    w.look(pos[~new], vals[~new], version, flags)
-            else:
-                vals = np.asarray(raw.nll[ev["nll_off"][i] : ev["nll_off"][i] + ev["npos"][i]])
-                w.look(Ranges(raw.event_ranges(i)), vals, version, flags)
-        elif kind == UPDATE:
-            w.update(Ranges(raw.event_ranges(i)), raw.event_touched(i), int(ev["version"][i]))
-        elif kind == META:
-            m = metas.get(seq, {})
-            w.meta(**{k: v for k, v in m.items() if k != "seq"}, raw_seq=seq)
-        if inside:
-            d_hi = w.seq
-    reported = {}
-    if final is not None:
-        reported = {"val_loss": final["val_loss"], "val_bpb": final["val_bpb"], "decimals": final.get("decimals"),
-                    "line": final.get("line")}
-    w.meta(event="end", **reported)
-    w.close(complete=raw.complete)
-    window = (d_lo, d_hi) if d_lo is not None else None
-    return Derived(out, reported, window, hypothesis, notes)
-
-
-def ledger_nll(path: Path) -> np.ndarray:
-    """First-score NLL per position of a derived ledger (NaN where never scored)."""
-    from harness.ledger import iter_tiles
-
-    led = Ledger(path)
-    return np.concatenate([t.first_nll for t in iter_tiles(led)]).astype(np.float64)
+def ran_on(raw: Ledger) -> Device:
+    m = next((m for m in raw.metas if m.get("event") == "device"), None)
+    return Device(m.get("device"), m.get("name")) if m else Device(None)
 
 
 def audit_script(opts: ScriptOptions) -> ScriptAudit:
@@ -440,7 +324,7 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
     from harness.probes import choose_k, future_perturbation
 
     opts.path = Path(opts.path)
-    _entry(opts.path)  # fail early on a bad path
+    launch = launch_of(opts)  # fails early on a bad path
     base = Path(tempfile.mkdtemp(prefix="scorefirst-dynamic-"))
     try:
         val_all, train, tok = source_data(opts)
@@ -448,19 +332,23 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
         val = val_all[:n_val]
         ds = build_dataset(base / "data", val, train, tok)
         env = stated_env(opts)
-        _log(opts, f"running {opts.path} on {val.size - 1:,} validation targets (vocab {ds.vocab})")
-        res, raw_path = run_traced(opts, ds, base, "main", env)
+        _log(opts, f"running {opts.path} on {val.size - 1:,} validation targets (vocab {ds.vocab}), "
+                   f"{launch.describe()}")
+        res, raw_path, traced_as = run_traced(opts, ds, base, "main", env, launch)
         ledger_path = base / "ledger"
         result = DynamicResult(mode="script", script=str(opts.path), sandbox=res.info())
+        result.checks += guard_checks(res)
         if raw_path is None:
             result.checks.append(Check("run-completed", "DATA", "FAIL",
-                                       f"the script produced no trace (exit code {res.exit_code}"
+                                       f"the script produced no trace ({launch.describe()}; exit code {res.exit_code}"
                                        f"{', ' + res.killed if res.killed else ''}): {_last_lines(res.stderr)}"))
             LedgerWriter(ledger_path, positions=int(val.size)).close(complete=False)
             led = Ledger(ledger_path)
             result.ledger = led.summary()
-            return _keep(ScriptAudit(result, res, ledger_path, env, base), opts, base)
-        derived = derive(Ledger(raw_path), ledger_path, opts.reported_label)
+            return _keep(ScriptAudit(result, res, ledger_path, env, base, launch), opts, base)
+        raw = Ledger(raw_path)
+        device = ran_on(raw)
+        derived = derive(raw, ledger_path, opts.reported_label)
         led = Ledger(ledger_path)
         tol = Tolerance(SCRIPT_TOLERANCE.loss_abs, SCRIPT_TOLERANCE.bytes_rel, derived.reported.get("decimals"))
         outcome = check_ledger(led, bytes_at=ds.bytes_at, reported=derived.reported, tol=tol, traced=True,
@@ -469,20 +357,22 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
         if res.exit_code != 0 or res.killed:
             nothing = not np.any(led.events["kind"] == SCORE)
             result.checks.append(Check("run-completed", "DATA", "FAIL" if nothing else "WARN",
-                                       f"the script exited with code {res.exit_code}"
+                                       f"the script ({launch.describe()}) exited with code {res.exit_code}"
                                        f"{' (' + res.killed + ')' if res.killed else ''}"
                                        f"{', before scoring anything' if nothing else '; the checks cover what ran'}: "
                                        f"{_last_lines(res.stderr)}"))
         else:
             result.checks.append(Check("run-completed", "DATA", "PASS",
-                                       f"ran to completion in {res.wall_seconds:.1f} s; scores taken as "
+                                       f"ran to completion in {res.wall_seconds:.1f} s, {launch.describe()}, on "
+                                       f"{device.describe()}; traced: {traced_as}; scores taken as "
                                        f"{'every' if derived.hypothesis == 'all' else 'gradient-free'} first "
                                        f"prediction inside the reported evaluation"
                                        + ("; " + "; ".join(derived.notes) if derived.notes else "")))
         finish(result, led, outcome)
+        audit = ScriptAudit(result, res, ledger_path, env, base, launch, device)
         if opts.probes and res.exit_code == 0:
             k = choose_k(val)
-            atol = opts.probe_atol if opts.probe_atol is not None else (1e-3 if opts.gpu else 0.0)
+            atol = opts.probe_atol if opts.probe_atol is not None else device.probe_atol(opts.gpu)
             runs = {}
 
             def eval_fn(tokens: np.ndarray) -> np.ndarray:
@@ -491,21 +381,37 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
                 tag = f"probe{len(runs)}"
                 pds = build_dataset(base / f"data-{tag}", tokens, train, tok)
                 _log(opts, f"C1 probe: running again with the validation tokens after {k:,} replaced")
-                pres, praw = run_traced(opts, pds, base, tag, env)
+                pres, praw, _ = run_traced(opts, pds, base, tag, env, launch)
                 runs[tag] = pres
                 if praw is None or pres.exit_code != 0:
                     return np.full(tokens.size, np.nan)
                 d = derive(Ledger(praw), base / f"ledger-{tag}", opts.reported_label)
                 return ledger_nll(d.path)
 
-            probe = future_perturbation(eval_fn, val, ds.vocab, k=k, atol=atol, what=f"{opts.path.name} run twice")
-            probe = _probe_note(probe, runs)
-            result.probes.append(probe)
-        return _keep(ScriptAudit(result, res, ledger_path, env, base), opts, base)
+            probe = future_perturbation(eval_fn, val, ds.vocab, k=k, atol=atol,
+                                        what=f"{opts.path.name} run twice on {device.describe()}"
+                                             + (f" (GPU kernels are not bit-reproducible: tolerance {atol:g})"
+                                                if atol and device.type == "cuda" else ""))
+            result.probes.append(_probe_note(probe, runs))
+            audit.probe_atol = atol
+        return _keep(audit, opts, base)
     except BaseException:
         if opts.keep is None:
             shutil.rmtree(base, ignore_errors=True)
         raise
+
+
+def guard_checks(res) -> list[Check]:
+    """A FAIL when the guard's records cannot be trusted: it never reported its start (it was not installed), or its
+    channel shows tampering (harness.guard_channel). Nothing when they can."""
+    problems = list(res.guard_problems)
+    if not res.guarded:
+        problems.append("no guarded process reported its start: the guard was not installed, or its channel was "
+                        "cut before it could report")
+    if not problems:
+        return []
+    return [Check("guard-log", "DATA", "FAIL", "the guard's record of network attempts and outside writes cannot be "
+                  "trusted: " + "; ".join(problems))]
 
 
 def _probe_note(probe: Probe, runs: dict) -> Probe:
@@ -518,8 +424,17 @@ def _probe_note(probe: Probe, runs: dict) -> Probe:
     return probe
 
 
+_ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b.*")
+
+
 def _last_lines(text: str, n: int = 3) -> str:
+    """The end of a failed run's output; under torchrun, whose own report of a failed worker comes last, the last
+    error line a worker printed."""
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    if "ChildFailedError" in text:
+        errors = [ln.strip() for ln in lines if _ERROR_LINE.match(ln.strip()) and "ChildFailedError" not in ln]
+        if errors:
+            return errors[-1][:600]
     return " | ".join(lines[-n:])[:600] or "(no output)"
 
 
@@ -577,7 +492,8 @@ def options_from_args(args, path: Path, env: dict[str, str], target_name: str) -
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", target_name).strip("_") or "target"
         keep = Path(args.ledger_dir) / safe
     wall = args.timeout
-    limits = Limits(cpu_seconds=wall * max(1, args.nproc) * 2, memory_mb=args.memory_mb, wall_seconds=wall)
+    ranks = args.nproc or 8  # CPU seconds for every process torchrun may start
+    limits = Limits(cpu_seconds=wall * ranks * 2, memory_mb=args.memory_mb, wall_seconds=wall)
     return ScriptOptions(path=path, data_path=Path(args.data_path) if args.data_path else None,
                          tokenizer_path=Path(args.tokenizer_path) if args.tokenizer_path else None,
                          val_tokens=args.val_tokens, iterations=args.iterations, env=env, nproc=args.nproc,

@@ -106,6 +106,20 @@ def test_crosscheck_rows_and_net_from_the_sandbox():
     assert dynamic_verdicts(dyn)["NET"] is None
 
 
+def test_an_untrusted_guard_record_fails_data_and_proves_no_net_pass():
+    from types import SimpleNamespace
+
+    from harness.dynamic import guard_checks
+
+    assert guard_checks(SimpleNamespace(guard_problems=[], guarded=2)) == []
+    silent = guard_checks(SimpleNamespace(guard_problems=[], guarded=0))
+    assert silent[0].verdict == "FAIL" and "guard was not installed" in silent[0].message
+    dyn = _sample()
+    dyn.sandbox.network_attempts = []
+    dyn.checks += guard_checks(SimpleNamespace(guard_problems=["1 line(s) ... the script wrote into it"], guarded=1))
+    assert dynamic_verdicts(dyn)["NET"] == "WARN" and dynamic_verdicts(dyn)["DATA"] == "FAIL"
+
+
 @needs_sandbox
 def test_audit_dynamic_end_to_end(cli, tmp_path, ref_data, monkeypatch):
     """The static auditor misses this fixture's pre-eval TTT (its validation tokens come from an imported helper);

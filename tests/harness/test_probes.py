@@ -86,3 +86,19 @@ def test_bidirectional_attention_fails_the_future_probe(make_model, val_prefix, 
 def test_probe_with_nothing_comparable_warns():
     probe = future_perturbation(lambda t: np.full(t.size, np.nan), np.arange(2, 40), 64, k=10)
     assert probe.verdict == "WARN"
+
+
+def test_the_c1_tolerance_follows_the_device_the_script_ran_on(tmp_path):
+    """Bit-identical where the trace says the predictions were made on the CPU; 1e-3 on CUDA (GPU kernels are not
+    bit-reproducible run to run), also when a --gpu run predicted nothing."""
+    from harness.dynamic import Device, ran_on
+    from harness.ledger import Ledger, LedgerWriter
+
+    w = LedgerWriter(tmp_path / "t", positions=10)
+    w.meta(event="device", device="cuda", name="NVIDIA H100 80GB HBM3")
+    w.close()
+    dev = ran_on(Ledger(tmp_path / "t"))
+    assert dev == Device("cuda", "NVIDIA H100 80GB HBM3") and dev.probe_atol(gpu=True) == 1e-3
+    assert dev.describe() == "cuda (NVIDIA H100 80GB HBM3)"
+    assert Device("cpu").probe_atol(gpu=True) == 0.0 and Device(None).probe_atol(gpu=False) == 0.0
+    assert Device(None).probe_atol(gpu=True) == 1e-3
