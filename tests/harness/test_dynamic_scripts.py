@@ -3,6 +3,7 @@ right evidence (tests/fixtures/dynamic/, CPU-sized; a run takes a few seconds)."
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,18 +18,11 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dynamic"
 pytestmark = pytest.mark.skipif(not (sandbox.available("bwrap") or sandbox.available("unshare")),
                                 reason=f"no sandbox here ({sandbox.BWRAP_APT})")
 
-# fixture -> expected dynamic verdict per condition (None: not examined without probes)
-EXPECTED = {
-    "legal_lora_ttt": {"C1": "PASS", "C2": "PASS", "C3": "PASS", "C4": "PASS"},
-    "illegal_multi_epoch_last": {"C1": None, "C2": "PASS", "C3": "FAIL", "C4": "FAIL"},
-    "illegal_min_nll_ttt": {"C1": None, "C2": "PASS", "C3": "FAIL", "C4": "FAIL"},
-    "illegal_pre_eval_ttt": {"C1": None, "C2": "PASS", "C3": "FAIL", "C4": "PASS"},
-    "illegal_rescore_after_ttt": {"C1": None, "C2": "PASS", "C3": "FAIL", "C4": "FAIL"},
-    "illegal_slot": {"C1": None, "C2": "PASS", "C3": "FAIL", "C4": "PASS"},
-    "illegal_gold_ngram": {"C1": None, "C2": "FAIL", "C3": "PASS", "C4": "WARN"},
-    "illegal_bidirectional_eval": {"C1": "FAIL", "C2": "PASS", "C3": "PASS", "C4": "PASS"},
-}
-PROBED = {"legal_lora_ttt", "illegal_bidirectional_eval"}
+# fixture -> expected dynamic verdict per condition (None: not examined without the probe), shared with the GPU check
+SPECS = {k: v for k, v in json.loads((FIXTURES / "expected.json").read_text()).items() if not k.startswith("_")}
+ELSEWHERE = {"legal_tied_matmul": "the README test below", **{k: "test_dynamic_torchrun.py" for k, v in SPECS.items()
+                                                              if v.get("torchrun")}}
+EXPECTED = {k: v["verdict"] for k, v in SPECS.items() if k not in ELSEWHERE}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +31,7 @@ def cache(ref_data):
 
 
 def _audit(path: Path, cache: Path, probes: bool, **kw):
-    opts = ScriptOptions(path=path, val_tokens=1024, iterations=6, cache_dir=cache, probes=probes, **kw)
+    opts = ScriptOptions(path=path, val_tokens=1024, iterations=6, cache_dir=cache, probes=probes, nproc=1, **kw)
     return audit_script(opts)
 
 
@@ -49,7 +43,7 @@ def _checks(result):
 def audits(cache):
     out = {}
     for name in EXPECTED:
-        out[name] = _audit(FIXTURES / f"{name}.py", cache, name in PROBED)
+        out[name] = _audit(FIXTURES / f"{name}.py", cache, SPECS[name]["probe"], env=SPECS[name].get("env", {}))
     return out
 
 
@@ -111,13 +105,16 @@ def test_bidirectional_attention_fails_the_probe_with_the_first_position(audits)
 
 
 def test_readme_run_command_switches_ttt_on_and_the_ledger_is_kept(cache, tmp_path):
-    """A submission folder whose script defaults TTT off; its README's run command turns it on."""
+    """A submission folder whose script defaults TTT off; its README's run command turns it on and launches it with
+    torchrun (two gloo ranks here). The script never joins a process group, so each rank runs it alone and rank 0's
+    run is audited. It projects onto the vocabulary with ``h @ tok_emb.weight.T`` (no F.linear), which the tracer
+    must see."""
     sub = tmp_path / "records" / "MyRun"
     sub.mkdir(parents=True)
     base = (FIXTURES / "pg_base.py").read_text().replace('os.environ.get("TTT_ENABLED", "1")',
                                                          'os.environ.get("TTT_ENABLED", "0")')
     (sub / "pg_base.py").write_text(base)
-    shutil.copyfile(FIXTURES / "legal_score_first_ttt.py", sub / "train_gpt.py")
+    shutil.copyfile(FIXTURES / "legal_tied_matmul.py", sub / "train_gpt.py")
     (sub / "README.md").write_text("Run:\n\n    TTT_ENABLED=1 TTT_EPOCHS=1 torchrun --standalone --nproc_per_node=8 "
                                    "train_gpt.py\n")
     opts = ScriptOptions(path=sub, val_tokens=1024, iterations=6, cache_dir=cache, probes=True,
@@ -127,8 +124,10 @@ def test_readme_run_command_switches_ttt_on_and_the_ledger_is_kept(cache, tmp_pa
     assert env["TORCHDYNAMO_DISABLE"] == "1" and "DATA_PATH" not in env
     a = audit_script(opts)
     d = a.result.to_dict()
-    assert d["verdict"] == {"conditions": {"C1": "PASS", "C2": "PASS", "C3": "PASS", "C4": "PASS"},
+    assert d["verdict"] == {"conditions": SPECS["legal_tied_matmul"]["verdict"],
                             "overall": "PASS"}, [(c["id"], c["message"]) for c in d["checks"] + d["probes"]]
+    ran = _checks(a.result)["run-completed"].message
+    assert "launched as torchrun --nproc_per_node=2" in ran and "rank 0's run is audited" in ran and "on cpu" in ran
     led = Ledger(d["ledger"]["path"])
     assert led.complete and d["ledger"]["path"].startswith(str(tmp_path / "kept"))
     assert any(m.get("event") == "report" and "legal_ttt" in m.get("line", "") for m in led.metas)
@@ -143,3 +142,34 @@ def test_a_crashing_script_is_reported(cache, tmp_path):
     a = _audit(bad, cache, probes=True)
     c = _checks(a.result)["run-completed"]
     assert c.verdict == "FAIL" and "no GPU found" in c.message and a.result.probes == []
+
+
+def test_a_mixture_normalized_in_numpy_cannot_be_verified_rather_than_failed(audits):
+    """PG-NG-005 computed outside torch: the reported score sits below the model's distributions, which the scorer
+    exported whole to numpy; the gold-token mixture (which exports nothing) still fails."""
+    r = audits["legal_numpy_ngram_tilt"].result
+    c = _checks(r)["observed-distributions"]
+    assert c.verdict == "WARN" and c.message.startswith("cannot verify") and "PG-NG-005" in c.message
+    assert r.reported["val_loss"] < r.reconstructed["val_loss"] - 0.05  # the case that was a C2 FAIL
+    assert _checks(audits["illegal_gold_ngram"].result)["observed-distributions"].verdict == "FAIL"
+
+
+def test_a_warmup_on_validation_tokens_undone_by_a_restore_is_the_gray_ruling(audits):
+    """PG-TTT-006: warm-up steps on the last validation sequences, weights restored from a copy, a fresh optimizer."""
+    checks = _checks(audits["gray_warmup_restored"].result)
+    w = checks["warmup-restored"]
+    fv = w.first_violation
+    assert w.verdict == "WARN" and "PG-TTT-006" in w.message and "#1530" in w.message
+    assert fv.position == 640 and fv.update_seq < fv.score_seq and "reverted by the restore" in fv.detail
+    assert checks["score-before-update"].verdict == "PASS" and "restore" in checks["score-before-update"].message
+
+
+@pytest.mark.parametrize("restore,evidence", [("none", "SGD.step"), ("weights", "optimizer state carried over")])
+def test_a_warmup_that_is_not_fully_undone_fails_c3(restore, evidence, cache):
+    """No restore: train-then-score (PG-TTT-001). Weights restored but the warm-up optimizer reused: its momentum
+    brings the warm-up gradients back at the first TTT step, before the warmed-up positions are scored."""
+    a = _audit(FIXTURES / "gray_warmup_restored.py", cache, False, env={"TTT_WARMUP_RESTORE": restore})
+    checks = _checks(a.result)
+    c = checks["score-before-update"]
+    assert c.verdict == "FAIL" and c.first_violation.position == 640 and evidence in c.first_violation.detail
+    assert "warmup-restored" not in checks and a.result.to_dict()["verdict"]["conditions"]["C3"] == "FAIL"
