@@ -2,8 +2,10 @@
 
 1. bare libcst parse of a ~3,500-line realistic script (the yardstick), with the cyclic garbage collector paused
    as the engine runs it (and, for reference, with it running);
-2. the rule engine's time over that parse, as a ratio  [engine adds <= 1 parse: ratio <= 1.0], and where that
-   time goes (each step of the engine timed once by wrapping it, after a warm-up run);
+2. the rule engine's time over that parse, as a ratio  [engine adds <= 1 parse: ratio <= 1.0]: parse and audit
+   alternate, and the ratio is the median over those pairs (other work on a shared machine slows whole
+   stretches of a run; each pair sees the same load); and where the time goes (each step of the engine timed
+   once by wrapping it, after a warm-up run);
 3. end-to-end `python -m harness audit FILE --json out.json`, process start to exit, best of N  [<= 1.0 s], and
    what a process that only imports the audit path costs;
 4. a folder of 100 scripts with jobs=1 vs jobs=2 (ratio), and cold vs warm cache.
@@ -25,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,10 +166,13 @@ def main() -> int:
         lines = text.count("\n")
         src = decode_source(text.encode(), script.name)
 
-        parse_s = best(collector_paused(lambda: libcst.parse_module(text)), args.repeat)
-        parse_gc_s = best(lambda: libcst.parse_module(text), args.repeat)
-        audit_s = best(lambda: audit_source(src, {}), args.repeat)
+        pairs = [(best(collector_paused(lambda: libcst.parse_module(text)), 1), best(lambda: audit_source(src, {}), 1))
+                 for _ in range(max(args.repeat, 3))]
+        parse_s = min(p for p, _ in pairs)
+        audit_s = min(a for _, a in pairs)
         engine_s = max(0.0, audit_s - parse_s)
+        ratio = statistics.median((a - p) / p for p, a in pairs)
+        parse_gc_s = best(lambda: libcst.parse_module(text), args.repeat)
         steps = breakdown(src)
 
         env = dict(os.environ, PYTHONPATH=str(REPO))
@@ -221,7 +227,9 @@ def main() -> int:
         "parse_collector_running_s": round(parse_gc_s, 3),
         "audit_source_s": round(audit_s, 3),
         "engine_over_parse_s": round(engine_s, 3),
-        "engine_to_parse_ratio": round(engine_s / parse_s, 2) if parse_s else None,
+        "engine_to_parse_ratio": round(ratio, 2),
+        "engine_to_parse_ratio_of_bests": round(engine_s / parse_s, 2),
+        "parse_audit_pairs_s": [[round(p, 3), round(a, 3)] for p, a in pairs],
         "engine_steps_s": steps,
         "e2e_no_cache_s": round(e2e_cold, 3),
         "e2e_warm_cache_s": round(e2e_warm, 3),
@@ -236,12 +244,14 @@ def main() -> int:
         "folder_warm_cache_hits": warm_cache.hits,
     }
     ok_e2e = e2e_cold <= 1.0
-    ok_ratio = figures["engine_to_parse_ratio"] is not None and figures["engine_to_parse_ratio"] <= 1.0
+    ok_ratio = ratio <= 1.0
     print(f"scorefirst benchmark ({figures['machine']})")
     print(f"  script: {lines} lines; best of {args.repeat}")
     print(f"  bare libcst parse             {parse_s:8.3f} s   (collector running: {parse_gc_s:.3f} s)")
     print(f"  audit_source (parse+engine)   {audit_s:8.3f} s   engine over parse {engine_s:.3f} s"
-          f" = {figures['engine_to_parse_ratio']} x parse   [target <= 1.0: {'met' if ok_ratio else 'NOT met'}]")
+          f" = {figures['engine_to_parse_ratio_of_bests']} x parse (best of each)")
+    print(f"  engine / parse, median of {len(pairs)} alternating pairs: {ratio:.2f}"
+          f"   [target <= 1.0: {'met' if ok_ratio else 'NOT met'}]")
     print("  one audit, step by step: " + ", ".join(f"{k} {v:.3f}" for k, v in steps.items()))
     print(f"  end-to-end, no cache          {e2e_cold:8.3f} s   [target <= 1.0 s: {'met' if ok_e2e else 'NOT met'}]")
     print(f"  end-to-end, warm cache        {e2e_warm:8.3f} s   (process start alone: {startup:.3f} s; "
