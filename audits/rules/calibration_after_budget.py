@@ -1,6 +1,8 @@
 """PG-CAL-001: quantization calibration reading training data after the wallclock-capped training loop."""
 from __future__ import annotations
 
+import re
+
 import libcst as cst
 
 from audits import patterns as P
@@ -10,12 +12,22 @@ from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
 
+_LINE_BREAK = re.compile(r"\r\n?|\n")  # how positions number lines
+
+
 def has_reserve(prog) -> bool:
-    """`max_wallclock_ms -= gptq_reserve_ms` or any assignment combining a wallclock and a reserve name."""
+    """`max_wallclock_ms -= gptq_reserve_ms` or any assignment combining a wallclock and a reserve name.
+
+    Only assignments on a line whose text contains a reserve name can name one, so only those are read."""
     words = prog.identifiers()
-    if not (any(P.WALLCLOCK.search(x) for x in words) and any(P.RESERVE.search(x) for x in words)):
+    reserve = [x for x in words if P.RESERVE.search(x)]
+    if not (reserve and any(P.WALLCLOCK.search(x) for x in words)):
         return False
+    lines = {i for i, text in enumerate(_LINE_BREAK.split(prog.text), 1) if any(r in text for r in reserve)}
     for n in prog.nodes_of(cst.Assign, cst.AugAssign, cst.AnnAssign):
+        start, _, end, _ = prog.positions.range(n)
+        if lines.isdisjoint(range(start, end + 1)):
+            continue
         names = names_in(n)
         if any(P.WALLCLOCK.search(x) for x in names) and any(P.RESERVE.search(x) for x in names):
             return True
