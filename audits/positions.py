@@ -41,6 +41,15 @@ _STUB = cst.SimpleStatementSuite(body=(cst.Pass(),))
 _NEWLINE = re.compile(r"\r\n?|\n")  # how ast and libcst count lines
 
 
+def split_lines(text: str) -> list[str]:
+    """The physical lines as ast and libcst number them: split on \\n, \\r\\n and \\r only. `str.splitlines()`
+    also breaks on \\f, \\v, \\x1c-\\x1e, \\x85, \\u2028 and \\u2029, which would shift every later line."""
+    lines = _NEWLINE.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()  # a final line break ends the last line, as with splitlines()
+    return lines
+
+
 class _Mismatch(Exception):
     """The CST and the ast tree disagree; positions come from PositionProvider instead."""
 

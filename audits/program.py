@@ -13,7 +13,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.consteval import UNKNOWN, ConfigScope, Value, evaluate
-from audits.positions import Positions
+from audits.positions import Positions, split_lines
 from audits.walk import module_cache, reset_children_cache, walk
 
 VAL, TRAIN, TARGET = "val", "train", "target"
@@ -236,7 +236,7 @@ class Program:
     def source_line(self, line: int) -> str:
         lines = self.__dict__.get("_lines")
         if lines is None:
-            lines = self.__dict__["_lines"] = self.text.splitlines()
+            lines = self.__dict__["_lines"] = split_lines(self.text)
         return lines[line - 1] if 0 < line <= len(lines) else ""
 
     def node_text(self, node: cst.CSTNode) -> str:

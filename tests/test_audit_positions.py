@@ -153,3 +153,29 @@ def test_only_unreadable_files_fall_back():
         if pos._full is not None:
             fell_back.append(name)
     assert fell_back == ["py312_type_statement", "parenthesized_decorator"]
+
+
+def test_form_feed_and_unicode_line_separators_do_not_shift_lines(tmp_path):
+    """ast and libcst break lines only at \\n, \\r\\n and \\r; a form feed (page break in old sources) and a
+    U+2028 inside a string literal must not move the line or snippet of a later finding."""
+    from audits.api import audit_paths
+    from audits.outputs import terminal
+    from audits.source import decode_source
+    from audits.engine import audit_source
+
+    text = ("import os\n"
+            "\f\n"
+            "SEP = \"a\u2028b\x85c\vd\"\n"
+            "\f# section two\n"
+            "import urllib.request\n"
+            "print(os, SEP, urllib.request)\n")
+    assert text.splitlines()[4] != "import urllib.request"  # what the old splitting got wrong
+    (tmp_path / "train_gpt.py").write_text(text, encoding="utf-8", newline="")
+    for fr in (audit_source(decode_source(text.encode(), "train_gpt.py"), {}),
+               audit_paths([tmp_path / "train_gpt.py"]).files[0]):
+        net = [f for f in fr.findings if f.rule_id == "PG-NET"]
+        assert [(f.line, f.snippet, f.column, f.end_column) for f in net] == [(5, "import urllib.request", 1, 22)]
+    shown = terminal.full([audit_paths([tmp_path / "train_gpt.py"])])
+    excerpt = [ln for ln in shown.split("\n") if ln.lstrip()[:3] in ("4 |", "5 |", "6 |")]
+    assert [ln.split("|", 1)[0].strip() for ln in excerpt] == ["4", "5", "6"], shown
+    assert "section two" in excerpt[0] and excerpt[1].endswith("| import urllib.request"), shown

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from audits.outputs import decoded_note
+from audits.positions import split_lines
 from audits.registry import rule_by_id
 from audits.results import AuditResult, FileResult, Finding, summary_counts
 from audits.types import Condition, Status, Verdict
@@ -71,8 +72,8 @@ def concise(results: list[AuditResult]) -> str:
 def _source_lines(fr: FileResult, f: Finding) -> list[str] | None:
     if f.origin is not None:
         layer = next((d for d in fr.decoded if d.layer == f.origin.layer), None)
-        return layer.text.splitlines() if layer else None
-    return fr.source.splitlines() if fr.source is not None else None
+        return split_lines(layer.text) if layer else None
+    return split_lines(fr.source) if fr.source is not None else None
 
 
 def _excerpt(lines: list[str] | None, f: Finding, related: list[int]) -> list[str]:
