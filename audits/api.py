@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 from audits.cache import Cache
 from audits.results import AuditResult, EnvSetting, FileResult
 from audits.runenv import effective_env, run_commands_env
-from audits.source import InputError, SourceFile, read_source
+from audits.source import InputError, SourceFile, read_source, sibling_modules
 
 GRAMMAR_TARGET = "3.12"
 PARALLEL_MIN_FILES = 4
@@ -175,7 +175,8 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
         except InputError as e:
             plan.slots[slot] = _error(display, e.kind, str(e))
             continue
-        key = cache.key(src.sha256, display, env) if cache is not None else None
+        src.local_modules = sibling_modules(path)
+        key = cache.key(src.sha256, display, env, src.local_modules) if cache is not None else None
         if cache is not None and key is not None:
             hit = cache.get(key)
             if hit is not None:

@@ -61,9 +61,11 @@ class Cache:
         self.writes = 0
         self._usable = True
 
-    def key(self, content_sha256: str, display: str, env: dict[str, set[str]]) -> str:
+    def key(self, content_sha256: str, display: str, env: dict[str, set[str]],
+            local_modules: dict[str, str] | None = None) -> str:
+        local = ",".join(f"{k}={v}" for k, v in sorted((local_modules or {}).items()))
         material = "\0".join([CACHE_FORMAT, self.tool_version, analyzer_hash(), content_sha256, display,
-                              env_fingerprint(env)])
+                              env_fingerprint(env), local])
         return hashlib.sha256(material.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:

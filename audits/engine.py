@@ -126,8 +126,11 @@ def _hit_line(prog: Program, hit: Hit) -> int:
     return hit.line or (prog.line(hit.node) if hit.node is not None else 1)
 
 
-def audit_layer(layer: Layer, path: str, env: dict[str, set[str]]) -> tuple[list[Finding], list]:
+def audit_layer(layer: Layer, path: str, env: dict[str, set[str]],
+                local_modules: dict[str, str] | None = None) -> tuple[list[Finding], list]:
     prog = build_program(layer.module, layer.text, env, layer.positions, layer.nodes)
+    # Names an absolute import would load from the file's own folder (file names only; never read or run).
+    prog.local_modules = dict(local_modules or {})  # type: ignore[attr-defined]
     prog.resolved_execs = layer.resolved_execs  # type: ignore[attr-defined]
     prog.unpack_failures = layer.unpack_failures  # type: ignore[attr-defined]
     regions = inactive_regions(prog)
@@ -214,7 +217,7 @@ def _audit_source(src: SourceFile, env: dict[str, set[str]]) -> FileResult:
     result = FileResult(path=src.path, sha256=src.sha256, lines=src.text.count("\n") + 1, source=src.text)
     layers = decode_layers(src.text, src.path)
     for layer in layers:
-        findings, sups = audit_layer(layer, src.path, env)
+        findings, sups = audit_layer(layer, src.path, env, src.local_modules)
         result.findings.extend(findings)
         result.suppressions.extend(sups)
         if layer.origin is not None:

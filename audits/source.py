@@ -22,6 +22,9 @@ class SourceFile:
     path: str  # as displayed (relative to the audited folder when there is one)
     text: str
     sha256: str
+    # Modules an absolute import would find next to the file: name -> "helper.py" / "helpers/". None for a
+    # source with no real folder (only its relative imports are then known to be local).
+    local_modules: dict[str, str] | None = None
 
 
 def read_source(path: Path, display: str) -> SourceFile:
@@ -59,6 +62,36 @@ def decode_source(data: bytes, display: str) -> SourceFile:
     if not text.strip():
         raise InputError("empty", f"{display}: empty file")
     return SourceFile(display, text, sha)
+
+
+def sibling_modules(path: Path) -> dict[str, str]:
+    """What `import NAME` in `path` would load from the file's own folder, read from file names only (nothing
+    is opened or imported): `NAME.py` files and package folders (with an `__init__.py` or `*.py` files).
+    The file itself is left out (importing itself re-runs counted, audited code)."""
+    out: dict[str, str] = {}
+    try:
+        entries = sorted(os.scandir(path.parent), key=lambda e: e.name)
+    except OSError:
+        return out
+    for e in entries:
+        name = e.name
+        if name.startswith("."):
+            continue
+        try:
+            if name.endswith(".py") and name[:-3].isidentifier() and name != path.name and not e.is_dir():
+                out.setdefault(name[:-3], name)
+            elif name.isidentifier() and e.is_dir(follow_symlinks=False) and _has_python(Path(e.path)):
+                out.setdefault(name, name + "/")
+        except OSError:
+            continue
+    return out
+
+
+def _has_python(folder: Path) -> bool:
+    try:
+        return any(n.endswith(".py") for n in os.listdir(folder))
+    except OSError:
+        return False
 
 
 def display_path(path: Path, root: Path | None) -> str:

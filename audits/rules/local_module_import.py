@@ -1,0 +1,125 @@
+"""SF-IMPORT-001: code imported from the submission's own folder, which the per-file audit never sees."""
+from __future__ import annotations
+
+import libcst as cst
+
+from audits.program import dotted
+from audits.rule import Hit, Invalid, Rule, Valid
+from audits.types import Condition, Confidence, Ruling, Severity
+
+_DYNAMIC_IMPORTS = ("importlib.import_module", "import_module", "__import__")
+_UNSEEN = "its code is neither audited here nor counted in the artifact"
+
+
+def _full(node: cst.CSTNode | None) -> str:
+    return cst.helpers.get_full_name_for_node(node) or "" if node is not None else ""
+
+
+class LocalModuleImport(Rule):
+    """Warns about imports of code from the submission's own folder, which the per-file audit does not see.
+
+    What it flags:
+        Every relative import (`from . import x`, `from .x import y`), and every absolute import (`import x`,
+        `from x import y`, `importlib.import_module("x")`) whose top-level module is `x.py` or a package folder
+        `x/` next to the audited file. Only file names are looked at: the imported file is never read, imported
+        or run. Stdlib and third-party imports (`torch`, `numpy`, `sentencepiece`) are never flagged. A source with
+        no folder (an in-memory snippet) has only its relative imports flagged.
+
+    Why it is illegal:
+        It is not illegal by itself, but the static audit is per file: whatever the imported module does (pre-eval
+        TTT, re-scoring, a target-keyed cache) is invisible here, so none of C1–C4 can be confirmed: "cannot
+        verify", never silence. Audit the imported file too (pass the folder) and run the dynamic audit. Separately,
+        PG-SIZE-001 counts only `train_gpt.py`'s bytes in the artifact: "All counted code should live in
+        `train_gpt.py`", so code in another file is uncounted.
+
+    Example:
+        from pg_base import eval_val, train_model  # pg_base.py next to train_gpt.py
+
+    Use instead:
+        Put the code in train_gpt.py itself, where it is audited and counted against the 16,000,000-byte
+        artifact (packed with a static lzma/b85 decode chain if it needs to be small).
+    """
+
+    id = "SF-IMPORT-001"
+    name = "local-module-import"
+    conditions = (Condition.C1, Condition.C2, Condition.C3, Condition.C4)
+    severity = Severity.WARNING
+    confidence = Confidence.LOW
+    message = "Cannot verify: code imported from the submission's own folder is not audited here"
+    ruling = Ruling(
+        "README FAQ (PG-SIZE-001); scorefirst policy for what the audit cannot see",
+        "RULES.md PG-SIZE-001; generic detectors",
+        "Artifact = code bytes + compressed model bytes ≤ 16,000,000 (decimal). All counted code should live in "
+        "`train_gpt.py`. When the analyzer cannot see through a construct, it emits an explicit low-confidence "
+        "\"cannot verify\" finding. Never silence.",
+        "maintainer ruling",
+    )
+    VALID = [Valid("""
+        import os, math, json
+        import torch
+        import torch.nn.functional as F
+        import numpy as np
+        import sentencepiece as spm
+        from torch import nn
+        from collections import OrderedDict
+        mod = importlib.import_module("torch.distributed")
+    """)]
+    INVALID = [Invalid("""
+        import torch
+        import numpy as np
+        from .pg_base import eval_val, train_model
+        train_model()
+    """, line=3), Invalid("""
+        import torch
+        from . import helpers
+    """, line=2)]
+
+    def check(self, ctx):
+        prog = ctx.prog
+        local: dict[str, str] = getattr(prog, "local_modules", {}) or {}
+        for n in prog.nodes_of(cst.Import, cst.ImportFrom):
+            if type(n) is cst.ImportFrom and n.relative:
+                yield Hit(n, self._relative(n, local))
+            elif type(n) is cst.ImportFrom:
+                mod = _full(n.module)
+                top = mod.split(".")[0]
+                if top in local:
+                    yield Hit(n, f"`{mod}` is {self._where(top, local)}: {_UNSEEN}")
+            else:
+                for alias in n.names:
+                    mod = _full(alias.name)
+                    top = mod.split(".")[0]
+                    if top in local:
+                        yield Hit(n, f"`{mod}` is {self._where(top, local)}: {_UNSEEN}")
+                        break
+        for n in prog.nodes_of(cst.Call):
+            if dotted(n.func) not in _DYNAMIC_IMPORTS or not n.args or type(n.args[0].value) is not cst.SimpleString:
+                continue
+            try:
+                mod = n.args[0].value.evaluated_value
+            except Exception:  # noqa: BLE001 - an odd literal is simply not resolved
+                continue
+            if not isinstance(mod, str):
+                continue
+            top = mod.split(".")[0]
+            if mod.startswith("."):
+                yield Hit(n, f"relative import of `{mod}`: code from the submission's own package; {_UNSEEN}")
+            elif top in local:
+                yield Hit(n, f"`{mod}` is {self._where(top, local)}: {_UNSEEN}")
+
+    @staticmethod
+    def _where(top: str, local: dict[str, str]) -> str:
+        return f"{local[top]} in this folder"
+
+    def _relative(self, n: cst.ImportFrom, local: dict[str, str]) -> str:
+        dots = "".join("." for _ in n.relative)
+        mod = _full(n.module)
+        if mod:
+            shown, first = f"{dots}{mod}", mod.split(".")[0]
+        else:
+            names = [] if type(n.names) is cst.ImportStar else [_full(a.name) for a in n.names]
+            shown = ", ".join(f"{dots}{x}" for x in names) or dots
+            first = names[0] if names else ""
+        if len(dots) == 1 and first in local:
+            return f"relative import `{shown}`: `{first}` is {self._where(first, local)}: {_UNSEEN}"
+        return f"relative import `{shown}`: code from the submission's own package; {_UNSEEN}"
