@@ -30,7 +30,8 @@ def test_gate_dynamic_blocks_what_only_a_run_proves(repo, make, gate_cli, tmp_pa
     out = tmp_path / "gate.json"
     args = ("--repo", repo.path, "--base", "main", "--head", "pr")
     static = gate_cli(*args, "--json", out)
-    assert json.loads(out.read_text())["folders"][0]["checks"]["legality"]["status"] == "PASS", static.out
+    # statically only a "cannot verify" warning: the evaluation lives in the imported pg_base.py (SF-IMPORT-001)
+    assert json.loads(out.read_text())["folders"][0]["checks"]["legality"]["status"] == "WARN", static.out
 
     # the embedded corpus and tokenizer the dynamic audit builds are cached here
     monkeypatch.setenv("SCOREFIRST_CACHE_DIR", os.environ.get("SCOREFIRST_TEST_CACHE") or str(tmp_path / "corpus"))
@@ -41,6 +42,6 @@ def test_gate_dynamic_blocks_what_only_a_run_proves(repo, make, gate_cli, tmp_pa
     assert legality["status"] == "FAIL"
     texts = [m["text"] for m in legality["messages"]]
     assert any(t.startswith("dynamic audit C3") and "score-before-update" in t for t in texts), texts
-    assert any("static and dynamic audits disagree on C3: static PASS, dynamic FAIL" in t for t in texts), texts
+    assert any("static and dynamic audits disagree on C3: static WARN, dynamic FAIL" in t for t in texts), texts
     assert legality["data"]["dynamic"] == "FAIL"
     assert folder["audit"]["dynamic"]["verdict"]["conditions"]["C3"] == "FAIL"

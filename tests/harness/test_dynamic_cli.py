@@ -122,16 +122,16 @@ def test_an_untrusted_guard_record_fails_data_and_proves_no_net_pass():
 
 @needs_sandbox
 def test_audit_dynamic_end_to_end(cli, tmp_path, ref_data, monkeypatch):
-    """The static auditor misses this fixture's pre-eval TTT (its validation tokens come from an imported helper);
-    the dynamic audit proves it, and the disagreement is printed, not resolved."""
+    """The static auditor cannot see this fixture's pre-eval TTT (its evaluation is in an imported helper, so it only
+    warns, SF-IMPORT-001); the dynamic audit proves it, and the disagreement is printed, not resolved."""
     monkeypatch.setenv("SCOREFIRST_CACHE_DIR", str(Path(ref_data[0]).parents[3]))  # the prepared default corpus
     out = tmp_path / "r.json"
     run = cli("audit", "--dynamic", FIXTURES / "illegal_pre_eval_ttt.py", "--val-tokens", "1024", "--iterations",
               "6", "--no-probes", "--json", out, "--no-cache", "--ledger-dir", tmp_path / "ledgers")
     assert run.code == 1, run.err
     assert "dynamic audit:" in run.out and "score-before-update" in run.out and "first violation: position 1" in run.out
-    assert "static vs dynamic: " in run.out and "C3 PASS/FAIL DISAGREE" in run.out
-    assert "DISAGREE C3: static PASS, dynamic FAIL -- a person should look" in run.out
+    assert "static vs dynamic: " in run.out and "C3 WARN/FAIL DISAGREE" in run.out
+    assert "DISAGREE C3: static WARN, dynamic FAIL -- a person should look" in run.out
     assert "dynamic audit: C3 FAIL" in run.last_err_line
     whole = json.loads(out.read_text())
     jsonschema = pytest.importorskip("jsonschema")
