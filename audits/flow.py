@@ -496,6 +496,7 @@ class Linearizer:
         self.trees: dict[str, list] = {}
         self.occs: list[Occ] = []
         self.loop_items: dict[int, tuple[Loop, tuple, tuple]] = {}  # loop uid -> (loop, path, chain)
+        self.loop_locals: dict[int, dict[str, set[str]]] = {}  # loop uid -> its call context's local taint
         self._uid = itertools.count(1)
         self.truncated = False
 
@@ -524,6 +525,7 @@ class Linearizer:
             elif isinstance(item, Loop):
                 uid = next(self._uid)
                 self.loop_items[uid] = (item, p, chain)
+                self.loop_locals[uid] = local
                 ctx = LoopCtx(uid, item.kind, item.line, chain[-1])
                 self._seq(item.body, func, local, loops + (ctx,), arms, p, grad, chain)
             elif isinstance(item, Branch):
@@ -607,6 +609,7 @@ class Flow:
     occs: list[Occ]
     loops: dict[int, tuple[Loop, tuple, tuple]]
     truncated: bool
+    loop_locals: dict = field(default_factory=dict)  # loop uid -> local taint of the call context it runs in
 
     def val_scores(self) -> list[Occ]:
         return [o for o in self.occs if o.kind == SCORE and VAL in o.taint]
@@ -625,10 +628,10 @@ def build_flows(prog: Program, prune: bool) -> list[Flow]:
     flows = []
     lin = Linearizer(prog, prune)
     for root in roots:
-        lin.occs, lin.loop_items = [], {}
+        lin.occs, lin.loop_items, lin.loop_locals = [], {}, {}
         occs = lin.run(root)
         classify_scores(prog, occs)
-        flows.append(Flow(prog, occs, lin.loop_items, lin.truncated))
+        flows.append(Flow(prog, occs, lin.loop_items, lin.truncated, lin.loop_locals))
     return flows
 
 

@@ -5,6 +5,8 @@ trained on after. Everything else is classified here once, so each rule only pic
 
 - `epoch`: a repeat loop (epochs/passes over the same data) encloses both a score and an update (PG-TTT-003);
 - `pre_eval`: an update on validation tokens with no score before it, and a score after it (PG-TTT-001);
+  not when, in the data loop around both, the update trains on an earlier iteration's already scored chunk
+  (`prev` assigned after the score, or `val_tokens[(i - 1) * C : i * C]` / `chunks[i - 1]`): the lagged spelling;
 - `pre_quant`: the same, with quantization/serialization in between (PG-TTT-002);
 - `warmup_restored`: the same, but weights/optimizer are restored before scoring (PG-TTT-006, gray);
 - `rescore`: tokens scored, trained on, then scored again (PG-TTT-004);
@@ -14,7 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import libcst as cst
+
 from audits.flow import CACHE_UPDATE, OPT_NEW, QUANT, RESET, RESTORE, SCORE, VAL, Flow, Occ, common_split, exclusive
+from audits.program import _block, func_nodes_of, names_in
+from audits.walk import children, walk
 
 
 @dataclass
@@ -87,6 +93,11 @@ def analyze(flow: Flow) -> list[Ordering]:
         earlier = [s for s in scores if s.order < u.order and not exclusive(s, u) and s.order not in covered
                    and {lp.uid for lp in s.loops} <= u_loops]
         later = [s for s in scores if s.order > u.order and not exclusive(s, u) and s.order not in covered]
+        # the innermost data loop around both the update and its first later score
+        shared = next((lp for lp in reversed(u.loops) if lp.kind == "data" and later and _inside(later[0], lp.uid)), None)
+        if shared is not None and not earlier and _loop_carried(flow, u, later[0], shared):
+            # trains on data of an earlier, already scored iteration of that loop: not pre-eval for its scores
+            later = [s for s in later if not _inside(s, shared.uid)]
         if not later:
             continue
         dominated = any(L is None or _inside(s, L.uid) for s in earlier)
@@ -131,6 +142,161 @@ def analyze(flow: Flow) -> list[Ordering]:
                 (earlier[0].line, "first pass scores here"), (c.line, "cache filled from the scored tokens here")]))
     flow.__dict__["_ordering"] = out
     return out
+
+
+def _loop_carried(flow: Flow, u: Occ, s: Occ, L) -> bool:
+    """Lagged score-first: in L's body the update comes before the score, but what it trains on is data of an
+    earlier, already scored iteration. Every validation-tainted name the update's statement reads must be either
+    (a) assigned in L's body only after the score's statement (`prev = chunk` at the bottom; before the loop
+    only `prev = None`), or (b) a loop-invariant tensor read only as `val_tokens[(i - 1) * C : i * C]` /
+    `chunks[i - 1]`, under a guard on the loop variable (`if i > 0:`). Anything else keeps today's verdict."""
+    entry = flow.loops.get(L.uid)
+    func = flow.prog.funcs.get(L.func)
+    if entry is None or func is None:
+        return False
+    loop, lpath, _chain = entry
+    local = flow.loop_locals.get(L.uid)
+    if len(u.path) <= len(lpath) or len(s.path) <= len(lpath):
+        return False
+    stmts = list(_block(loop.node))
+    if not stmts:
+        return False
+    starts = [flow.prog.line(st) for st in stmts]
+
+    def index_of(line: int) -> int:
+        return max((k for k, ln in enumerate(starts) if ln <= line), default=-1)
+
+    ui, si = index_of(u.path[len(lpath)][2]), index_of(s.path[len(lpath)][2])
+    if ui < 0 or si < 0 or ui >= si:
+        return False
+    S = stmts[ui]
+    loop_vars = set(names_in(loop.node.target)) if type(loop.node) is cst.For else set()
+
+    def assigned(node) -> set[str]:
+        out: set[str] = set()
+        for n in walk(node):
+            if type(n) is cst.Assign:
+                for t in n.targets:
+                    out |= _target_names(t.target)
+            elif type(n) in (cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor):
+                out |= _target_names(n.target)
+            elif type(n) is cst.WithItem and n.asname is not None:
+                out |= _target_names(n.asname.name)
+            elif type(n) is cst.NamedExpr:
+                out |= _target_names(n.target)
+        return out
+
+    in_loop = {id(n) for n in walk(loop.node)}
+    skip = assigned(S) | loop_vars
+    parent: dict[int, cst.CSTNode] = {}
+    for n in walk(S):
+        for c in children(n):
+            parent[id(c)] = n
+    reads: dict[str, list[cst.Name]] = {}
+    for n in walk(S):
+        p = parent.get(id(n))
+        if type(n) is not cst.Name or n.value in skip or (type(p) is cst.Attribute and p.attr is n) or \
+                (type(p) is cst.Arg and p.keyword is n):
+            continue
+        reads.setdefault(n.value, []).append(n)
+    evidence = False
+    for name, nodes in sorted(reads.items()):
+        if VAL not in flow.prog.expr_taint(nodes[0], func, local):
+            continue
+        data = [n for n in nodes if _data_read(n, parent)]  # not `prev is not None`, `num_chunks - 1`, `x.numel()`
+        if not data:
+            continue
+        where = [k for k, st in enumerate(stmts) if name in assigned(st)]
+        if where:
+            if min(where) <= si:
+                return False  # this iteration's data (or assigned before its score)
+            # (a) carried: on the first iteration it must not hold validation data yet, and what the loop puts
+            # in it must be what the score's statement read (`prev = chunk`), not a chunk still to be scored
+            scored_reads = {n.value for n in walk(stmts[si]) if type(n) is cst.Name}
+            for a in func_nodes_of(func, cst.Assign):
+                if not any(name in _target_names(t.target) for t in a.targets):
+                    continue
+                if id(a) not in in_loop:
+                    if not (type(a.value) is cst.Name and a.value.value == "None"):
+                        return False
+                elif any(type(t.target) is not cst.Name for t in a.targets) or \
+                        type(a.value) is not cst.Name or a.value.value not in scored_reads:
+                    return False
+            evidence = True
+            continue
+        # (b) loop-invariant validation tensor: only `name[<previous-iteration index>]`
+        for n in data:
+            p = parent.get(id(n))
+            if not (type(p) is cst.Subscript and p.value is n):
+                return False  # the tensor itself (an argument, a view): cannot tell which part is read
+            # on the first iteration `i - 1` is -1 (the last chunk): the statement must be guarded on i
+            guarded = type(S) is cst.If and bool(names_in(S.test) & loop_vars)
+            if not loop_vars or not guarded or not _previous_index(p, loop_vars):
+                return False
+            evidence = True
+    return evidence
+
+
+_META_ATTRS = frozenset({"param_groups", "step", "zero_grad", "numel", "size", "shape", "dim", "ndim", "device",
+                         "dtype", "state_dict", "parameters", "named_parameters", "train", "eval", "item"})
+
+
+def _data_read(n, parent: dict) -> bool:
+    """Does this occurrence of a name read its data (not a size, a comparison, a call of it, an optimizer knob)?"""
+    p = parent.get(id(n))
+    if type(p) in (cst.BinaryOperation, cst.Comparison, cst.ComparisonTarget, cst.UnaryOperation, cst.BooleanOperation):
+        return False
+    if type(p) is cst.Attribute and p.value is n and p.attr.value in _META_ATTRS:
+        return False
+    return not (type(p) is cst.Call and p.func is n)
+
+
+def _target_names(t) -> set[str]:
+    if type(t) is cst.Name:
+        return {t.value}
+    if type(t) in (cst.Tuple, cst.List):
+        out: set[str] = set()
+        for e in t.elements:
+            out |= _target_names(e.value)
+        return out
+    if type(t) is cst.StarredElement:
+        return _target_names(t.value)
+    return set()
+
+
+def _minus_const(node, loop_vars: set[str]) -> bool:
+    return any(type(n) is cst.BinaryOperation and type(n.operator) is cst.Subtract and type(n.left) is cst.Name
+               and n.left.value in loop_vars and type(n.right) is cst.Integer and int(n.right.value.replace("_", "")) > 0
+               for n in walk(node))
+
+
+def _plus_loop_var(node, loop_vars: set[str]) -> bool:
+    return any(type(n) is cst.BinaryOperation and type(n.operator) is cst.Add and
+               any(type(x) is cst.Name and x.value in loop_vars for x in (n.left, n.right)) for n in walk(node))
+
+
+def _previous_index(sub, loop_vars: set[str]) -> bool:
+    """`x[i - 1]`, `x[(i - 1) * C : i * C]` (or `: i * C + 1`, `: i`): an element/slice of an earlier iteration."""
+    if len(sub.slice) != 1:
+        return False
+    sl = sub.slice[0].slice
+    if type(sl) is cst.Index:
+        return _minus_const(sl.value, loop_vars) and not _plus_loop_var(sl.value, loop_vars)
+    if type(sl) is not cst.Slice or sl.lower is None or sl.step is not None:
+        return False
+    if not _minus_const(sl.lower, loop_vars) or _plus_loop_var(sl.lower, loop_vars):
+        return False
+    up = sl.upper
+    if up is None:  # `x[(i-1)*C:]` runs to the end: not only the previous chunk
+        return False
+    if type(up) is cst.Name:
+        return up.value in loop_vars
+    if type(up) is cst.BinaryOperation and type(up.operator) is cst.Add and type(up.right) is cst.Integer and \
+            up.right.value == "1":
+        up = up.left
+    return type(up) is cst.BinaryOperation and type(up.operator) is cst.Multiply and \
+        any(type(x) is cst.Name and x.value in loop_vars for x in (up.left, up.right)) and \
+        not _plus_loop_var(up, loop_vars)
 
 
 def _encloses(outer: int, inner: int, occs: list[Occ]) -> bool:
