@@ -11,6 +11,7 @@ from typing import Iterator
 import libcst as cst
 
 from audits.flow import build_flows
+from audits.patterns import EXEC_FUNCS
 from audits.positions import Positions
 from audits.program import Program, Region, build_program, inactive_regions
 from audits.walk import release_caches, reset_children_cache, walk
@@ -22,7 +23,6 @@ from audits.suppressions import parse_suppressions
 from audits.types import Status
 from audits.unpack import MAX_LAYERS, UnpackError, decode_exec_argument, import_aliases
 
-EXEC_FUNCS = ("exec", "eval", "compile")
 
 
 def precheck(text: str, path: str) -> tuple[ast.Module | None, str | None]:
@@ -129,10 +129,9 @@ def _hit_line(prog: Program, hit: Hit) -> int:
 def audit_layer(layer: Layer, path: str, env: dict[str, set[str]],
                 local_modules: dict[str, str] | None = None) -> tuple[list[Finding], list]:
     prog = build_program(layer.module, layer.text, env, layer.positions, layer.nodes)
-    # Names an absolute import would load from the file's own folder (file names only; never read or run).
-    prog.local_modules = dict(local_modules or {})  # type: ignore[attr-defined]
-    prog.resolved_execs = layer.resolved_execs  # type: ignore[attr-defined]
-    prog.unpack_failures = layer.unpack_failures  # type: ignore[attr-defined]
+    prog.local_modules = dict(local_modules or {})
+    prog.resolved_execs = layer.resolved_execs
+    prog.unpack_failures = layer.unpack_failures
     regions = inactive_regions(prog)
     ctx_cfg = Context(prog, build_flows(prog, prune=True))
     ctx_all = Context(prog, build_flows(prog, prune=False))

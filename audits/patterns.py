@@ -61,3 +61,6 @@ def last_part(dotted: str) -> str:
 
 def is_network_module(name: str) -> bool:
     return any(name == m or name.startswith(m + ".") for m in NETWORK_MODULES)
+
+# Dynamic code ------------------------------------------------------------------------------------------
+EXEC_FUNCS = ("exec", "eval", "compile")  # calls whose string argument is code: decoded when packed, else SF-EXEC-001

@@ -203,6 +203,11 @@ class Program:
     global_taint: dict[str, set[str]] = field(default_factory=dict)
     tainted_names: set[str] = field(default_factory=set)  # every name a taint map ever bound (a superset)
     imports: dict[str, str] = field(default_factory=dict)  # local alias -> imported dotted name
+    # Facts the engine supplies from outside the tree: modules an absolute import would load from the file's own
+    # folder (file names only; never read or run), and the exec calls whose packed payload was (or was not) decoded.
+    local_modules: dict[str, str] = field(default_factory=dict)
+    resolved_execs: set[int] = field(default_factory=set)
+    unpack_failures: list[tuple[cst.Call, str]] = field(default_factory=list)
 
     def identifiers(self) -> frozenset[str]:
         """Every name and attribute name the module mentions: what `names_in` of any node is a subset of."""

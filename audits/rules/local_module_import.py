@@ -76,7 +76,7 @@ class LocalModuleImport(Rule):
 
     def check(self, ctx):
         prog = ctx.prog
-        local: dict[str, str] = getattr(prog, "local_modules", {}) or {}
+        local = prog.local_modules
         for n in prog.nodes_of(cst.Import, cst.ImportFrom):
             if type(n) is cst.ImportFrom and n.relative:
                 yield Hit(n, self._relative(n, local))

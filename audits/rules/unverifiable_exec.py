@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import libcst as cst
 
+from audits.patterns import EXEC_FUNCS
 from audits.program import walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
-EXEC_FUNCS = ("exec", "eval", "compile")
 
 
 class UnverifiableExec(Rule):
@@ -56,12 +56,12 @@ class UnverifiableExec(Rule):
 
     def check(self, ctx):
         prog = ctx.prog
-        resolved = getattr(prog, "resolved_execs", set())
+        resolved = prog.resolved_execs
         inside_resolved: set[int] = set()
         for n in prog.nodes_of(cst.Call):
             if id(n) in resolved:
                 inside_resolved.update(id(x) for x in walk(n, into_defs=True))
-        failures = {id(call): why for call, why in getattr(prog, "unpack_failures", [])}
+        failures = {id(call): why for call, why in prog.unpack_failures}
         for n in prog.nodes_of(cst.Call):
             if not (type(n.func) is cst.Name and n.func.value in EXEC_FUNCS):
                 continue
