@@ -17,7 +17,7 @@ import libcst as cst
 from audits import patterns as P
 from audits.consteval import UNKNOWN
 from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, assignment_edges, backward_closure,
-                            bind_args, branch_value, dotted, func_nodes_of, local_taint, names_in, root_name)
+                            bind_args, branch_value, call_arguments, dotted, func_nodes_of, local_taint, names_in, root_name)
 from audits.walk import children, module_cache, walk
 
 # event kinds
@@ -204,6 +204,24 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
     return facts
 
 
+def model_params(prog: Program, func: Func) -> frozenset[str]:
+    """Parameters a function uses as a module: called (`model(x)`) or asked for its modules, parameters or hooks."""
+    cache = prog.__dict__.setdefault("_model_params", {})
+    got = cache.get(func.qname)
+    if got is None:
+        params = set(func.params)
+        found = set()
+        for call in func_nodes_of(func, cst.Call):
+            f = call.func
+            if type(f) is cst.Name and f.value in params:
+                found.add(f.value)
+            elif type(f) is cst.Attribute and type(f.value) is cst.Name and f.value.value in params and \
+                    f.attr.value in P.MODEL_METHODS:
+                found.add(f.value.value)
+        got = cache[func.qname] = frozenset(found)
+    return got
+
+
 def _grad_mode(item: cst.WithItem) -> str | None:
     fn = dotted(item.item.func) if type(item.item) is cst.Call else dotted(item.item)
     last = P.last_part(fn)
@@ -376,6 +394,24 @@ class TreeBuilder:
             return self.expr_events(node.value) if node.value is not None else []
         return self.expr_events(node) if isinstance(node, cst.BaseExpression) else []
 
+    def consumed(self, node: cst.Call) -> set[str]:
+        """What a call reads: its receiver and every argument (not what it returns)."""
+        kinds = self.taint(node.func)
+        for arg in node.args:
+            kinds |= self.taint(arg.value)
+        return kinds
+
+    def calibration_data_taint(self, node: cst.Call, callee: Func | None) -> set[str]:
+        """What a calibration call reads as data: every argument but the model it calibrates."""
+        kinds: set[str] = set()
+        models = model_params(self.prog, callee) if callee is not None else frozenset()
+        pairs = call_arguments(node, callee) if callee is not None else [(None, a) for a in node.args]
+        for pname, arg in pairs:
+            if pname in models or (callee is None and P.MODEL_NAME.search(root_name(arg.value) or "")):
+                continue
+            kinds |= self.taint(arg.value)
+        return kinds
+
     def acc(self, stmt: cst.CSTNode, target: cst.CSTNode, value: cst.CSTNode) -> Event:
         name = root_name(target)
         taint = self.taint(value) | self.taint(target)
@@ -427,17 +463,16 @@ class TreeBuilder:
         if P.QUANT_CALL.search(fn) and not P.CALIB_CALL.search(fn):
             items.append(Event(QUANT, node, line, func, name=fn))
         if P.CALIB_CALL.search(last):
-            taint = frozenset(set().union(*(self.taint(a.value) for a in node.args)) if node.args else set())
-            items.append(Event(CALIB, node, line, func, taint, name=fn))
+            items.append(Event(CALIB, node, line, func, frozenset(self.calibration_data_taint(node, resolved)), name=fn))
         if P.NETWORK_CALLS.search(fn):
             items.append(Event(NET, node, line, func, name=fn))
         if last in ("next_batch", "take", "load_data_shard", "load_shard", "read_shard", "fromfile", "memmap") or fn == "next":
-            taint = self.taint(node)
+            taint = self.consumed(node)
             if TRAIN in taint:
                 items.append(Event(TRAIN_READ, node, line, func, frozenset(taint), name=fn))
         if last in ("update", "add", "observe", "push", "insert", "add_tokens") and recv_node is not None and \
                 P.CACHE_TABLE.search(root_name(recv_node)):
-            taint = self.taint(node)
+            taint = self.consumed(node)
             items.append(Event(CACHE_UPDATE, node, line, func, frozenset(taint), name=root_name(recv_node)))
         if resolved is not None and resolved is not func:
             items.append(CallItem(node, line, resolved))

@@ -35,6 +35,12 @@ OPTIMIZER_CLASS = re.compile(r"(Optimizer|Adam\w*|SGD|Muon|Lion|LBFGS|RMSprop|Ad
 QUANT_CALL = re.compile(r"(quantiz|serializ|gptq_mixed|gptq_quant|mixed_quant|pack_state|export_artifact|save_artifact|"
                         r"compress_model|int[68]_|^torch\.save$)", re.I)
 CALIB_CALL = re.compile(r"(hessian|calibrat|gptq_calib|collect_stats|collect_act)", re.I)
+# A calibration reads a model and data; only the data taints it. A parameter used as a module (called, or asked
+# for its modules/parameters/hooks) is the model; an argument named like one is, when the callee is unknown.
+MODEL_METHODS = frozenset({"named_modules", "modules", "parameters", "named_parameters", "state_dict", "eval", "train",
+                           "register_forward_hook", "register_forward_pre_hook", "forward", "forward_logits", "children",
+                           "named_children", "apply", "zero_grad", "requires_grad_"})
+MODEL_NAME = re.compile(r"(^|_)(model|net|gpt|module|lm|transformer)s?$|^(base|ema|eval|ttt|swa)_model", re.I)
 RESTORE_CALL = re.compile(r"(load_state_dict|restore\w*|reset_parameters|reset_state|reload\w*)$")
 CACHE_TABLE = re.compile(r"(count|cache|table|(^|_)tabs?(_|$)|ngram|n_gram|hash|bucket|freq|ctx_c|full_c|pair_c|trie|ppm)", re.I)
 LOADER_CLASS = re.compile(r"(Loader|Stream|DataLoader|TokenStream)$")

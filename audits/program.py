@@ -14,7 +14,7 @@ import libcst as cst
 from audits import patterns as P
 from audits.consteval import UNKNOWN, ConfigScope, Value, evaluate
 from audits.positions import Positions, split_lines
-from audits.walk import module_cache, reset_children_cache, walk
+from audits.walk import children, module_cache, reset_children_cache, walk
 
 VAL, TRAIN, TARGET = "val", "train", "target"
 
@@ -86,31 +86,42 @@ def _name_kinds(name: str) -> frozenset[str]:
 def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...], tuple[cst.Call, ...]]:
     """The parts of an expression that can carry taint, split into what its words say on their own (names,
     attribute names, strings, validation-loading calls) and what needs a lookup: the names and attribute names
-    (their bindings) and the calls (what the callee returns). Cached per node."""
+    (their bindings) and the calls. The arguments of a call are not part of the expression's own leaves: what a
+    call passes on is decided per callee (`expr_taint`), so `train_model(h, val_data)` is not validation data
+    just because one argument is. Cached per node."""
     got = _LEAVES.get(id(node))
     if got is not None:
         return got
     static: set[str] = set()
     names: dict[str, None] = {}
     attrs: dict[str, None] = {}
-    calls = []
-    for n in walk(node):
+    calls: list[cst.Call] = []
+    todo = [node]
+    while todo:
+        n = todo.pop()
         t = type(n)
         if t is cst.Name:
             names[n.value] = None
             static |= _name_kinds(n.value)
-        elif t is cst.Attribute:
+            continue
+        if t is cst.Attribute:
             attrs[n.attr.value] = None
             static |= _name_kinds(n.attr.value)
-        elif t is cst.SimpleString:
+            todo.append(n.value)
+            continue
+        if t is cst.SimpleString:
             if P.VAL_STRING.search(n.value):
                 static.add(VAL)
             if P.TRAIN_STRING.search(n.value):
                 static.add(TRAIN)
-        elif t is cst.Call:
+            continue
+        if t is cst.Call:
             calls.append(n)
             if P.VAL_CALL.search(P.last_part(dotted(n.func))):
                 static.add(VAL)
+            todo.append(n.func)
+            continue
+        todo.extend(children(n))
     got = _LEAVES[id(node)] = (frozenset(static), tuple(names), tuple(attrs), tuple(calls))
     return got
 
@@ -346,14 +357,41 @@ class Program:
                 k = attr_taint.get(x)
                 if k:
                     kinds |= k
-        if calls and scope:
-            for call in calls:
-                callee = self.resolve_call(call, scope)
-                if callee is not None:
-                    k = self.return_taint.get(callee.qname)
-                    if k:
-                        kinds |= k
+        for call in calls:
+            callee = self.resolve_call(call, scope) if scope else None
+            if callee is None:
+                # torch, numpy and other library calls: the result may carry any argument's data
+                for arg in call.args:
+                    kinds |= self.expr_taint(arg.value, scope, local)
+                continue
+            k = self.return_taint.get(callee.qname)
+            if k:
+                kinds |= k
+            passes = self.passthrough(callee)
+            if passes:
+                for pname, arg in call_arguments(call, callee):
+                    if pname is None or pname in passes:
+                        kinds |= self.expr_taint(arg.value, scope, local)
         return kinds
+
+    def passthrough(self, func: Func) -> frozenset[str]:
+        """The parameters of a script function whose value can reach what it returns (a function summary):
+        `train_model(h, device, val_data)` returns a model built from `h`, not from `val_data`, which only
+        feeds its periodic validation logging. Approximate upward: nested calls pass every argument on."""
+        cache = self.__dict__.setdefault("_passthrough", {})
+        got = cache.get(func.qname)
+        if got is None:
+            binds, rets, _calls = self._binds[func.qname]
+            seeds: set[str] = set()
+            for r in rets:
+                seeds |= names_in(r)
+            edges = []
+            for value, bound, aug in binds:
+                sources = names_in(value) | (names_in(aug) if aug is not None else frozenset())
+                edges.append(({b.lstrip(".") for b in bound}, sources))
+            reach = backward_closure(seeds, edges) if seeds else set()
+            got = cache[func.qname] = frozenset(p for p in func.params if p in reach)
+        return got
 
 
 # -- building the model ----------------------------------------------------------------------------------
@@ -548,8 +586,8 @@ def _bindings(func: Func) -> tuple[list, list, list]:
             value = n.iter
         elif t is cst.WithItem and n.asname:
             value = n.item
-        elif t is cst.Return and n.value is not None:
-            rets.append(n.value)
+        elif t in (cst.Return, cst.Yield) and n.value is not None:
+            rets.append(n.value.item if type(n.value) is cst.From else n.value)  # a generator returns what it yields
         elif t is cst.Call:
             calls.append(n)
         if value is None:
@@ -619,6 +657,20 @@ def bind_args(prog: Program, call: cst.Call, callee: Func, caller: Func,
         kinds = prog.expr_taint(arg.value, caller, caller_local)
         if kinds:
             out[pname] = out.get(pname, set()) | kinds
+    return out
+
+
+def call_arguments(call: cst.Call, callee: Func) -> list[tuple[str | None, cst.Arg]]:
+    """Each argument of a call with the callee parameter it binds (None for `*args`/`**kw` or surplus)."""
+    params = [p for p in callee.params if p not in ("self", "cls")]
+    out: list[tuple[str | None, cst.Arg]] = []
+    for i, arg in enumerate(call.args):
+        if arg.star:
+            out.append((None, arg))
+        elif arg.keyword is not None:
+            out.append((arg.keyword.value, arg))
+        else:
+            out.append((params[i] if i < len(params) else None, arg))
     return out
 
 
