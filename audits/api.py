@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from audits.cache import Cache
+from audits.entrypoints import auxiliary_files
 from audits.results import AuditResult, EnvSetting, FileResult
 from audits.runenv import effective_env, run_commands_env
+from audits.types import Status
 from audits.source import InputError, SourceFile, read_source, sibling_modules
 
 GRAMMAR_TARGET = "3.12"
@@ -83,6 +85,7 @@ class _Job:
 class _Plan:
     result: AuditResult
     slots: list[FileResult | None] = field(default_factory=list)
+    not_run: dict[int, str] = field(default_factory=dict)  # slot -> why nothing in the scored run runs that file
 
 
 def audit_paths(paths: Sequence[str | os.PathLike[str]], env_settings: Iterable[EnvSetting] = (),
@@ -114,6 +117,10 @@ def audit_targets(targets: Sequence[Target], env_settings: Iterable[EnvSetting] 
             cache.put(job.key, fr)
     out = []
     for plan in plans:
+        for slot, reason in plan.not_run.items():
+            fr = plan.slots[slot]
+            if fr is not None:
+                _mark_not_run(fr, reason)
         plan.result.files = sorted((fr for fr in plan.slots if fr is not None), key=lambda fr: fr.path)
         out.append(plan.result)
     return out
@@ -159,6 +166,8 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
             parent_display = base_display.rsplit("/", 1)[0] if "/" in base_display else "."
             files.append((given, base_display, given.parent, parent_display))
     # Run commands of the audited folder and of each file's own folder below it.
+    texts: dict[Path, str] = {}
+    slot_of: dict[Path, int] = {}
     for path, display, root, root_display in files:
         settings = list(cli_env)
         for folder in _folders_between(path.parent, root):
@@ -173,8 +182,13 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
         try:
             src = read_source(path, display)
         except InputError as e:
+            if e.kind == "empty" and path not in target.paths:
+                plan.slots.pop()  # an empty module found in a folder holds no code to audit; named alone, it is an error
+                continue
             plan.slots[slot] = _error(display, e.kind, str(e))
             continue
+        texts[path] = src.text
+        slot_of[path] = slot
         src.local_modules = sibling_modules(path)
         key = cache.key(src.sha256, display, env, src.local_modules) if cache is not None else None
         if cache is not None and key is not None:
@@ -183,6 +197,9 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
                 plan.slots[slot] = hit
                 continue
         pending.append(_Job(ti, slot, src, env, key))
+    for folder in {p.parent for p in texts}:
+        for path, reason in auxiliary_files(folder, texts).items():
+            plan.not_run[slot_of[path]] = reason
     seen_cli = {(s.key, s.value) for s in result.env}
     result.env[:0] = [s for s in cli_env if (s.key, s.value) not in seen_cli]
 
@@ -259,6 +276,15 @@ def _load_submission(folder: Path, base_display: str, plan: _Plan) -> None:
         plan.slots.append(_error(disp, "submission-json", f"{disp}: expected a JSON object, got {type(data).__name__}"))
         return
     plan.result.submission = data
+
+
+def _mark_not_run(fr: FileResult, reason: str) -> None:
+    """A file outside the scored run (a data-preparation or plotting tool): its findings are shown as inactive,
+    with the reason, never as violations of the scored run."""
+    for f in fr.findings:
+        if f.status is Status.ACTIVE:
+            f.status = Status.INACTIVE
+            f.status_reason = reason
 
 
 def _error(display: str, kind: str, message: str) -> FileResult:

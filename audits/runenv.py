@@ -99,6 +99,34 @@ def run_commands_env(folder: Path) -> list[EnvSetting]:
     return out
 
 
+_SCRIPT_WORD = re.compile(r"(?:^|[\s/=])([A-Za-z0-9_][A-Za-z0-9_.-]*\.py)\b")
+
+
+_LAUNCHER = re.compile(r"\b(torchrun|accelerate\s+launch|srun|mpirun|deepspeed)\b|torch\.distributed\.(run|launch)")
+
+
+def launched_scripts(folder: Path) -> list[str]:
+    """File names of the Python scripts that the folder's README*.md and *.sh files launch as the scored run:
+    under a distributed launcher (`torchrun`, `accelerate launch`, ...). A plain `python3 prepare_data.py` is a
+    preparation step, not the run that is scored."""
+    out: dict[str, None] = {}
+    try:
+        candidates = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink()
+                            and (p.suffix == ".sh" or p.name.lower().startswith("readme")))
+    except OSError:
+        return []
+    for p in candidates:
+        try:
+            text = p.read_text(encoding="utf-8", errors="replace")[:2_000_000]
+        except OSError:
+            continue
+        for _lineno, line in _logical_lines(text):
+            if _LAUNCHER.search(line):
+                for m in _SCRIPT_WORD.finditer(line):
+                    out[m.group(1).rsplit("/", 1)[-1]] = None
+    return list(out)
+
+
 def effective_env(settings: list[EnvSetting]) -> dict[str, set[str]]:
     """Every value each key is stated with; several different values mean either may run."""
     env: dict[str, set[str]] = {}
