@@ -103,11 +103,14 @@ def analyze(flow: Flow) -> list[Ordering]:
         dominated = any(L is None or _inside(s, L.uid) for s in earlier)
         s2 = later[0]
         between = [o for o in flow.occs if u.order < o.order < s2.order and not exclusive(o, u)]
-        quant = [o for o in between if o.kind == QUANT]
+        # quantization before any later score: a diagnostic eval right after the adaptation often comes first,
+        # and the reported score of the quantized model after it
+        quant = [o for o in flow.occs if o.kind == QUANT and u.order < o.order < later[-1].order and not exclusive(o, u)]
         if not dominated and quant:
             kind, line = "pre_quant", u.line
-            related = [(s2.line, "the same validation tokens are scored later here"),
-                       (quant[0].line, "quantization/serialization between the update and the score")]
+            s_q = next(s for s in later if s.order > quant[0].order)
+            related = [(quant[0].line, "quantization/serialization after the adaptation"),
+                       (s_q.line, "the same validation tokens are scored by the quantized model here")]
         elif dominated or earlier:
             kind, line = "rescore", _split_line(u, s2)
             related = [(earlier[-1].line, "tokens scored here first"), (u.line, "then trained on here")]

@@ -64,6 +64,9 @@ class Rule:
     # Rules that read the linearized run are checked under the configuration and on all paths; rules that only
     # match code shapes are checked once, and the engine marks their hits in dead code inactive.
     uses_flows: ClassVar[bool] = False
+    # The rule this one narrows (PG-TTT-002, train-then-score with quantization in between, is a PG-TTT-001): a
+    # ruling under the broader id is caught by a finding of the narrower one.
+    refines: ClassVar[str | None] = None
     VALID: ClassVar[list[Valid]] = []
     INVALID: ClassVar[list[Invalid]] = []
 

@@ -2,8 +2,8 @@
 
 Each case of the corpus (../shared/corpus: one folder per PR with `manifest.tsv` giving the ruling) is audited with
 its folder(s) as the targets of one run, README and run scripts included. Printed per case and in total: caught
-(an illegal case FAILs), caught on the ruled rule (an active error finding of a ruled rule id, with its lines
-printed for a person to check), false FAIL on a legal case, WARN on a legal case with its reasons, errors, seconds.
+(an illegal case FAILs), caught on the ruled rule (an active error finding of a ruled rule id, or of a rule that
+refines it, with its lines printed for a person to check), false FAIL on a legal case, WARN on a legal case with its reasons, errors, seconds.
 
     python benchmarks/bench_accuracy.py [--corpus ../shared/corpus] [--json out.json] [--case PR ...]
 
@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from audits.api import audit_paths  # noqa: E402
+from audits.registry import all_rules  # noqa: E402
 from audits.types import Severity, Status  # noqa: E402
 
 
@@ -41,6 +42,9 @@ class CaseResult:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     note: str = ""
+
+
+REFINES = {r.id: r.refines for r in all_rules() if r.refines}
 
 
 def ruled_ids(rule: str) -> list[str]:
@@ -69,7 +73,8 @@ def audit_case(corpus: Path, row: dict[str, str]) -> CaseResult:
     res.fail_rules = sorted({f.rule_id for f in active if f.severity is Severity.ERROR})
     res.warn_reasons = sorted({f"{f.rule_id}: {f.message}" for f in active if f.severity is Severity.WARNING})
     res.caught = res.label == "illegal" and res.verdict == "FAIL"
-    on_rule = [f for f in active if f.severity is Severity.ERROR and f.rule_id in res.ruled]
+    on_rule = [f for f in active if f.severity is Severity.ERROR and
+               (f.rule_id in res.ruled or REFINES.get(f.rule_id) in res.ruled)]
     res.caught_on_rule = res.label == "illegal" and bool(on_rule)
     res.rule_lines = [f"{f.rule_id} {f.path.rsplit('/', 1)[-1]}:{f.line} {f.snippet[:70]}" for f in on_rule]
     return res

@@ -54,6 +54,7 @@ def rule_text(rule: type[Rule]) -> str:
         f"{rule.id}  {rule.name}",
         f"conditions: {', '.join(c.title for c in rule.conditions)}",
         f"severity: {rule.severity.value}   confidence: {rule.confidence.value}",
+        *([f"refines: {rule.refines}"] if rule.refines else []),
         "",
         rule.doc(),
         "",
@@ -77,6 +78,8 @@ def rule_markdown(rule: type[Rule]) -> str:
         "",
         f"- **Conditions:** {', '.join(c.title for c in rule.conditions)}",
         f"- **Severity:** {rule.severity.value} · **Confidence:** {rule.confidence.value}",
+        *([f"- **Refines:** [{rule.refines}]({rule.refines}.md): every finding of this rule is also one of that rule"]
+          if rule.refines else []),
         "",
     ]
     for name in ("What it flags", "Why it is illegal", "Example", "Use instead"):

@@ -32,6 +32,7 @@ class PreQuantTTT(Rule):
     name = "pre-quant-ttt"
     conditions = (Condition.C3,)
     uses_flows = True
+    refines = "PG-TTT-001"
     severity = Severity.ERROR
     confidence = Confidence.HIGH
     message = "Fine-tunes on validation tokens before quantization, then scores them"
