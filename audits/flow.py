@@ -66,6 +66,9 @@ class CallItem:
     node: cst.Call
     line: int
     callee: Func
+    # A function handed to a script function that calls it (`timed_eval("q", eval_val, model, val_tokens)`): it
+    # runs inside that call with whatever the call was given, so each of its parameters gets every argument's taint.
+    forwarded: bool = False
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,17 @@ def model_params(prog: Program, func: Func) -> frozenset[str]:
     return got
 
 
+def called_params(prog: Program, func: Func) -> frozenset[str]:
+    """Parameters a function calls (`fn(*args)`): the ones through which it runs a function it is handed."""
+    cache = prog.__dict__.setdefault("_called_params", {})
+    got = cache.get(func.qname)
+    if got is None:
+        params = set(func.params)
+        got = cache[func.qname] = frozenset(
+            c.func.value for c in func_nodes_of(func, cst.Call) if type(c.func) is cst.Name and c.func.value in params)
+    return got
+
+
 def _grad_mode(item: cst.WithItem) -> str | None:
     fn = dotted(item.item.func) if type(item.item) is cst.Call else dotted(item.item)
     last = P.last_part(fn)
@@ -257,7 +271,7 @@ class TreeBuilder:
                 if taken is not None and self._exits(taken):
                     break
                 continue
-            if type(stmt) is cst.SimpleStatementLine:
+            if type(stmt) in (cst.SimpleStatementLine, cst.SimpleStatementSuite):  # `if c: x = y` on one line
                 for small in stmt.body:
                     items.extend(self.small(small))
             elif type(stmt) is cst.For:
@@ -460,7 +474,7 @@ class TreeBuilder:
             items.append(Event(RESET, node, line, func, name=root_name(recv_node)))
         if P.RESTORE_CALL.search(last):
             items.append(Event(RESTORE, node, line, func, name=recv or fn))
-        if P.QUANT_CALL.search(fn) and not P.CALIB_CALL.search(fn):
+        if P.QUANT_CALL.search(fn) and not P.CALIB_CALL.search(fn) and not P.DEQUANT_CALL.search(fn):
             items.append(Event(QUANT, node, line, func, name=fn))
         if P.CALIB_CALL.search(last):
             items.append(Event(CALIB, node, line, func, frozenset(self.calibration_data_taint(node, resolved)), name=fn))
@@ -470,12 +484,32 @@ class TreeBuilder:
             taint = self.consumed(node)
             if TRAIN in taint:
                 items.append(Event(TRAIN_READ, node, line, func, frozenset(taint), name=fn))
-        if last in ("update", "add", "observe", "push", "insert", "add_tokens") and recv_node is not None and \
+        if P.CACHE_UPDATE_METHOD.match(last) and recv_node is not None and \
                 P.CACHE_TABLE.search(root_name(recv_node)):
             taint = self.consumed(node)
             items.append(Event(CACHE_UPDATE, node, line, func, frozenset(taint), name=root_name(recv_node)))
         if resolved is not None and resolved is not func:
             items.append(CallItem(node, line, resolved))
+            items.extend(self.handed_functions(node, resolved))
+        return items
+
+    def handed_functions(self, node: cst.Call, callee: Func) -> list:
+        """Functions passed to a script function that calls them: a lambda's body runs here, in this function's
+        scope; a named script function runs as a call fed by the call's arguments."""
+        called = called_params(self.prog, callee)
+        if not called:
+            return []
+        items: list = []
+        for pname, arg in call_arguments(node, callee):
+            if pname not in called:
+                continue
+            value = arg.value
+            if type(value) is cst.Lambda:
+                items.extend(self.expr_events(value.body))
+            elif type(value) in (cst.Name, cst.Attribute):
+                target = self.prog.resolve_callee(value, self.func)
+                if target is not None and target is not self.func and type(target.node) is cst.FunctionDef:
+                    items.append(CallItem(node, self.prog.line(node), target, forwarded=True))
         return items
 
 
@@ -573,7 +607,11 @@ class Linearizer:
                 callee = item.callee
                 if callee.qname in chain or len(chain) >= MAX_DEPTH:
                     continue
-                seed = bind_args(self.prog, item.node, callee, func, local)
+                if item.forwarded:
+                    given = set().union(*(self.prog.expr_taint(a.value, func, local) for a in item.node.args))
+                    seed = {p: set(given) for p in callee.params if p not in ("self", "cls")} if given else {}
+                else:
+                    seed = bind_args(self.prog, item.node, callee, func, local)
                 callee_local = local_taint(self.prog, callee, seed)
                 self._seq(self.tree(callee, callee_local), callee, callee_local, loops, arms, p, grad,
                           chain + (callee.qname,))

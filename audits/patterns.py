@@ -34,6 +34,7 @@ NOT_OPTIMIZER = re.compile(r"sched|scaler|warmup_sched|lr_", re.I)
 OPTIMIZER_CLASS = re.compile(r"(Optimizer|Adam\w*|SGD|Muon|Lion|LBFGS|RMSprop|Adagrad|Adafactor|Sophia|Shampoo)$")
 QUANT_CALL = re.compile(r"(quantiz|serializ|gptq_mixed|gptq_quant|mixed_quant|pack_state|export_artifact|save_artifact|"
                         r"compress_model|int[68]_|^torch\.save$)", re.I)
+DEQUANT_CALL = re.compile(r"(dequantiz|deserializ|load_artifact|unpack_state)", re.I)  # loading, not quantizing
 CALIB_CALL = re.compile(r"(hessian|calibrat|gptq_calib|collect_stats|collect_act)", re.I)
 # A calibration reads a model and data; only the data taints it. A parameter used as a module (called, or asked
 # for its modules/parameters/hooks) is the model; an argument named like one is, when the callee is unknown.
@@ -43,6 +44,8 @@ MODEL_METHODS = frozenset({"named_modules", "modules", "parameters", "named_para
 MODEL_NAME = re.compile(r"(^|_)(model|net|gpt|module|lm|transformer)s?$|^(base|ema|eval|ttt|swa)_model", re.I)
 RESTORE_CALL = re.compile(r"(load_state_dict|restore\w*|reset_parameters|reset_state|reload\w*)$")
 CACHE_TABLE = re.compile(r"(count|cache|table|(^|_)tabs?(_|$)|ngram|n_gram|hash|bucket|freq|ctx_c|full_c|pair_c|trie|ppm)", re.I)
+# `cache.update(...)`, `cache.update_batch(...)`, `table.add_chunk(...)`: filling a cache or count table
+CACHE_UPDATE_METHOD = re.compile(r"^(update|add|observe|push|insert|ingest|record)(_\w+)?$")
 LOADER_CLASS = re.compile(r"(Loader|Stream|DataLoader|TokenStream)$")
 REPEAT_VAR = re.compile(r"^_?(ep|epoch|epochs|_ep|e|pass_?i?d?x?|passes|p_i|rep|repeat|r|trial|round|sweep|it|iter|_)$|epoch|pass", re.I)
 REPEAT_ITER = re.compile(r"(epoch|pass|repeat|n_iter|num_iter|reps|rounds|sweeps)", re.I)
