@@ -19,9 +19,10 @@ from typing import Iterable, Sequence
 
 from audits.cache import Cache
 from audits.entrypoints import auxiliary_files
+from audits.runevidence import default_mention, folder_text
 from audits.results import AuditResult, EnvSetting, FileResult
 from audits.runenv import effective_env, run_commands_env
-from audits.types import Status
+from audits.types import Severity, Status
 from audits.source import InputError, SourceFile, read_source, sibling_modules
 
 GRAMMAR_TARGET = "3.12"
@@ -86,6 +87,7 @@ class _Plan:
     result: AuditResult
     slots: list[FileResult | None] = field(default_factory=list)
     not_run: dict[int, str] = field(default_factory=dict)  # slot -> why nothing in the scored run runs that file
+    docs: dict[int, str] = field(default_factory=dict)  # slot -> its folder's README/submission.json/log text
 
 
 def audit_paths(paths: Sequence[str | os.PathLike[str]], env_settings: Iterable[EnvSetting] = (),
@@ -117,6 +119,10 @@ def audit_targets(targets: Sequence[Target], env_settings: Iterable[EnvSetting] 
             cache.put(job.key, fr)
     out = []
     for plan in plans:
+        for slot, text in plan.docs.items():
+            fr = plan.slots[slot]
+            if fr is not None:
+                _warn_default_only(fr, text)
         for slot, reason in plan.not_run.items():
             fr = plan.slots[slot]
             if fr is not None:
@@ -197,9 +203,14 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
                 plan.slots[slot] = hit
                 continue
         pending.append(_Job(ti, slot, src, env, key))
+    docs: dict[Path, str] = {}
     for folder in {p.parent for p in texts}:
         for path, reason in auxiliary_files(folder, texts).items():
             plan.not_run[slot_of[path]] = reason
+        docs[folder] = folder_text(folder)
+    for path, slot in slot_of.items():
+        if docs.get(path.parent):
+            plan.docs[slot] = docs[path.parent]
     seen_cli = {(s.key, s.value) for s in result.env}
     result.env[:0] = [s for s in cli_env if (s.key, s.value) not in seen_cli]
 
@@ -276,6 +287,24 @@ def _load_submission(folder: Path, base_display: str, plan: _Plan) -> None:
         plan.slots.append(_error(disp, "submission-json", f"{disp}: expected a JSON object, got {type(data).__name__}"))
         return
     plan.result.submission = data
+
+
+def _warn_default_only(fr: FileResult, text: str) -> None:
+    """An illegal path kept off only by an environment default, in a folder whose README, submission.json or logs
+    describe that feature: the default does not decide what produced the score, so a person must look."""
+    for f in fr.findings:
+        if f.status is not Status.INACTIVE or not f.default_keys:
+            continue
+        hit = default_mention(f.default_keys, text)
+        if hit is None:
+            continue
+        item, word = hit
+        key = item.split("=", 1)[0]
+        f.status = Status.ACTIVE
+        f.severity = Severity.WARNING
+        f.message = (f"{f.message} — off only by the default {item}, but the folder's README, logs or "
+                     f"submission.json mention `{word.strip()}` and no run command states {key}: illegal when "
+                     f"{key} is set")
 
 
 def _mark_not_run(fr: FileResult, reason: str) -> None:

@@ -20,7 +20,7 @@ from audits.results import DecodedSource, FileResult, Finding, Origin, Related, 
 from audits.rule import Context, Hit
 from audits.source import InputError, SourceFile
 from audits.suppressions import parse_suppressions
-from audits.types import Status
+from audits.types import Severity, Status
 from audits.unpack import MAX_LAYERS, UnpackError, decode_exec_argument, import_aliases
 
 
@@ -159,7 +159,11 @@ def audit_layer(layer: Layer, path: str, env: dict[str, set[str]],
         for line, hit in active.items():
             findings.append(_finding(rule, prog, hit, line, path, layer.origin, Status.ACTIVE, ""))
         for line, (hit, region) in inactive.items():
-            findings.append(_finding(rule, prog, hit, line, path, layer.origin, Status.INACTIVE, region.reason))
+            f = _finding(rule, prog, hit, line, path, layer.origin, Status.INACTIVE, region.reason)
+            if rule.severity is Severity.ERROR:
+                f.default_keys = [f"{k}={prog.config.used_keys.get(k, '?').removesuffix(' (default)')}"
+                                  for k in region.default_keys]
+            findings.append(f)
     for f in findings:
         for sup in applies.get(f.line, []):
             if f.rule_id in sup.rule_ids and sup.reason:

@@ -195,6 +195,9 @@ class Region:
     start: int
     end: int
     reason: str
+    # Environment keys whose *default* keeps this code from running (no --env, run command or log states them):
+    # the code is off only as long as nobody sets them, so an illegal path here is a warning that names them.
+    default_keys: tuple[str, ...] = ()
 
 
 @dataclass
@@ -756,6 +759,11 @@ def branch_value(prog: Program, test: cst.BaseExpression) -> Value:
     return evaluate(test, prog.config)
 
 
+def default_keys(prog: Program, v: Value) -> tuple[str, ...]:
+    """The keys of a decided condition that were read from a default, not stated by the run."""
+    return tuple(k for k in dict.fromkeys(v.keys) if k not in prog.config.env)
+
+
 def describe_keys(prog: Program, v: Value) -> str:
     if not v.keys:
         return "a constant condition"
@@ -795,6 +803,7 @@ class _Reachability:
         self.reachable: set[str] = set()
         self.instantiated: set[str] = set()
         self.seen_stmt: set[int] = set()
+        self.blocked: dict[str, tuple[str, ...]] = {}  # function -> keys whose defaults keep its only callers off
 
     def mark_reachable_in(self, node: cst.CSTNode, scope: Func) -> None:
         prog = self.prog
@@ -876,14 +885,31 @@ class _Reachability:
                 self.regions.append(_region_of(prog, orelse,
                                                f"else-branch not taken: condition is true under {why}"))
             return _exits(body)
-        self.regions.append(_region_of(prog, stmt.body,
-                                       f"condition `{_code(prog, stmt.test)}` is false under {why}"))
+        region = _region_of(prog, stmt.body, f"condition `{_code(prog, stmt.test)}` is false under {why}")
+        region.default_keys = default_keys(prog, v)
+        self.regions.append(region)
+        if region.default_keys:
+            self.note_blocked(stmt.body, scope, region.default_keys)
         if type(orelse) is cst.If:
             return self.visit_if(orelse, scope)
         if orelse is not None:
             self.visit_block(_block(orelse), scope)
             return _exits(_block(orelse))
         return False
+
+    def note_blocked(self, node: cst.CSTNode, scope: Func, keys: tuple[str, ...]) -> None:
+        """Script functions called from code that only a default keeps from running, and what they call."""
+        todo = [(node, scope)]
+        while todo:
+            n, sc = todo.pop()
+            for call in walk(n):
+                if type(call) is not cst.Call:
+                    continue
+                f = self.prog.resolve_call(call, sc)
+                if f is not None and f.qname not in self.blocked:
+                    self.blocked[f.qname] = keys
+                    if type(f.node) is cst.FunctionDef:
+                        todo.append((f.node.body, f))
 
     def enter(self, f: Func) -> None:
         if f.qname in self.reachable:
@@ -931,7 +957,7 @@ def inactive_regions(prog: Program) -> list[Region]:
                 continue  # the enclosing function's region already covers it
             start, _, end, _ = prog.span(f.node)
             regions.append(Region(start, end, f"`{f.name}` is never called from code that runs under this "
-                                              "configuration"))
+                                              "configuration", walker.blocked.get(q, ())))
     return regions
 
 

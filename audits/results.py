@@ -11,7 +11,7 @@ from typing import Any
 
 from audits.types import Condition, Confidence, Severity, Status, Verdict
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 @dataclass
@@ -54,6 +54,8 @@ class Finding:
     related: list[Related] = field(default_factory=list)
     origin: Origin | None = None
     fingerprint: str = ""
+    # For an inactive finding: the environment defaults (`KEY=value`) that alone keep its code from running.
+    default_keys: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class Finding:
             "related": [r.to_dict() for r in self.related],
             "origin": self.origin.to_dict() if self.origin else None,
             "fingerprint": self.fingerprint,
+            **({"default_keys": list(self.default_keys)} if self.default_keys else {}),
         }
 
     @classmethod
@@ -96,6 +99,7 @@ class Finding:
             related=[Related(**r) for r in d.get("related", [])],
             origin=Origin(**d["origin"]) if d.get("origin") else None,
             fingerprint=d.get("fingerprint", ""),
+            default_keys=list(d.get("default_keys", [])),
         )
 
 
