@@ -9,6 +9,7 @@ score of the same tokens?", "is a score repeated after an update?".
 from __future__ import annotations
 
 import itertools
+from collections import ChainMap
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -16,7 +17,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.consteval import UNKNOWN
-from audits.program import (TARGET, TRAIN, VAL, Func, Program, _block, _range_len, assignment_edges, backward_closure,
+from audits.program import (MUTATOR_METHODS, TARGET, TRAIN, VAL, Func, Program, _block, _pairs, _range_len, assignment_edges, backward_closure,
                             bind_args, branch_value, call_arguments, dotted, func_nodes_of, local_taint, names_in, root_name)
 from audits.walk import children, module_cache, walk
 
@@ -69,6 +70,7 @@ class CallItem:
     # A function handed to a script function that calls it (`timed_eval("q", eval_val, model, val_tokens)`): it
     # runs inside that call with whatever the call was given, so each of its parameters gets every argument's taint.
     forwarded: bool = False
+    env: ChainMap | None = None  # the caller's names at the call (flow-sensitive), for binding the arguments
 
 
 @dataclass(frozen=True)
@@ -225,6 +227,42 @@ def model_params(prog: Program, func: Func) -> frozenset[str]:
     return got
 
 
+def _join(start: dict[str, set[str]], ends: list[dict[str, set[str]]], local: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Names after a branch: what any arm left; a name an arm did not rebind keeps its value from before."""
+    out: dict[str, set[str]] = {}
+    for name in set().union(*ends) if ends else set():
+        kinds: set[str] = set()
+        for end in ends:
+            kinds |= end.get(name, start.get(name, local.get(name, set())))
+        out[name] = kinds
+    return out
+
+
+_BOUND = module_cache()
+
+
+
+def _names_bound_in(stmts: Sequence[cst.CSTNode]) -> frozenset[str]:
+    """Plain names a block binds anywhere inside it (not in nested definitions)."""
+    out: set[str] = set()
+    for stmt in stmts:
+        got = _BOUND.get(id(stmt))
+        if got is None:
+            found = set()
+            for n in walk(stmt):
+                t = type(n)
+                targets = ([x.target for x in n.targets] if t is cst.Assign else
+                           [n.target] if t in (cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor, cst.NamedExpr) else
+                           [n.asname.name] if t is cst.WithItem and n.asname is not None else [])
+                for target in targets:
+                    for leaf in walk(target):
+                        if type(leaf) is cst.Name:
+                            found.add(leaf.value)
+            got = _BOUND[id(stmt)] = frozenset(found)
+        out |= got
+    return frozenset(out)
+
+
 def called_params(prog: Program, func: Func) -> frozenset[str]:
     """Parameters a function calls (`fn(*args)`): the ones through which it runs a function it is handed."""
     cache = prog.__dict__.setdefault("_called_params", {})
@@ -255,11 +293,51 @@ class TreeBuilder:
         self.prog = prog
         self.func = func
         self.prune = prune
-        self.local = local  # this call context's taint of the function's names
+        self.local = local  # this call context's taint of the function's names, whole function (flow-insensitive)
+        # Names (re)bound so far on the way through the body, in statement order: a plain assignment replaces what
+        # a name carried, so `x, y` reused for validation slices in one block do not taint the training batches
+        # bound to `x, y` elsewhere. Names not bound yet are looked up in `local`.
+        self.env: dict[str, set[str]] = {}
         self.facts = function_facts(prog, func)
 
+    def view(self) -> ChainMap:
+        return ChainMap(self.env, self.local)
+
     def taint(self, node: cst.CSTNode) -> set[str]:
-        return self.prog.expr_taint(node, self.func, self.local)
+        return self.prog.expr_taint(node, self.func, self.view())
+
+    def bind(self, target: cst.CSTNode, value: cst.CSTNode, weak: bool = False) -> None:
+        """Record what a binding puts in its names: replaced for a plain name, added for an item or augmented write."""
+        for sub_value, names in _pairs(target, value):
+            kinds = self.taint(sub_value)
+            strong = not weak and type(target) in (cst.Name, cst.Tuple, cst.List)
+            for name in names:
+                if name.startswith("."):
+                    continue
+                self.env[name] = set(kinds) if strong else self.view().get(name, set()) | kinds
+
+    def branch(self, arms: list[Sequence[cst.CSTNode] | None]) -> list[list]:
+        """Build each arm from the same state; afterwards a name carries what any arm left in it."""
+        start = dict(self.env)
+        built, ends = [], []
+        for arm in arms:
+            self.env = dict(start)
+            built.append(self.block(arm) if arm is not None else [])
+            ends.append(self.env)
+        self.env = _join(start, ends, self.local)
+        return built
+
+    def loop_body(self, stmts: Sequence[cst.CSTNode], binds_target: tuple[cst.CSTNode, cst.CSTNode] | None = None) -> list:
+        """A loop body runs zero or more times: names it rebinds enter each iteration as whatever any iteration
+        may leave (their whole-function taint), and leave as before or after the body."""
+        start = dict(self.env)
+        for name in _names_bound_in(stmts):
+            self.env[name] = self.view().get(name, set()) | self.local.get(name, set())
+        if binds_target is not None:
+            self.bind(*binds_target)
+        items = self.block(stmts)
+        self.env = _join(start, [start, self.env], self.local)
+        return items
 
     def block(self, stmts: Sequence[cst.CSTNode]) -> list:
         items: list = []
@@ -279,7 +357,7 @@ class TreeBuilder:
                 if self.prune and _range_len(self.prog, stmt.iter) == 0:
                     continue
                 kind, why = self.classify_for(stmt)
-                items.append(Loop(kind, stmt, self.prog.line(stmt), why, self.block(_block(stmt))))
+                items.append(Loop(kind, stmt, self.prog.line(stmt), why, self.loop_body(_block(stmt), (stmt.target, stmt.iter))))
             elif type(stmt) is cst.While:
                 items.extend(self.expr_events(stmt.test))
                 if self.prune:
@@ -288,12 +366,14 @@ class TreeBuilder:
                         continue
                 test = self.prog.node_text(stmt.test)
                 kind = "repeat" if P.REPEAT_ITER.search(test) or P.REPEAT_VAR.search(test.split("<")[0].strip()) else "data"
-                items.append(Loop(kind, stmt, self.prog.line(stmt), f"`while {test.strip()}`", self.block(_block(stmt))))
+                items.append(Loop(kind, stmt, self.prog.line(stmt), f"`while {test.strip()}`", self.loop_body(_block(stmt))))
             elif type(stmt) is cst.With:
                 mode = None
                 for wi in stmt.items:
                     items.extend(self.expr_events(wi.item))
                     mode = _grad_mode(wi) or mode
+                    if wi.asname is not None:
+                        self.bind(wi.asname.name, wi.item)
                 body = self.block(_block(stmt))
                 if mode:
                     items.append(GradBlock(mode, stmt, self.prog.line(stmt), body))
@@ -306,8 +386,7 @@ class TreeBuilder:
                 items.extend(self.block(_block(stmt.orelse)))
                 items.extend(self.block(_block(stmt.finalbody)))
             elif type(stmt) is cst.Match:
-                arms = [self.block(_block(c)) for c in stmt.cases]
-                items.append(Branch(stmt, self.prog.line(stmt), arms))
+                items.append(Branch(stmt, self.prog.line(stmt), self.branch([_block(c) for c in stmt.cases] + [None])))
             elif isinstance(stmt, cst.CSTNode) and not isinstance(stmt, cst.BaseStatement):
                 items.extend(self.expr_events(stmt))  # a lambda body
         return items
@@ -334,15 +413,16 @@ class TreeBuilder:
                     items.extend(self.block(_block(stmt.orelse)))
                     return _block(stmt.orelse)
                 return None
-        arms = [self.block(_block(stmt))]
         if type(stmt.orelse) is cst.If:
+            start = dict(self.env)
+            body = self.block(_block(stmt))
+            after_body, self.env = self.env, dict(start)
             sub: list = []
             self._if(stmt.orelse, sub)
-            arms.append(sub)
-        elif stmt.orelse is not None:
-            arms.append(self.block(_block(stmt.orelse)))
+            self.env = _join(start, [after_body, self.env], self.local)
+            arms = [body, sub]
         else:
-            arms.append([])
+            arms = self.branch([_block(stmt), _block(stmt.orelse) if stmt.orelse is not None else None])
         items.append(Branch(stmt, self.prog.line(stmt), arms))
         return None
 
@@ -377,6 +457,8 @@ class TreeBuilder:
         if type(node) is cst.Assign:
             items.extend(self.expr_events(node.value))
             for t in node.targets:
+                self.bind(t.target, node.value)
+            for t in node.targets:
                 target = t.target
                 if type(target) is cst.Subscript:
                     items.extend(self.expr_events(target.slice[0].slice) if target.slice else [])
@@ -396,9 +478,14 @@ class TreeBuilder:
                         items.append(Event(OPT_NEW, node, prog.line(node), func, name=name))
             return items
         if type(node) is cst.AnnAssign:
-            return self.expr_events(node.value) if node.value is not None else []
+            if node.value is None:
+                return []
+            items.extend(self.expr_events(node.value))
+            self.bind(node.target, node.value)
+            return items
         if type(node) is cst.AugAssign:
             items.extend(self.expr_events(node.value))
+            self.bind(node.target, node.value, weak=True)
             if _has_grad(node.value) and type(node.operator) in (cst.SubtractAssign, cst.AddAssign):
                 items.append(Event(UPDATE, node, prog.line(node), func, name=root_name(node.target), detail={"manual": True}))
             else:
@@ -454,6 +541,12 @@ class TreeBuilder:
         last = P.last_part(fn)
         recv = dotted(recv_node) if recv_node is not None else ""
         items: list = []
+        if last in MUTATOR_METHODS and recv_node is not None and node.args:
+            name = root_name(recv_node)  # `windows.append((x, y))`: the container now holds what it was given
+            if name and name not in ("self", "cls"):
+                kinds = set().union(*(self.taint(a.value) for a in node.args))
+                if kinds:
+                    self.env[name] = self.view().get(name, set()) | kinds
         resolved = prog.resolve_call(node, func)
         if last == "step" and recv_node is not None:
             rname = root_name(recv_node)
@@ -489,7 +582,7 @@ class TreeBuilder:
             taint = self.consumed(node)
             items.append(Event(CACHE_UPDATE, node, line, func, frozenset(taint), name=root_name(recv_node)))
         if resolved is not None and resolved is not func:
-            items.append(CallItem(node, line, resolved))
+            items.append(CallItem(node, line, resolved, env=ChainMap(dict(self.env), self.local)))
             items.extend(self.handed_functions(node, resolved))
         return items
 
@@ -509,7 +602,8 @@ class TreeBuilder:
             elif type(value) in (cst.Name, cst.Attribute):
                 target = self.prog.resolve_callee(value, self.func)
                 if target is not None and target is not self.func and type(target.node) is cst.FunctionDef:
-                    items.append(CallItem(node, self.prog.line(node), target, forwarded=True))
+                    items.append(CallItem(node, self.prog.line(node), target, forwarded=True,
+                                          env=ChainMap(dict(self.env), self.local)))
         return items
 
 
@@ -607,11 +701,12 @@ class Linearizer:
                 callee = item.callee
                 if callee.qname in chain or len(chain) >= MAX_DEPTH:
                     continue
+                at_call = item.env if item.env is not None else local
                 if item.forwarded:
-                    given = set().union(*(self.prog.expr_taint(a.value, func, local) for a in item.node.args))
+                    given = set().union(*(self.prog.expr_taint(a.value, func, at_call) for a in item.node.args))
                     seed = {p: set(given) for p in callee.params if p not in ("self", "cls")} if given else {}
                 else:
-                    seed = bind_args(self.prog, item.node, callee, func, local)
+                    seed = bind_args(self.prog, item.node, callee, func, at_call)
                 callee_local = local_taint(self.prog, callee, seed)
                 self._seq(self.tree(callee, callee_local), callee, callee_local, loops, arms, p, grad,
                           chain + (callee.qname,))

@@ -28,6 +28,11 @@ _API_METHODS = {
 }
 
 
+# Methods that put their arguments into the object they are called on (containers, in-place tensor writes).
+MUTATOR_METHODS = frozenset({"append", "extend", "insert", "setdefault", "appendleft",
+                             "copy_", "add_", "index_put_", "scatter_", "scatter_add_", "index_add_", "index_copy_"})
+
+
 def dotted(node: cst.CSTNode | None) -> str:
     if type(node) is cst.Name:
         return node.value
@@ -362,8 +367,9 @@ class Program:
                     kinds |= k
         for call in calls:
             callee = self.resolve_call(call, scope) if scope else None
-            if callee is None:
-                # torch, numpy and other library calls: the result may carry any argument's data
+            if callee is None or callee.name == "__init__":
+                # library calls, and constructors (the object keeps what it is given): the result may carry any
+                # argument's data
                 for arg in call.args:
                     kinds |= self.expr_taint(arg.value, scope, local)
                 continue
@@ -593,6 +599,11 @@ def _bindings(func: Func) -> tuple[list, list, list]:
             rets.append(n.value.item if type(n.value) is cst.From else n.value)  # a generator returns what it yields
         elif t is cst.Call:
             calls.append(n)
+            f = n.func
+            if type(f) is cst.Attribute and f.attr.value in MUTATOR_METHODS and n.args:
+                name = root_name(f.value)  # `windows.append((x, y))` puts its arguments in `windows`
+                if name and name not in ("self", "cls"):
+                    binds.extend((a.value, [name], None) for a in n.args)
         if value is None:
             continue
         aug = n.target if t is cst.AugAssign else None
