@@ -565,8 +565,13 @@ class TreeBuilder:
             items.append(self.acc(node, recv_node, value))
         if last in ("zero_", "fill_") and recv_node is not None:
             items.append(Event(RESET, node, line, func, name=root_name(recv_node)))
-        if P.RESTORE_CALL.search(last):
+        if P.RESTORE_CALL.search(last) and resolved is None:
+            # torch's own restores; a script helper named `restore_*` is judged by what its body does when it is
+            # expanded (a dtype cast named `restore_fp32_params` restores nothing)
             items.append(Event(RESTORE, node, line, func, name=recv or fn))
+        elif last == "copy_" and recv_node is not None and not any(_has_grad(a.value) for a in node.args) and \
+                (recv.endswith(".data") or root_name(recv_node) in P.PARAM_NAMES):
+            items.append(Event(RESTORE, node, line, func, name=recv))  # `p.data.copy_(saved[name])`
         if P.QUANT_CALL.search(fn) and not P.CALIB_CALL.search(fn) and not P.DEQUANT_CALL.search(fn):
             items.append(Event(QUANT, node, line, func, name=fn))
         if P.CALIB_CALL.search(last):

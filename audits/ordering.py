@@ -117,7 +117,7 @@ def analyze(flow: Flow) -> list[Ordering]:
         else:
             restores = [o for o in between if o.kind in (RESTORE, OPT_NEW)]
             related = [(s2.line, "the same validation tokens are scored later here")]
-            if len({_restore_target(r) for r in restores}) >= 2 or any(_restore_target(r) == "both" for r in restores):
+            if len({_restore_target(r) for r in restores}) >= 2:
                 kind = "warmup_restored"
                 related += [(r.line, "state restored before scoring") for r in restores[:2]]
             else:
@@ -329,12 +329,10 @@ def _uses_name(flow: Flow, s: Occ, name: str) -> bool:
 
 
 def _restore_target(o: Occ) -> str:
-    """Which state a restore puts back: the model, the optimizer, or (re-creating both) both."""
+    """Which state a restore puts back: the model or the optimizer (a helper is judged by the calls in its body)."""
     name = o.ev.name.lower()
     if o.kind == OPT_NEW or "opt" in name:
         return "optimizer"
-    if o.ev.name.startswith("restore") or o.ev.name.startswith("reset_state"):
-        return "both"
     return "model"
 
 

@@ -42,6 +42,7 @@ MODEL_METHODS = frozenset({"named_modules", "modules", "parameters", "named_para
                            "register_forward_hook", "register_forward_pre_hook", "forward", "forward_logits", "children",
                            "named_children", "apply", "zero_grad", "requires_grad_"})
 MODEL_NAME = re.compile(r"(^|_)(model|net|gpt|module|lm|transformer)s?$|^(base|ema|eval|ttt|swa)_model", re.I)
+PARAM_NAMES = frozenset({"p", "param", "params", "w", "weight", "weights", "tensor", "buf"})
 RESTORE_CALL = re.compile(r"(load_state_dict|restore\w*|reset_parameters|reset_state|reload\w*)$")
 CACHE_TABLE = re.compile(r"(count|cache|table|(^|_)tabs?(_|$)|ngram|n_gram|hash|bucket|freq|ctx_c|full_c|pair_c|trie|ppm)", re.I)
 # `cache.update(...)`, `cache.update_batch(...)`, `table.add_chunk(...)`: filling a cache or count table

@@ -507,6 +507,8 @@ def func_nodes_of(func: Func, *types: type) -> list[cst.CSTNode]:
     return got
 
 
+_CHANGING_METHODS = MUTATOR_METHODS | {"add", "update", "pop", "popitem", "clear", "remove", "discard", "put",
+                                       "sort", "reverse", "fill_", "zero_", "__setitem__"}
 _BINDERS = frozenset({cst.Assign, cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor, cst.WithItem, cst.NamedExpr})
 
 
@@ -560,9 +562,18 @@ def _collect_config(prog: Program, env: dict[str, set[str]]) -> ConfigScope:
                                 last[name] = m if ok else None
                 for name, m in last.items():
                     sites.setdefault(name, []).append(m)
+            if type(n) is cst.Call and type(n.func) is cst.Attribute and n.func.attr.value in _CHANGING_METHODS:
+                name = _bound_name(n.func.value)  # `xs.append(v)`: xs is no constant, whatever it was bound to
+                if name:
+                    sites.setdefault(name, []).append(None)
+                continue
             if type(n) not in _BINDERS:
                 continue
             for t in _binding_targets(n):
+                if type(t) in (cst.Subscript, cst.Attribute) and _bound_name(t) is None:
+                    name = root_name(t)  # `xs[i] = v`, `cfg.x = v`: the container changes
+                    if name:
+                        sites.setdefault(name, []).append(None)
                 leaves = _flat_targets(t)
                 for leaf in leaves:
                     name = _bound_name(leaf)
