@@ -68,6 +68,21 @@ def test_five_megabyte_file(write):
     assert time.perf_counter() - t < 30
 
 
+def test_line_cap_refuses_with_a_located_message(write):
+    from audits.engine import MAX_LINES
+
+    fr = one(write("long.py", "x = 1\n" * (MAX_LINES + 1)))
+    assert fr.error_kind == "too-large"
+    assert fr.error.endswith(f"long.py: {MAX_LINES + 2} lines exceeds the analyzer's {MAX_LINES}-line limit (about 27 KB of memory per line)")
+
+
+def test_file_at_the_line_cap_is_audited(write):
+    from audits.engine import MAX_LINES
+
+    fr = one(write("at_cap.py", "x = 1\n" * (MAX_LINES - 1)))
+    assert fr.error is None
+
+
 @pytest.mark.parametrize("name,text", [
     ("parens", "x = " + "(" * 5000 + "1" + ")" * 5000 + "\n"),
     ("sum", "x = " + "+".join(["1"] * 100_000) + "\n"),
