@@ -8,6 +8,7 @@ import libcst as cst
 from audits import patterns as P
 from audits.flow import CALIB, TRAIN, TRAIN_READ, UPDATE, common_split
 from audits.program import names_in
+from audits.evidence import merge_related, trail
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
@@ -117,5 +118,6 @@ class CalibrationAfterBudget(Rule):
                         yield Hit(None, "calibration reads training data after the wallclock-capped training loop; "
                                         "no reserve is subtracted from the training budget",
                                   line=split[1] if split else o.line,
-                                  related=[(loop.line, "training loop stops at the wallclock cap")])
+                                  related=merge_related([(loop.line, "training loop stops at the wallclock cap")],
+                                                        trail(ctx.prog, o, TRAIN)))
                         break

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from audits.flow import CALIB, VAL
+from audits.evidence import trail
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
@@ -51,4 +52,5 @@ class CalibrationOnVal(Rule):
         for flow in ctx.flows:
             for o in flow.occs:
                 if o.kind == CALIB and VAL in o.taint:
-                    yield Hit(o.ev.node, f"`{o.ev.name}` calibrates on validation tokens", line=o.line)
+                    yield Hit(o.ev.node, f"`{o.ev.name}` calibrates on validation tokens", line=o.line,
+                              related=trail(ctx.prog, o))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from audits.flow import CACHE_UPDATE, TRAIN, TRAIN_READ
+from audits.evidence import merge_related, trail
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.scoring import scoring_roots
 from audits.types import Condition, Confidence, Ruling, Severity
@@ -71,5 +72,6 @@ class TrainDataInEval(Rule):
                             p.kind == TRAIN_READ and p.chain == o.chain and p.order < o.order for p in flow.occs):
                         continue  # the read itself is already reported
                     where = next((line for _sid, _i, line, q in o.path if q in evals), o.line)
+                    own = [(o.line, "the read happens here")] if where != o.line else []
                     yield Hit(None, "reads training data inside evaluation", line=where,
-                              related=[(o.line, "the read happens here")] if where != o.line else [])
+                              related=merge_related(own, trail(ctx.prog, o, TRAIN)))
