@@ -59,3 +59,21 @@ def test_feature_stems():
     assert default_mention(["NGRAM_EVAL_ENABLED=0"], "we mix an n-gram eval cache") is None
     assert default_mention(["NGRAM_EVAL_ENABLED=0"], "ngram eval cache: on") == ("NGRAM_EVAL_ENABLED=0", "ngram eval")
     assert default_mention(["SEED=1337"], "seed 1337") is None
+
+
+def test_run_command_pointing_training_at_validation_files(tmp_path):
+    sub = tmp_path / "run"
+    sub.mkdir()
+    (sub / "train_gpt.py").write_text(
+        "import os, glob\n"
+        "class Hyperparameters:\n"
+        "    data_path = os.environ.get('DATA_PATH', './data/datasets/fineweb10B_sp1024')\n"
+        "    train_files = os.environ.get('TRAIN_FILES', os.path.join(data_path, 'fineweb_train_*.bin'))\n"
+        "args = Hyperparameters()\n"
+        "print(sorted(glob.glob(args.train_files)))\n")
+    assert audit_paths([sub]).overall.value == "PASS"
+    (sub / "README.md").write_text("TRAIN_FILES=./data/fineweb_val_*.bin torchrun --nproc_per_node=8 train_gpt.py\n")
+    result = audit_paths([sub])
+    f = next(f for f in result.findings if f.rule_id == "PG-DATA-001")
+    assert (f.line, f.status, f.severity) == (4, Status.ACTIVE, Severity.ERROR)
+    assert "resolve to the validation split (as stated for TRAIN_FILES)" in f.message

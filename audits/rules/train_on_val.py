@@ -57,6 +57,7 @@ class TrainOnVal(Rule):
 
     def check(self, ctx):
         prog = ctx.prog
+        found = False
         for func in prog.funcs.values():
             for n in func_nodes_of(func, cst.Assign):
                 targets = [root_name(t.target) for t in n.targets]
@@ -67,8 +68,27 @@ class TrainOnVal(Rule):
                     if is_loader and trainish and any(
                             VAL in prog.expr_taint(a.value, func) or _resolves_to_val(prog, a.value)
                             for a in n.value.args):
+                        found = True
                         yield Hit(n, f"training data source `{targets[0]}` is built from validation data")
                 elif any(P.TRAIN_NAME.match(t or "") for t in targets) and type(n.value) in (
                         cst.SimpleString, cst.ConcatenatedString, cst.FormattedString, cst.BinaryOperation) \
                         and VAL in prog.expr_taint(n.value, func):
+                    found = True
                     yield Hit(n, f"training files `{targets[0]}` point at the validation split")
+        if not found:  # the loader built from it is the clearer place to show; without one, the setting is
+            yield from self._configured(prog)
+
+    @staticmethod
+    def _configured(prog):
+        """`train_files = os.environ.get("TRAIN_FILES", ...)` (a class attribute or a local) whose value under the
+        stated run environment (`TRAIN_FILES=.../fineweb_val_*.bin` in the run command) is the validation split."""
+        for n in prog.nodes_of(cst.Assign):
+            if type(n.value) is not cst.Call or len(n.targets) != 1:
+                continue
+            target = root_name(n.targets[0].target)
+            if not P.TRAIN_NAME.match(target or "") or not _resolves_to_val(prog, n.value):
+                continue
+            keys = [k for k in prog.config.used_keys if k in prog.node_text(n.value)]
+            how = f" (as stated for {', '.join(keys)})" if keys else ""
+            yield Hit(n, f"training files `{target}` resolve to the validation split{how}: "
+                         f"`{evaluate(n.value, prog.config).value}`")
