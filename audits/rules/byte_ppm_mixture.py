@@ -18,6 +18,27 @@ def _prob_names(node: cst.CSTNode) -> set[str]:
     return {x for x in names_in(node) if not x.isupper()}
 
 
+def _weights(side: cst.CSTNode) -> set[str]:
+    """Names multiplying a term: `lam * p` -> {lam}; `(1 - lam) * p` -> {lam} through the complement."""
+    if type(side) is not cst.BinaryOperation or type(side.operator) is not cst.Multiply:
+        return set()
+    out = set()
+    for f in (side.left, side.right):
+        if type(f) is cst.Name:
+            out.add(f.value)
+        elif type(f) is cst.BinaryOperation and type(f.operator) is cst.Subtract and \
+                type(f.left) in (cst.Integer, cst.Float) and type(f.right) is cst.Name:
+            out.add("1-" + f.right.value)
+    return out
+
+
+def _convex(n: cst.BinaryOperation) -> bool:
+    """`lam * a + (1 - lam) * b`: a mixture of two probabilities (in a function that computes the byte model's,
+    such as a numpy helper `ppm_mixture_bpb` run over stored per-token log-probs)."""
+    left, right = _weights(n.left), _weights(n.right)
+    return any(f"1-{w}" in right for w in left) or any(f"1-{w}" in left for w in right)
+
+
 class BytePPMMixture(Rule):
     """Flags mixing the network's probability with a byte-level model's probability of the realized byte.
 
@@ -83,7 +104,8 @@ class BytePPMMixture(Rule):
                     if type(n) is cst.BinaryOperation and type(n.operator) is cst.Add:
                         left, right = _prob_names(n.left), _prob_names(n.right)
                         lp, rp = any(_PPM.search(x) for x in left), any(_PPM.search(x) for x in right)
-                        if (lp and right and not rp) or (rp and left and not lp):
+                        if (lp and right and not rp) or (rp and left and not lp) or (
+                                _PPM.search(func.name) and _convex(n)):
                             yield Hit(n, "mixes a byte-level model's probability of the realized byte into the "
                                          "scored probability")
                             break
