@@ -1,7 +1,7 @@
 """PG-SLOT-001: optimizing a delta/logit bias against the very targets being scored."""
 from __future__ import annotations
 
-from audits.flow import TARGET, UPDATE, VAL
+from audits.flow import SCORE, TARGET, UPDATE, VAL, Occ, exclusive
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
@@ -26,7 +26,9 @@ class SlotOnScoredRegion(Rule):
             nll = F.cross_entropy(head(h + delta), targets); nll.backward(); slot_opt.step()
 
     Use instead:
-        Score with the fixed model; adapt only on already-scored positions (score-first TTT).
+        Score with the fixed model; adapt only on already-scored positions (score-first TTT). A per-document
+        adapter that scores each window under no-grad before optimizing on it, and is reset per document, is
+        score-first and not flagged.
     """
 
     id = "PG-SLOT-001"
@@ -43,6 +45,21 @@ class SlotOnScoredRegion(Rule):
         "community consensus",
     )
     VALID = [Valid("""
+        def eval_doc_adapter(model, val_tokens, n_windows):
+            loss_sum = 0.0
+            delta = torch.zeros(1, 1, 512, requires_grad=True)
+            slot_opt = torch.optim.AdamW([delta], lr=0.01)
+            for w in range(n_windows):
+                x, y = val_tokens[w * 64:(w + 1) * 64], val_tokens[w * 64 + 1:(w + 1) * 64 + 1]
+                with torch.no_grad():
+                    loss_sum += F.cross_entropy(model.head(model.hidden(x) + delta), y).item()
+                nll = F.cross_entropy(model.head(model.hidden(x) + delta), y)
+                nll.backward()
+                slot_opt.step()
+            return loss_sum
+        val_tokens = load_validation_tokens("fineweb_val_*.bin")
+        print(eval_doc_adapter(model, val_tokens, 16))
+    """), Valid("""
         def eval_val(model, val_tokens):
             loss_sum = 0.0
             with torch.no_grad():
@@ -71,7 +88,22 @@ class SlotOnScoredRegion(Rule):
 
     def check(self, ctx):
         for flow in ctx.flows:
+            scores = [o for o in flow.occs if o.kind == SCORE]
             for o in flow.occs:
                 if o.kind == UPDATE and o.slot and (VAL in o.taint or TARGET in o.taint):
-                    yield Hit(None, f"`{o.ev.name}` optimizes a tensor created in evaluation against the scored "
-                                    "targets; the optimized tensor then produces the reported NLL", line=o.line)
+                    after = _scored_after(o, scores)
+                    if after is not None:
+                        yield Hit(None, f"`{o.ev.name}` optimizes a tensor created in evaluation against the scored "
+                                        "targets; the optimized tensor then produces the reported NLL", line=o.line,
+                                  related=[(after.line, "the same window is scored here, after the optimization")])
+
+
+def _scored_after(u: Occ, scores: list[Occ]) -> Occ | None:
+    """The score that comes from the optimized tensor: after the step, in the same call of the evaluation that
+    created the tensor (one occurrence stands for every iteration of a loop, so a score placed before the step in
+    a loop body is the next window's). A per-document adapter that scores each
+    window first and optimizes only on what it already scored, reset per document, has none: it is score-first."""
+    for s in scores:
+        if s.order > u.order and not exclusive(s, u) and s.chain[: len(u.chain)] == u.chain:
+            return s
+    return None
