@@ -97,6 +97,7 @@ def decode_layers(text: str, path: str) -> list[Layer]:
     """The file and every payload it unpacks with exec(...), recursively, capped in depth and size."""
     layers: list[Layer] = []
     todo: list[tuple[str, Origin | None, int]] = [(text, None, 0)]
+    queued: set[str] = set()
     while todo:
         src, origin, depth = todo.pop(0)
         module, positions = parse(src, path if origin is None else f"{path} (decoded layer {origin.layer})")
@@ -114,6 +115,9 @@ def decode_layers(text: str, path: str) -> list[Layer]:
             if decoded is None:
                 continue
             layer.resolved_execs.add(id(call))
+            if decoded.text in queued:
+                continue  # `code = compile(src, ...)` then `exec(code)`: one payload, one layer
+            queued.add(decoded.text)
             if depth + 1 > MAX_LAYERS:
                 layer.unpack_failures.append((call, f"more than {MAX_LAYERS} nested packed layers"))
                 continue

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import libcst as cst
 
+from audits.walk import walk
+
 MAX_DECODED_BYTES = 8_000_000
 MAX_LAYERS = 6
 
@@ -124,7 +126,13 @@ def evaluate_chain(expr: cst.BaseExpression, aliases: dict[str, str], codecs: li
     mod, fn = _callee(expr.func)
     mod = aliases.get(mod, mod)
     fn = aliases.get(fn, fn) if not mod else fn
-    if fn in ("decode", "encode") and isinstance(expr.func, cst.Attribute):
+    if fn == "compile" and not mod and expr.args:  # `code = compile(src, "<x>", "exec")`, then `exec(code)`
+        return evaluate_chain(expr.args[0].value, aliases, codecs)
+    meth = expr.func.attr.value if isinstance(expr.func, cst.Attribute) else ""
+    if meth in _PURE_METHODS:
+        return _pure_method(meth, expr, aliases, codecs)
+    if meth in ("decode", "encode"):
+        fn = meth
         inner = evaluate_chain(expr.func.value, aliases, codecs)
         if inner is None:
             return None
@@ -156,6 +164,29 @@ def evaluate_chain(expr: cst.BaseExpression, aliases: dict[str, str], codecs: li
     return None
 
 
+_PURE_METHODS = frozenset({"replace", "strip", "lstrip", "rstrip", "removeprefix", "removesuffix"})
+
+
+def _pure_method(fn: str, expr: cst.Call, aliases: dict, codecs: list[str]) -> bytes | str | None:
+    """`payload.replace(b"\\n", b"")`, `.strip()`: string/bytes methods with literal arguments change the payload
+    in a way we can repeat without running anything."""
+    inner = evaluate_chain(expr.func.value, aliases, codecs)  # type: ignore[attr-defined]
+    if inner is None:
+        return None
+    args = []
+    for a in expr.args:
+        if a.keyword is not None or a.star or not isinstance(a.value, (cst.SimpleString, cst.ConcatenatedString)):
+            return None
+        v = a.value.evaluated_value
+        if type(v) is not type(inner):
+            return None
+        args.append(v)
+    try:
+        return getattr(inner, fn)(*args)
+    except (TypeError, ValueError):
+        return None
+
+
 def decode_exec_argument(arg: cst.BaseExpression, aliases: dict[str, str]) -> Decoded | None:
     """The source text an exec/eval argument decodes to, or None if it is not a static decode chain."""
     if isinstance(arg, cst.Call):
@@ -176,15 +207,19 @@ def decode_exec_argument(arg: cst.BaseExpression, aliases: dict[str, str]) -> De
 
 def import_aliases(module: cst.Module) -> dict:
     """Map local names to stdlib modules/functions relevant to unpacking (`import lzma as L` → L: lzma),
-    and module-level names bound once to an expression (`"=NAME"` → the expression) so `exec(SRC)` resolves."""
+    and names bound exactly once in the file to an expression (`"=NAME"` → the expression), so `exec(SRC)` and
+    `exec(code)` with `code = compile(src, ...)` in a function resolve."""
     out: dict = {}
     assigned: dict[str, list] = {}
+    for node in walk(module, into_defs=True):
+        if type(node) is cst.Assign and len(node.targets) == 1 and type(node.targets[0].target) is cst.Name:
+            assigned.setdefault(node.targets[0].target.value, []).append(node.value)
+        elif type(node) in (cst.AnnAssign, cst.AugAssign, cst.For, cst.NamedExpr) and type(node.target) is cst.Name:
+            assigned.setdefault(node.target.value, []).append(None)  # rebound another way: not one known value
     for stmt in module.body:
         if not isinstance(stmt, cst.SimpleStatementLine):
             continue
         for small in stmt.body:
-            if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
-                assigned.setdefault(small.targets[0].target.value, []).append(small.value)
             if isinstance(small, cst.Import):
                 for alias in small.names:
                     name = cst.helpers.get_full_name_for_node(alias.name) or ""
@@ -196,6 +231,6 @@ def import_aliases(module: cst.Module) -> dict:
                     local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
                     out[local] = name
     for name, values in assigned.items():
-        if len(values) == 1:
+        if len(values) == 1 and values[0] is not None:  # bound once, anywhere in the file
             out["=" + name] = values[0]
     return out
