@@ -88,10 +88,12 @@ def _name_kinds(name: str) -> frozenset[str]:
     return kinds
 
 
-def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...], tuple[cst.Call, ...]]:
+def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...], tuple[cst.Call, ...],
+                                             tuple[str, ...]]:
     """The parts of an expression that can carry taint, split into what its words say on their own (names,
     attribute names, strings, validation-loading calls) and what needs a lookup: the names and attribute names
-    (their bindings) and the calls. The arguments of a call are not part of the expression's own leaves: what a
+    (their bindings), the calls, and the attributes read through `self`/`cls` (bound per class, not across every
+    class that has an attribute of that name). The arguments of a call are not part of the expression's own leaves: what a
     call passes on is decided per callee (`expr_taint`), so `train_model(h, val_data)` is not validation data
     just because one argument is. Cached per node."""
     got = _LEAVES.get(id(node))
@@ -100,6 +102,7 @@ def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tu
     static: set[str] = set()
     names: dict[str, None] = {}
     attrs: dict[str, None] = {}
+    own: dict[str, None] = {}
     calls: list[cst.Call] = []
     todo = [node]
     while todo:
@@ -110,9 +113,12 @@ def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tu
             static |= _name_kinds(n.value)
             continue
         if t is cst.Attribute:
-            attrs[n.attr.value] = None
+            if type(n.value) is cst.Name and n.value.value in ("self", "cls"):
+                own[n.attr.value] = None  # `self.stream`: the attribute of this class, looked up by class
+            else:
+                attrs[n.attr.value] = None
+                todo.append(n.value)
             static |= _name_kinds(n.attr.value)
-            todo.append(n.value)
             continue
         if t is cst.SimpleString:
             if P.VAL_STRING.search(n.value):
@@ -127,7 +133,7 @@ def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tu
             todo.append(n.func)
             continue
         todo.extend(children(n))
-    got = _LEAVES[id(node)] = (frozenset(static), tuple(names), tuple(attrs), tuple(calls))
+    got = _LEAVES[id(node)] = (frozenset(static), tuple(names), tuple(attrs), tuple(calls), tuple(own))
     return got
 
 
@@ -218,7 +224,10 @@ class Program:
     taint: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     param_taint: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     return_taint: dict[str, set[str]] = field(default_factory=dict)
-    attr_taint: dict[str, set[str]] = field(default_factory=dict)
+    return_own: dict[str, set[str]] = field(default_factory=dict)  # methods: returned taint not read through self
+    attr_taint: dict[str, set[str]] = field(default_factory=dict)  # "Class.attr" for self-bindings, and "attr"
+    blind_self: bool = False  # while computing `return_own`
+    self_bound: set[str] = field(default_factory=set)  # "Class.attr" for every `self.attr = ...` in a method
     global_taint: dict[str, set[str]] = field(default_factory=dict)
     tainted_names: set[str] = field(default_factory=set)  # every name a taint map ever bound (a superset)
     imports: dict[str, str] = field(default_factory=dict)  # local alias -> imported dotted name
@@ -351,8 +360,17 @@ class Program:
         its own (its arguments are part of the expression already), so taint stays per call site."""
         if local is None:
             local = self.taint.get(scope.qname, {}) if scope else {}
-        static, names, attrs, calls = taint_leaves(node)
+        static, names, attrs, calls, own = taint_leaves(node)
         kinds = set(static)
+        if own and not self.blind_self:
+            cls = scope.cls if scope else None
+            for x in own:
+                # bound through self in this class: that binding; otherwise (class-body or base-class attributes)
+                # any binding of the name
+                key = f"{cls}.{x}"
+                k = self.attr_taint.get(key, _NO_TAINT) if key in self.self_bound else self.attr_taint.get(x)
+                if k:
+                    kinds |= k
         for x in names:
             k = local.get(x)
             if k is None:
@@ -373,7 +391,11 @@ class Program:
                 for arg in call.args:
                     kinds |= self.expr_taint(arg.value, scope, local)
                 continue
-            k = self.return_taint.get(callee.qname)
+            on_object = callee.cls is not None and type(call.func) is cst.Attribute and not (
+                type(call.func.value) is cst.Name and call.func.value.value in ("self", "cls"))
+            # `train_loader.next_batch()`: what the method returns of its own, plus what the object holds (its
+            # receiver's taint, already in the expression), not what other objects of the class were built from
+            k = (self.return_own if on_object else self.return_taint).get(callee.qname, self.return_taint.get(callee.qname))
             if k:
                 kinds |= k
             passes = self.passthrough(callee)
@@ -723,9 +745,14 @@ def _fixpoint(prog: Program, func: Func, local: dict[str, set[str]]) -> bool:
                 continue
             for name in names:
                 if name.startswith("."):
-                    if not kinds <= prog.attr_taint.get(name[1:], set()):
-                        prog.attr_taint[name[1:]] = prog.attr_taint.get(name[1:], set()) | kinds
-                        inner = grew = True
+                    if prog.blind_self:
+                        continue
+                    keys = (name[1:], f"{func.cls}.{name[1:]}") if func.cls else (name[1:],)
+                    for key in keys:
+                        if not kinds <= prog.attr_taint.get(key, set()):
+                            prog.attr_taint[key] = prog.attr_taint.get(key, set()) | kinds
+                            inner = grew = True
+                    continue
                 if not kinds <= local.get(name, set()):
                     local[name] = local.get(name, set()) | kinds
                     prog.tainted_names.add(name)
@@ -741,6 +768,8 @@ def _compute_taint(prog: Program) -> None:
     prog.param_taint = {f.qname: {} for f in funcs}
     prog._binds = {f.qname: _bindings(f) for f in funcs}
     prog._binds["<module>"][0].extend(_class_bindings(prog))
+    prog.self_bound = {f"{f.cls}.{n[1:]}" for f in funcs if f.cls for _v, names, _a in prog._binds[f.qname][0]
+                       for n in names if n.startswith(".")}
     callees = {f.qname: [(c, prog.resolve_call(c, f)) for c in prog._binds[f.qname][2]] for f in funcs}
     for _ in range(8):
         changed = False
@@ -773,6 +802,19 @@ def _compute_taint(prog: Program) -> None:
                         changed = True
         if not changed:
             break
+    prog.blind_self = True
+    try:
+        for func in funcs:
+            if func.cls is None:
+                continue
+            own: dict[str, set[str]] = {}
+            _fixpoint(prog, func, own)
+            ret: set[str] = set()
+            for r in prog._binds[func.qname][1]:
+                ret |= prog.expr_taint(r, func, own)
+            prog.return_own[func.qname] = ret
+    finally:
+        prog.blind_self = False
 
 
 # -- configuration-dependent reachability ---------------------------------------------------------------

@@ -5,7 +5,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.consteval import evaluate
-from audits.program import VAL, dotted, func_nodes_of, root_name
+from audits.program import TRAIN, VAL, dotted, func_nodes_of, root_name
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
@@ -14,6 +14,15 @@ def _resolves_to_val(prog, node: cst.BaseExpression) -> bool:
     """`args.train_files` whose configured value (env default or stated) is a validation glob."""
     value = evaluate(node, prog.config).value
     return isinstance(value, str) and bool(P.VAL_STRING.search(value))
+
+
+def _val_source(prog, func, arg: cst.BaseExpression) -> bool:
+    """The argument carries validation data, and not merely as the parameter of a generic loader class that is
+    built once for the training files and once for the validation files."""
+    kinds = prog.expr_taint(arg, func)
+    if VAL not in kinds:
+        return False
+    return not (TRAIN in kinds and type(arg) is cst.Name and arg.value in func.params)
 
 
 class TrainOnVal(Rule):
@@ -66,8 +75,7 @@ class TrainOnVal(Rule):
                     is_loader = bool(P.LOADER_CLASS.search(callee)) and not P.VAL_CALL.search(callee)
                     trainish = any(t.startswith(("train", "tr_")) or t in ("loader", "stream") for t in targets)
                     if is_loader and trainish and any(
-                            VAL in prog.expr_taint(a.value, func) or _resolves_to_val(prog, a.value)
-                            for a in n.value.args):
+                            _val_source(prog, func, a.value) or _resolves_to_val(prog, a.value) for a in n.value.args):
                         found = True
                         yield Hit(n, f"training data source `{targets[0]}` is built from validation data")
                 elif any(P.TRAIN_NAME.match(t or "") for t in targets) and type(n.value) in (
