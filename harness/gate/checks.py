@@ -260,11 +260,22 @@ def _submission_format(c: Check, f: Folder, cfg: GateConfig) -> None:
         errors = js.validate(f.submission, js.load_schema())
     except RecursionError:
         errors = [js.SchemaError("", "nested too deeply to validate", "depth")]
+    day = submission_day(f)
+    launch_era = day is not None and day.isoformat() < cfg.strict_schema_since[:10]
+    era = (f" (launch-era template: dated {day}, before {cfg.strict_schema_since[:10]}; merged records of that era "
+           "were accepted without the current template, so a person looks)") if launch_era else ""
+    missing = [e for e in errors if launch_era and e.keyword == "required" and not e.pointer]
+    if missing:
+        names = ", ".join(re.sub(r"^missing required field ", "", e.message) for e in missing)
+        c.add("PG-FMT", "warning", f"submission.json lacks the current template's {names}{era}", path, 1, 1,
+              key="schema:required:")
     for err in errors:
+        if err in missing:
+            continue
         line, col = f.at(err.pointer, key=err.at_key)
         where = err.pointer or "(top level)"
-        c.add("PG-FMT", "error", f"submission.json {where}: {err.message}", path, line, col,
-              key=f"schema:{err.keyword}:{err.pointer}")
+        c.add("PG-FMT", "warning" if launch_era else "error", f"submission.json {where}: {err.message}{era}", path,
+              line, col, key=f"schema:{err.keyword}:{err.pointer}")
     sub = f.submission
     date = sub.get("date")
     if isinstance(date, str) and len(date) >= 10:
@@ -288,13 +299,26 @@ def _submission_format(c: Check, f: Folder, cfg: GateConfig) -> None:
         norm = track if track.startswith("track_") else f"track_{track}"
         if norm != f.track:
             line, col = f.at("/track")
-            c.add("PG-FMT", "error", f"submission.json /track: says {track!r} but the folder is under "
-                  f"records/{f.track}/", path, line, col, key="track-mismatch")
+            c.add("PG-FMT", "warning" if launch_era else "error", f"submission.json /track: says {track!r} but the "
+                  f"folder is under records/{f.track}/{era}", path, line, col, key="track-mismatch")
     for name, why in (("seeds", "the gate took the seeds from the logs"),
                       ("track", "the gate took it from the folder")):
         if name not in sub:
             c.add("PG-FMT", "note", f"submission.json has no {name!r} field (recommended; {why})", path, 1, 1,
                   key=f"recommend:{name}")
+
+
+def submission_day(f: Folder) -> dt.date | None:
+    """The submission's date: submission.json `date`, else the folder name's `YYYY-MM-DD_` prefix."""
+    for text in ((f.submission or {}).get("date"), PurePosixPath(f.folder).name):
+        if isinstance(text, str):
+            m = re.match(r"(\d{4}-\d{2}-\d{2})", text)
+            if m:
+                try:
+                    return dt.date.fromisoformat(m.group(1))
+                except ValueError:
+                    pass
+    return None
 
 
 # --- logs -------------------------------------------------------------------------------------------------
@@ -325,7 +349,8 @@ def logs_check(f: Folder, cfg: GateConfig) -> Check:
                 c.add("PG-NG-004", "error", f"{name}={value:,}: a hint gated on the realized target token was active "
                       "(C1; a token-only path logs 0)", log.path, line, key=f"gate:{name}")
         if log.total_bytes is not None and log.model_bytes is not None and log.code_bytes is not None \
-                and log.total_bytes != log.model_bytes + log.code_bytes:
+                and log.total_bytes != log.model_bytes + log.code_bytes \
+                and log.total_bytes != log.model_bytes + (log.code_compressed_bytes or 0):
             c.add("PG-LOG", "error", f"Total submission size {log.total_bytes:,} is not model {log.model_bytes:,} + "
                   f"code {log.code_bytes:,} = {log.model_bytes + log.code_bytes:,}", log.path, log.total_line,
                   key="total-sum")

@@ -58,7 +58,7 @@ def test_schema_errors_are_located_at_the_value(repo, make, run_gate):
                      "author": None})
     sub.runs = sub.runs  # seeds field is overridden; logs still exist for 1337, 42, 2025
     repo.pr(sub)
-    r = run_gate(repo)
+    r = run_gate(repo, strict_schema_since="2026-03-01")  # the fixture's 2026-03-25 held to the current template
     fmt = fmt_of(r)
     text = sub.files()[f"{sub.folder}/submission.json"].splitlines()
     msgs = {m.key: m for m in fmt.messages}
@@ -81,6 +81,29 @@ def test_schema_errors_are_located_at_the_value(repo, make, run_gate):
     m = msgs["schema:required:"]
     assert (m.line, m.column) == (1, 1) and m.text == 'submission.json (top level): missing required field "author"'
     assert fmt.status is Status.FAIL
+
+
+def test_launch_era_template_problems_are_warnings(repo, make, run_gate):
+    """Merged records dated before the current template lack its fields; a person looks, nothing blocks."""
+    sub = make(meta={"author": "", "track": "non-record-16mb"})
+    files = sub.files()
+    path = f"{sub.folder}/submission.json"
+    meta = json.loads(files[path])
+    for k in ("blurb", "bytes_code"):
+        del meta[k]
+    files[path] = json.dumps(meta, indent=2) + "\n"
+    repo.pr(files=files)
+    fmt = fmt_of(run_gate(repo))
+    msgs = {m.key: m for m in fmt.messages if m.level != "note"}
+    assert {m.level for m in msgs.values()} == {"warning"} and fmt.status is Status.WARN
+    assert msgs["schema:required:"].text.startswith('submission.json lacks the current template\'s "blurb", '
+                                                    '"bytes_code" (launch-era template: dated 2026-03-25, before '
+                                                    '2026-05-02')
+    assert "must not be empty" in msgs["schema:minLength:/author"].text
+    strict = fmt_of(run_gate(repo, strict_schema_since="2026-03-25"))
+    assert strict.status is Status.FAIL
+    assert {m.key for m in strict.messages if m.level == "error"} >= {"schema:required:", "schema:minLength:/author",
+                                                                       "track-mismatch"}
 
 
 def test_non_object_bom_and_bad_utf8(repo, make, run_gate):
