@@ -3,7 +3,8 @@
 A gate that blocks accepted submissions gets switched off, so its calibration is measured on them. For every
 commit on main's first-parent line that adds a folder under `records/<track>/` (a merge commit of a PR, or a
 change committed straight to main), the gate runs as it would have on that PR: base = the commit's first parent,
-head = the commit. Printed per folder: the verdict, each check's status, and every error and warning; then the
+head = the PR's head (a merge commit's second parent; the gate diffs it against its merge base with the base, so
+what the maintainer changed while merging is not the PR's), or the commit itself for a direct commit. Printed per folder: the verdict, each check's status, and every error and warning; then the
 figures: verdicts, internal errors, and the blocking and warning findings grouped by rule and wording (numbers
 masked), separately for merge commits and direct commits.
 
@@ -80,8 +81,8 @@ def main() -> int:
         kind = "merge" if is_merge else "direct"
         subject = git(args.repo, "log", "-1", "--format=%s", commit).strip()
         try:
-            res = run_gate(GateOptions(repo=args.repo, base=f"{commit}^1", head=commit, config=cfg_factory(),
-                                       jobs=1, cache_dir=None))
+            res = run_gate(GateOptions(repo=args.repo, base=f"{commit}^1", head=f"{commit}^2" if is_merge else commit,
+                                       config=cfg_factory(), jobs=1, cache_dir=None))
         except Exception as e:  # an internal error of the gate is exactly what this benchmark is for
             tb = traceback.format_exception_only(type(e), e)[-1].strip()
             for folder in folders:

@@ -188,14 +188,22 @@ def format_check(f: Folder, cfg: GateConfig, all_changes: list[Change], folders:
     if f.track not in cfg.tracks:
         c.add("PG-FMT", "error", f"unknown track {f.track!r}: submissions go under records/"
               f"{' or records/'.join(cfg.tracks)}", f.folder, key="track")
+    # The record track holds folders to the README's layout (valerio-oai on #529/#639/#656: no submission.json or
+    # logs); the non-record track accepted scripts and metadata under other names and results outside a train log.
+    level = "error" if f.track in cfg.timed_tracks else "warning"
+    lenient = "" if level == "error" else (f" (on {f.track}, merged submissions were accepted with the script or "
+                                           "metadata under other names or results outside a train log; a person "
+                                           "looks)")
     for name in REQUIRED:
         p = f.root / name
         if not p.exists() and not p.is_symlink():
-            c.add("PG-FMT", "error", f"missing {name}: a record folder holds README.md, submission.json, "
-                  "train_gpt.py and its train logs", f.rel(name), key=f"missing:{name}")
+            others = _similar_files(f.root, name)
+            instead = f"; the folder has {', '.join(others[:3])}" if others else ""
+            c.add("PG-FMT", level, f"missing {name}: a record folder holds README.md, submission.json, "
+                  f"train_gpt.py and its train logs{instead}{lenient}", f.rel(name), key=f"missing:{name}")
     if not f.logs:
-        c.add("PG-FMT", "error", "no train log: add one log per seed (e.g. train_seed1337.log) in the official grammar",
-              f.folder, key="missing:log")
+        c.add("PG-FMT", level, "no train log: add one log per seed (e.g. train_seed1337.log) in the official grammar"
+              f"{lenient}", f.folder, key="missing:log")
     for mode, path in f.entries:
         if mode == "120000":
             c.add("PG-FMT", "error", "symbolic link: a submission folder holds regular files only", path, key="symlink")
@@ -212,6 +220,30 @@ def format_check(f: Folder, cfg: GateConfig, all_changes: list[Change], folders:
     summary = "required files present, submission.json valid, only this folder changed" if not n_errors else \
         f"{n_errors} problem{'s' if n_errors != 1 else ''}"
     return c.settle(summary)
+
+
+def _similar_files(root: Path, name: str) -> list[str]:
+    """Files that may stand in for a missing required one (`train_mdlm.py` for train_gpt.py, …)."""
+    if not root.is_dir():
+        return []
+    suffix = PurePosixPath(name).suffix
+    stem = PurePosixPath(name).stem.split("_")[0].lower()
+    return sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix == suffix
+                  and p.name.lower().startswith(stem))
+
+
+# Outside the folder, a change that alters another submission or the workflows, or edits existing code or
+# configuration, blocks; new files elsewhere and edits to other files (a paper, a results script, a .gitignore line)
+# are what merged PRs carried, for a person to look at.
+_OUTSIDE_ALWAYS = re.compile(r"^(records|\.github)/")
+_OUTSIDE_CODE = re.compile(r"\.(py|sh|ya?ml|toml|cfg|ini|txt|json|ipynb)$|(^|/)Makefile$")
+
+
+def _outside_blocks(ch: Change) -> bool:
+    paths = [p for p in (ch.path, ch.old_path) if p]
+    if any(_OUTSIDE_ALWAYS.match(p) for p in paths):
+        return True
+    return ch.status != "A" and any(_OUTSIDE_CODE.search(p) for p in paths)
 
 
 def _outside(c: Check, f: Folder, all_changes: list[Change], folders: list[str]) -> None:
@@ -231,15 +263,20 @@ def _outside(c: Check, f: Folder, all_changes: list[Change], folders: list[str])
             continue
         verb = verbs.get(ch.status, "changes")
         src = f" (from {ch.old_path})" if ch.old_path else ""
-        c.add("PG-FMT", "error", f"the change {verb} this file{src}, outside the submission folder: a record PR "
-              "changes nothing but its own folder under records/<track>/", ch.path, key=f"outside:{ch.path}")
+        blocks = _outside_blocks(ch)
+        why = "another submission, a workflow, or existing code or configuration" if blocks else \
+            "a new or non-code file, as merged PRs carried; a person looks"
+        c.add("PG-FMT", "error" if blocks else "warning", f"the change {verb} this file{src}, outside the submission "
+              f"folder ({why}): a record PR changes nothing but its own folder under records/<track>/", ch.path,
+              key=f"outside:{ch.path}")
     if others:
         names = sorted(others)
         listed = ", ".join(f"{o}/ ({others[o]} file{'s' if others[o] != 1 else ''})" for o in names[:3])
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        c.add("PG-FMT", "error", f"the same change also adds or modifies {len(names)} other submission "
-              f"folder{'s' if len(names) != 1 else ''}: {listed}{more}; a record PR adds exactly one folder",
-              f.folder, key="other-folders")
+        c.add("PG-FMT", "warning", f"the same change also adds or modifies {len(names)} other submission "
+              f"folder{'s' if len(names) != 1 else ''}: {listed}{more}; a record PR adds exactly one folder (each "
+              "folder is gated on its own; merged PRs brought several, so a person looks)", f.folder,
+              key="other-folders")
 
 
 def _submission_format(c: Check, f: Folder, cfg: GateConfig) -> None:
