@@ -232,18 +232,18 @@ def _similar_files(root: Path, name: str) -> list[str]:
                   and p.name.lower().startswith(stem))
 
 
-# Outside the folder, a change that alters another submission or the workflows, or edits existing code or
-# configuration, blocks; new files elsewhere and edits to other files (a paper, a results script, a .gitignore line)
-# are what merged PRs carried, for a person to look at.
+# Outside the folder, a change to another submission or the workflows, or an edit, deletion or rename of an existing
+# file (the README's rules and leaderboard, the shared scripts), blocks; new files elsewhere (a paper, a rerun
+# script) and git's own ignore/attribute lists are what merged PRs carried, for a person to look at.
 _OUTSIDE_ALWAYS = re.compile(r"^(records|\.github)/")
-_OUTSIDE_CODE = re.compile(r"\.(py|sh|ya?ml|toml|cfg|ini|txt|json|ipynb)$|(^|/)Makefile$")
+_GIT_METADATA = re.compile(r"(^|/)\.git(ignore|attributes)$")
 
 
 def _outside_blocks(ch: Change) -> bool:
     paths = [p for p in (ch.path, ch.old_path) if p]
     if any(_OUTSIDE_ALWAYS.match(p) for p in paths):
         return True
-    return ch.status != "A" and any(_OUTSIDE_CODE.search(p) for p in paths)
+    return ch.status != "A" and not all(_GIT_METADATA.search(p) for p in paths)
 
 
 def _outside(c: Check, f: Folder, all_changes: list[Change], folders: list[str]) -> None:
@@ -264,8 +264,8 @@ def _outside(c: Check, f: Folder, all_changes: list[Change], folders: list[str])
         verb = verbs.get(ch.status, "changes")
         src = f" (from {ch.old_path})" if ch.old_path else ""
         blocks = _outside_blocks(ch)
-        why = "another submission, a workflow, or existing code or configuration" if blocks else \
-            "a new or non-code file, as merged PRs carried; a person looks"
+        why = "another submission, a workflow, or an existing file" if blocks else \
+            "a new file or git metadata, as merged PRs carried; a person looks"
         c.add("PG-FMT", "error" if blocks else "warning", f"the change {verb} this file{src}, outside the submission "
               f"folder ({why}): a record PR changes nothing but its own folder under records/<track>/", ch.path,
               key=f"outside:{ch.path}")
@@ -374,10 +374,11 @@ def logs_check(f: Folder, cfg: GateConfig) -> Check:
     script_md5 = hashlib.md5(f.script).hexdigest() if f.script is not None else None  # an identity echo, not security
     for log in f.logs:
         _log_identity(c, f, log, script_sha, script_md5, cfg.log_mismatch)
-        _log_stages(c, log, cfg)
+        _log_stages(c, log, cfg, f.track in cfg.timed_tracks)
         if log.seed is not None and log.seed_from_name is not None and log.seed != log.seed_from_name:
-            c.add("PG-LOG", "error", f"the file name says seed {log.seed_from_name} but the log says seed:{log.seed}",
-                  log.path, log.seed_line, key="seed-name")
+            c.add("PG-LOG", cfg.log_mismatch, f"the file name says seed {log.seed_from_name} but the log says "
+                  f"seed:{log.seed} (the gate takes the log's; a person checks which run this is)", log.path,
+                  log.seed_line, key="seed-name")
         if log.run_seed is None:
             c.add("PG-LOG", "warning", "no seed in the log (no `seed:N` line) nor in its file name", log.path,
                   key="no-seed")
@@ -482,11 +483,12 @@ def source_without_comments(text: str) -> str | None:
     return " ".join(out)
 
 
-def _log_stages(c: Check, log: RunLog, cfg: GateConfig) -> None:
+def _log_stages(c: Check, log: RunLog, cfg: GateConfig, timed: bool = True) -> None:
     final = log.final
     if final is None:
-        c.add("PG-LOG", "error", "no evaluation line (`<label> val_loss:… val_bpb:…`) after training: the reported "
-              "score cannot be read", log.path, key="no-final")
+        # a record's score must be readable; the non-record track keeps exploratory logs next to the scored run
+        c.add("PG-LOG", "error" if timed else "warning", "no evaluation line (`<label> val_loss:… val_bpb:…`) after "
+              "training: the reported score cannot be read", log.path, key="no-final")
         return
     if "ILLEGAL" in final.label or "ILLEGAL" in final.extra:
         c.add("PG-LOG", "error", f"the reported stage {final.label!r} is marked ILLEGAL (a negative control run)",
@@ -529,32 +531,36 @@ def _agreement(c: Check, f: Folder, cfg: GateConfig) -> None:
         for i, s in enumerate(seeds_field):
             if isinstance(s, int) and not isinstance(s, bool) and s not in logged:
                 line, col = f.at(f"/seeds/{i}")
-                c.add("PG-LOG", "error", f"seed {s} is listed in submission.json but no train log reports it "
-                      f"(logs found for seeds: {found})", path, line, col, key=f"missing-seed:{s}")
+                c.add("PG-LOG", cfg.log_mismatch, f"seed {s} is listed in submission.json but no train log reports it "
+                      f"(logs found for seeds: {found}; the significance check counts only logged runs)", path, line,
+                      col, key=f"missing-seed:{s}")
         listed = {s for s in seeds_field if isinstance(s, int)}
         for lg in f.logs:
             if lg.run_seed is not None and lg.run_seed not in listed:
                 c.add("PG-LOG", "warning", f"seed {lg.run_seed} has a log but is not listed in submission.json seeds",
                       lg.path, lg.seed_line, key=f"unlisted-seed:{lg.run_seed}")
     if finals:
+        runs = distinct_runs(finals)
+        timed = f.track in cfg.timed_tracks
         for field_name, attr, tol in (("val_bpb", "val_bpb", cfg.bpb_tolerance),
                                       ("val_loss", "val_loss", cfg.loss_tolerance)):
             claimed = sub.get(field_name)
             if not _is_num(claimed):
                 continue
-            values = [getattr(lg.final, attr) for lg in finals]
-            mean = statistics.fmean(values)
-            if abs(claimed - mean) > tol:
-                per = ", ".join(f"{_seed_label(lg)}: {getattr(lg.final, attr):.5f}" for lg in finals[:6])
-                line, col = f.at(f"/{field_name}")
-                c.add("PG-LOG", "error", f"submission.json {field_name} {claimed} but the logs' reported stages "
-                      f"average {mean:.5f} ({per}); they must agree (tolerance {tol:g})", path, line, col,
-                      key=f"agree:{field_name}")
+            mean = statistics.fmean(getattr(lg.final, attr) for lg in runs)
+            if abs(claimed - mean) <= tol:
+                continue
+            per = ", ".join(f"{_seed_label(lg)}: {getattr(lg.final, attr):.5f}" for lg in runs[:6])
+            line, col = f.at(f"/{field_name}")
+            text = f"submission.json {field_name} {claimed} but the logs' reported stages average {mean:.5f} ({per})"
+            level, why = _claim_support(claimed, attr, tol, mean, f.logs, timed)
+            c.add("PG-LOG", level, f"{text}: {why}", path, line, col, key=f"agree:{field_name}")
     code = sub.get("bytes_code")
     if f.script is not None and isinstance(code, int) and not isinstance(code, bool) and code != len(f.script):
         line, col = f.at("/bytes_code")
-        c.add("PG-LOG", "error", f"submission.json bytes_code {code:,} but train_gpt.py is {len(f.script):,} bytes",
-              path, line, col, key="bytes_code")
+        c.add("PG-LOG", cfg.log_mismatch, f"submission.json bytes_code {code:,} but train_gpt.py is {len(f.script):,} bytes "
+              f"({len(f.script) - code:+,}); the budgets check counts the logged and submitted sizes", path, line, col,
+              key="bytes_code")
     total = sub.get("bytes_total")
     totals = [t for t in (artifact_bytes(f, lg, cfg.code_counting) for lg in f.logs) if t is not None]
     if isinstance(total, int) and not isinstance(total, bool) and totals and total not in totals:
@@ -565,9 +571,41 @@ def _agreement(c: Check, f: Folder, cfg: GateConfig) -> None:
                   f"({', '.join(f'{t:,}' for t in totals)}); report the largest, {hi:,}", path, line, col,
                   key="bytes_total")
         else:
-            c.add("PG-LOG", "error", f"submission.json bytes_total {total:,} does not match the logged artifacts "
-                  f"({', '.join(f'{t:,}' for t in totals)}; code + compressed model per seed)", path, line, col,
-                  key="bytes_total")
+            c.add("PG-LOG", cfg.log_mismatch, f"submission.json bytes_total {total:,} does not match the logged artifacts "
+                  f"({', '.join(f'{t:,}' for t in totals)}; code + compressed model per seed); the budgets check "
+                  "judges the logged ones", path, line, col, key="bytes_total")
+
+
+def distinct_runs(logs: list[RunLog]) -> list[RunLog]:
+    """One log per run: a second log of the same seed with the same reported score is a copy (train.log kept
+    next to train_seed1337.log), not another run."""
+    seen, out = set(), []
+    for lg in logs:
+        ident = (lg.run_seed, lg.final.val_bpb, lg.final.val_loss) if lg.final and lg.run_seed is not None else None
+        if ident is not None and ident in seen:
+            continue
+        if ident is not None:
+            seen.add(ident)
+        out.append(lg)
+    return out
+
+
+def _claim_support(claimed: float, attr: str, tol: float, mean: float, logs: list[RunLog],
+                   timed: bool) -> tuple[str, str]:
+    """How bad a submission.json score that is not the seeds' mean is: a score some log reports (one seed's, as
+    launch-era records stated), or one worse than the mean, is for a person to look at; a better score than any
+    logged stage is unsupported and blocks on the record track."""
+    for lg in logs:
+        for st in lg.eval_stages:
+            if abs(getattr(st, attr) - claimed) <= tol:
+                return "warning", (f"it is {_seed_label(lg)}'s `{st.label}` stage ({lg.path.rsplit('/', 1)[-1]}:"
+                                   f"{st.exact_line or st.line}), not the mean of the seeds' reported stages; a "
+                                   "person looks")
+    if claimed >= mean:
+        return "warning", "the stated score is worse than the logs show (conservative); a person looks"
+    if not timed:
+        return "warning", "no logged stage reports it (non-record track: not ranked); a person looks"
+    return "error", "no logged stage reports a score this good: the stated score is not supported by the logs"
 
 
 def _is_num(v: Any) -> bool:
@@ -626,8 +664,9 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
         who = _seed_label(lg)
         total = artifact_bytes(f, lg, counting)
         if total is None:
-            c.add("PG-SIZE-001", "error", f"{who}: no `Serialized model … bytes` line (or no code size): the "
-                  "artifact size cannot be checked", lg.path, key="no-size")
+            c.add("PG-SIZE-001", "error" if timed else "warning", f"{who}: no `Serialized model … bytes` line (or no "
+                  "code size): the artifact size cannot be checked" + ("" if timed else " (non-record track: a "
+                  "person checks the size the README states)"), lg.path, key="no-size")
             continue
         code = total - (lg.model_bytes or 0)
         if counting == "folder":
@@ -767,7 +806,7 @@ def significance_check(f: Folder, cfg: GateConfig, record: Record | None) -> Che
               f"({', '.join(map(str, seeds)) or 'no seeds'}); a record needs at least {cfg.min_seeds} seeds of the "
               "same config (single-seed rows are rejected, #1963/#2020)",
               f.sub_path if f.submission is not None else f.folder, line, col, key="seeds")
-    _same_config(c, runs)
+    _same_config(c, distinct_runs(runs), cfg.min_seeds)
     if record is None:
         record = stated_record(f)
     if waived:
@@ -840,29 +879,50 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def _same_config(c: Check, runs: list[RunLog]) -> None:
+def _config_diffs(a: RunLog, b: RunLog) -> tuple[list[str], list[str]]:
+    """(settings that differ in value, settings logged by only one of the two runs)."""
+    values, presence = [], []
+    if a.model_params is not None and b.model_params is not None and a.model_params != b.model_params:
+        values.append(f"model_params {a.model_params:,} vs {b.model_params:,}")
+    for k in sorted(set(a.config) & set(b.config)):
+        if k != "model_params" and a.config[k] != b.config[k]:
+            values.append(f"{k} {a.config[k]} vs {b.config[k]}")
+    for k in sorted(set(a.config) ^ set(b.config)):
+        if k != "model_params":
+            presence.append(f"{k} only in {'the first' if k in a.config else 'this'} log")
+    return values, presence
+
+
+def _same_config(c: Check, runs: list[RunLog], min_seeds: int = 3) -> None:
+    """The seeds must come from one submitted config (#2124). A folder may also keep runs of another config (an
+    original run next to its compliance rerun): that blocks only when no config has enough seeds of its own."""
     if len(runs) < 2:
         return
+    groups = []
+    for lg in runs:
+        same = {o.run_seed for o in runs if not _config_diffs(lg, o)[0]}
+        groups.append(len(same))
+    enough = max(groups) >= min_seeds
     ref = runs[0]
     for lg in runs[1:]:
-        diffs = []
-        if ref.model_params is not None and lg.model_params is not None and ref.model_params != lg.model_params:
-            diffs.append(f"model_params {ref.model_params:,} vs {lg.model_params:,}")
+        values, presence = _config_diffs(ref, lg)
         a_code, b_code = ref.derived_code_bytes, lg.derived_code_bytes
         if a_code is not None and b_code is not None and a_code != b_code:
             # code edits between runs (comments, logging) are what the maintainers accepted; a person looks
             c.add("PG-STAT-001", "warning", f"{_seed_label(lg)} ran a script of {b_code:,} bytes, "
-                  f"{_seed_label(ref)} one of {a_code:,} ({b_code - a_code:+,} bytes) with the same logged "
-                  "settings: a person should check the seeds ran the same submitted config (#2124)", lg.path,
-                  lg.code_line or lg.total_line, key=f"code:{ref.path}")
-        keys = sorted(set(ref.config) & set(lg.config))
-        for k in keys:
-            if k != "model_params" and ref.config[k] != lg.config[k]:
-                diffs.append(f"{k} {ref.config[k]} vs {lg.config[k]}")
-        for k in sorted(set(ref.config) ^ set(lg.config)):
-            if k != "model_params":
-                diffs.append(f"{k} only in {'the first' if k in ref.config else 'this'} log")
-        if diffs:
-            c.add("PG-STAT-001", "error", f"{_seed_label(lg)} ran a different configuration than {_seed_label(ref)} "
-                  f"({'; '.join(diffs[:4])}{'; …' if len(diffs) > 4 else ''}): the seeds must come from the same "
-                  "submitted config (#2124)", lg.path, key=f"config:{ref.path}")
+                  f"{_seed_label(ref)} one of {a_code:,} ({b_code - a_code:+,} bytes): a person should check the "
+                  "seeds ran the same submitted config (#2124)", lg.path, lg.code_line or lg.total_line,
+                  key=f"code:{ref.path}")
+        if values:
+            shown = "; ".join(values[:4]) + ("; …" if len(values) > 4 else "")
+            level = "warning" if enough else "error"
+            also = (f" (another config has {max(groups)} seeds of its own, which the score may rest on; a person "
+                    "looks)") if enough else ""
+            c.add("PG-STAT-001", level, f"{_seed_label(lg)} ran a different configuration than {_seed_label(ref)} "
+                  f"({shown}): the seeds must come from the same submitted config (#2124){also}", lg.path,
+                  key=f"config:{ref.path}")
+        elif presence:
+            shown = "; ".join(presence[:4]) + ("; …" if len(presence) > 4 else "")
+            c.add("PG-STAT-001", "warning", f"{_seed_label(lg)} logs other settings than {_seed_label(ref)} "
+                  f"({shown}), none with a different value: a script version that logs more; a person looks",
+                  lg.path, key=f"config:{ref.path}")

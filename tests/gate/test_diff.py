@@ -91,7 +91,7 @@ def test_outside_changes_block_on_code_or_other_records(repo, make, run_gate):
                         ".github/workflows/x.yml": "on: push\n"})
     fmt = run_gate(repo).folders[0].checks["format"]
     level = {m.path: m.level for m in fmt.messages if m.key.startswith("outside:")}
-    assert level == {"paper/notes.tex": "warning", "scripts/rerun.py": "warning", "README.md": "warning",
+    assert level == {"paper/notes.tex": "warning", "scripts/rerun.py": "warning", "README.md": "error",
                      ".github/workflows/x.yml": "error"}
 
 
