@@ -624,14 +624,14 @@ def artifact_bytes(f: Folder, log: RunLog, counting: str = "logged") -> int | No
     return None if code is None else code + log.model_bytes
 
 
-def seed_rows(f: Folder, counting: str = "logged") -> list[dict[str, Any]]:
+def seed_rows(f: Folder, counting: str = "logged", counting_artifact: bool = False) -> list[dict[str, Any]]:
     rows = []
     for lg in f.logs:
         final = lg.final
         rows.append({
             "seed": lg.run_seed, "log": lg.path, "steps": lg.steps, "step_avg_ms": lg.step_avg_ms,
             "train_loop_s": lg.train_ms / 1000 if lg.train_ms is not None else None,
-            "calibration_s": lg.calibration_s, "train_s": lg.train_total_s, "eval_s": lg.eval_total_s,
+            "calibration_s": lg.calibration_s, "train_s": lg.train_seconds(counting_artifact), "eval_s": lg.eval_total_s,
             "stage": final.label if final else None, "val_loss": final.val_loss if final else None,
             "val_bpb": final.val_bpb if final else None, "model_bytes": lg.model_bytes,
             "code_bytes": _code_counted(f, lg, counting),
@@ -704,9 +704,10 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
             c.add("PG-SIZE-001", "error", f"submission.json bytes_total {bt:,} exceeds {limit:,}", f.sub_path, line,
                   col, key="size-claimed")
     trains, evals = [], []
+    count_artifact = cfg.train_scope == "artifact"
     for lg in f.logs:
         who = _seed_label(lg)
-        tr, ev = lg.train_total_s, lg.eval_total_s
+        tr, ev = lg.train_seconds(count_artifact), lg.eval_total_s
         if tr is not None:
             trains.append(tr)
         if ev is not None:
@@ -716,8 +717,8 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
         if tr is None:
             c.add("PG-TIME-TRAIN", "error", f"{who}: no training time in the log (`train_time:…ms`)", lg.path,
                   key="no-train-time")
-        elif lg.train_over(cfg.train_limit_s, cfg.train_overrun_s):
-            stated = lg.phase("artifact_total")
+        elif lg.train_over(cfg.train_limit_s, cfg.train_overrun_s, count_artifact):
+            stated = lg.phase("artifact_total") if count_artifact or lg.train_ms is None else None
             if stated is not None:
                 how, line = f"stated {stated.name}", stated.line
             elif lg.calibration_s:
@@ -731,12 +732,18 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
                     "them (e.g. GPTQ_RESERVE_SECONDS)") if lg.calibration_s else ""
             c.add("PG-TIME-TRAIN", "error", f"{who}: training {tr:.1f} s ({how}) exceeds {cfg.train_limit_s:.0f} s"
                   f"{hint}", lg.path, line, key="train-time")
-        elif lg.train_over(cfg.train_limit_s):  # past one step: accepted within the overrun tolerance
+        elif lg.train_over(cfg.train_limit_s, 0.0, count_artifact):  # within the overrun tolerance
             c.add("PG-TIME-TRAIN", "note", f"{who}: training {tr:.3f} s, {tr - cfg.train_limit_s:.3f} s past "
                   f"{cfg.train_limit_s:.0f} s: within one step ({lg.step_ms:.0f} ms) plus {cfg.train_overrun_s:g} s, "
                   "as the wallclock cap stops the loop after a step (merged records stop up to 0.2 s past); "
                   "`[tolerance] train_overrun_seconds = 0` makes it strict", lg.path, lg.train_line,
                   key="train-overrun")
+        stated = lg.phase("artifact_total")
+        if not count_artifact and stated is not None and lg.train_ms is not None and stated.seconds > cfg.train_limit_s:
+            c.add("PG-TIME-TRAIN", "note", f"{who}: the log states {stated.name} {stated.seconds:.1f} s "
+                  f"over {cfg.train_limit_s:.0f} s; the loop and calibration (training-data access) took {tr:.1f} s, "
+                  "which is what the maintainers held to the budget (#1868); `[limits] train_scope = \"artifact\"` "
+                  "counts the stated total", lg.path, stated.line, key="artifact-production")
         if ev is None:
             c.add("PG-TIME-EVAL", "error", f"{who}: no evaluation time in the log (`eval_time:…ms` on the evaluation "
                   "lines)", lg.path, key="no-eval-time")

@@ -22,6 +22,7 @@ typo never silently leaves a default in force.
     train_seconds = 600
     eval_seconds = 600
     code_bytes = "logged"      # logged (the run's own accounting) | submitted (train_gpt.py) | folder (+ other .py)
+    train_scope = "data-access"   # data-access (loop + calibration) | artifact (+ a stated artifact-production total)
 
     [bytes]
     canonical_val_bytes = 151080000
@@ -72,6 +73,11 @@ LOG_MISMATCH = ("warning", "error")
 # The wallclock cap is checked after a step and its stop is agreed across ranks: merged records stop up to 0.2 s
 # past 600 s. Training is within budget up to one step plus this many seconds past the cap.
 TRAIN_OVERRUN_S = 0.5
+# What the 600 s training budget covers. "data-access": the loop plus calibration that reads training data (Hessian
+# collection), as the maintainers accepted in #1868, whose logs state artifact_production_wallclock 825-1121 s with
+# quantization and compression after the data access; "artifact": a stated artifact-production total counts too
+# (valerio-oai on #609: "I would not regard 'artifact creation' as untimed").
+TRAIN_SCOPE = ("data-access", "artifact")
 
 
 class ConfigError(ValueError):
@@ -101,6 +107,7 @@ class GateConfig:
     bpb_tolerance: float = 1e-4
     loss_tolerance: float = 1e-4
     code_counting: str = "logged"
+    train_scope: str = "data-access"
     log_mismatch: str = "warning"
     train_overrun_s: float = TRAIN_OVERRUN_S
     min_seeds: int = 3
@@ -131,7 +138,8 @@ class GateConfig:
 
 _SECTIONS: dict[str, dict[str, tuple[str, Any]]] = {
     "limits": {"artifact_bytes": ("artifact_limit", int), "train_seconds": ("train_limit_s", float),
-               "eval_seconds": ("eval_limit_s", float), "code_bytes": ("code_counting", CODE_COUNTING)},
+               "eval_seconds": ("eval_limit_s", float), "code_bytes": ("code_counting", CODE_COUNTING),
+               "train_scope": ("train_scope", TRAIN_SCOPE)},
     "bytes": {"canonical_val_bytes": ("canonical_val_bytes", float),
               "relative_tolerance": ("val_bytes_rel_tol", float)},
     "tolerance": {"val_bpb": ("bpb_tolerance", float), "val_loss": ("loss_tolerance", float),

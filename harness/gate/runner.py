@@ -118,7 +118,7 @@ def run_gate(opts: GateOptions) -> GateResult:
                 fr.checks["logs"] = checks.logs_check(f, cfg)
                 fr.checks["budgets"] = checks.budgets_check(f, cfg)
                 fr.checks["significance"] = checks.significance_check(f, cfg, cfg.record)
-                fr.seeds = checks.seed_rows(f, cfg.code_counting)
+                fr.seeds = checks.seed_rows(f, cfg.code_counting, cfg.train_scope == "artifact")
                 result.folders.append(fr)
             if opts.html_dir:
                 result.html_error = _render_html(opts.html_dir, audited, audits, cfg)

@@ -113,3 +113,21 @@ def test_code_outside_train_gpt(repo, make, run_gate, scripts):
     (m,) = [m for m in b.messages if m.key == "extra-code"]
     assert m.level == "warning" and m.path == f"{sub.folder}/helpers/kernels.py"
     assert "all counted code should live in train_gpt.py" in m.text and b.status is Status.WARN
+
+
+def test_stated_artifact_production_counts_only_when_configured(repo, make, mkrun, run_gate):
+    """#1868 was merged with artifact_production_wallclock 825-1121 s: quantization and compression ran after the
+    loop and the Hessian collection (training-data access), which fit in 600 s."""
+    sub = make(runs=[mkrun(s, 1.89, train_ms=592_000) for s in (1, 2, 3)])
+    files = sub.files()
+    path = f"{sub.folder}/train_seed2.log"
+    files[path] += "artifact_production_wallclock: 825.4s (must be < 600.0)\n"
+    repo.pr(files=files)
+    b = budgets_of(run_gate(repo))
+    (m,) = [m for m in b.messages if m.rule == "PG-TIME-TRAIN"]
+    assert m.level == "note" and m.path == path and m.line == len(files[path].splitlines())
+    assert "states artifact_production_wallclock 825.4 s over 600 s" in m.text and "took 592.0 s" in m.text
+    assert b.status is Status.PASS
+    strict = budgets_of(run_gate(repo, train_scope="artifact"))
+    (m,) = [m for m in strict.messages if m.rule == "PG-TIME-TRAIN"]
+    assert m.level == "error" and "training 825.4 s (stated artifact_production_wallclock" in m.text
