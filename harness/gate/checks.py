@@ -601,6 +601,16 @@ def _claim_support(claimed: float, attr: str, tol: float, mean: float, logs: lis
                 return "warning", (f"it is {_seed_label(lg)}'s `{st.label}` stage ({lg.path.rsplit('/', 1)[-1]}:"
                                    f"{st.exact_line or st.line}), not the mean of the seeds' reported stages; a "
                                    "person looks")
+    by_label: dict[str, list[float]] = {}
+    for lg in distinct_runs([lg for lg in logs if lg.final is not None]):
+        for st in lg.eval_stages:
+            by_label.setdefault(st.label, []).append(getattr(st, attr))
+    for label, values in by_label.items():
+        if len(values) > 1 and abs(statistics.fmean(values) - claimed) <= tol:
+            return "warning", (f"it is the mean of the `{label}` stages ({len(values)} runs), an earlier stage than "
+                               "the last one each log reports; a person checks which stage the record is")
+    if attr == "val_loss" and any(abs(st.val_bpb - claimed) <= tol for lg in logs for st in lg.eval_stages):
+        return "warning", "it is a logged val_bpb, not a val_loss (the fields are swapped); a person looks"
     if claimed >= mean:
         return "warning", "the stated score is worse than the logs show (conservative); a person looks"
     if not timed:

@@ -260,3 +260,15 @@ def test_deeply_nested_submission_json(tmp_path):
     c = checks.Check("format")
     checks._submission_format(c, f, GateConfig())
     assert c.messages
+
+
+def test_claimed_score_of_an_earlier_stage_is_a_warning(repo, make, mkrun, run_gate):
+    """A record may state the mean of an earlier stage (sliding window) when a later one (a TTT try) is worse."""
+    runs = [mkrun(1337, 1.880), mkrun(42, 1.884), mkrun(2025, 1.900)]
+    repo.pr(make(runs=runs))
+    rows = run_gate(repo).folders[0].seeds
+    first = [next(st for st in row["stages"] if st["label"] == "final_int6_sliding_window") for row in rows]
+    claimed = sum(st["val_bpb"] for st in first) / 3
+    repo.pr(make(runs=runs, meta={"val_bpb": claimed}))
+    (m,) = [m for m in logs_of(run_gate(repo)).messages if m.key == "agree:val_bpb"]
+    assert m.level == "warning" and "it is the mean of the `final_int6_sliding_window` stages (3 runs)" in m.text
