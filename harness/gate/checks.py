@@ -18,6 +18,7 @@ from typing import Any
 from audits.results import AuditResult
 from audits.types import Severity
 from audits.types import Status as FindingStatus
+from harness.gate import jsonguard
 from harness.gate import jsonschema_lite as js
 from harness.gate.config import GateConfig, Record
 from harness.gate.gitdiff import Change, folder_of
@@ -86,8 +87,12 @@ def _read_submission(f: Folder, raw: bytes) -> None:
     if text.startswith("\ufeff"):
         f.sub_error = "1:1:starts with a byte-order mark; save it as plain UTF-8"
         return
+    problem = jsonguard.precheck(text)
+    if problem is not None:
+        f.sub_error = f"{problem.line}:{problem.column}:{problem.message}"
+        return
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
         f.located = js.locate(text)
     except json.JSONDecodeError as e:
         f.sub_error = f"{e.lineno}:{e.colno}:invalid JSON: {e.msg}"
@@ -95,10 +100,17 @@ def _read_submission(f: Folder, raw: bytes) -> None:
     except RecursionError:
         f.sub_error = "1:1:nested too deeply to read"
         return
+    except ValueError as e:  # a constant the precheck missed (it never should), or a number Python refuses
+        f.sub_error = f"1:1:{e}"
+        return
     if not isinstance(data, dict):
         f.sub_error = f"1:1:expected a JSON object, got {js._a(js._type_name(data))}"
         return
     f.submission = data
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number (a score must be finite)")
 
 
 # --- legality -----------------------------------------------------------------------------------------------
@@ -194,9 +206,10 @@ def format_check(f: Folder, cfg: GateConfig, all_changes: list[Change], folders:
     lenient = "" if level == "error" else (f" (on {f.track}, merged submissions were accepted with the script or "
                                            "metadata under other names or results outside a train log; a person "
                                            "looks)")
+    in_git = {path for _, path in f.entries}
     for name in REQUIRED:
         p = f.root / name
-        if not p.exists() and not p.is_symlink():
+        if f.rel(name) not in in_git and not p.exists() and not p.is_symlink():
             others = _similar_files(f.root, name)
             instead = f"; the folder has {', '.join(others[:3])}" if others else ""
             c.add("PG-FMT", level, f"missing {name}: a record folder holds README.md, submission.json, "

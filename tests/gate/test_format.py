@@ -121,6 +121,28 @@ def test_non_object_bom_and_bad_utf8(repo, make, run_gate):
     assert m.line == 2 and "not valid UTF-8 (byte 0xff" in m.text
 
 
+def test_hostile_submission_json_is_a_located_format_fail(repo, make, gate_cli):
+    """Built to break the parser or to slip a non-number score through: a located format FAIL, never exit 2."""
+    cases = (
+        # the 65th level (the object is the 1st), on line 3 after `  "blurb": `
+        ('{\n  "name": "x",\n  "blurb": ' + "[" * 200_000 + "]" * 200_000 + "\n}\n", 3, 12 + 63,
+         "nests deeper than 64 levels"),
+        ('{\n  "bytes_total": ' + "9" * 5_000 + "\n}\n", 2, 18, "a number of 5,000 characters"),
+        ('{\n  "name": "x",\n  "val_bpb": NaN\n}\n', 3, 14, "NaN is not a JSON number"),
+        ('{\n  "val_bpb": -Infinity,\n  "val_loss": 2.0\n}\n', 2, 14, "-Infinity is not a JSON number"),
+        ('{"blurb": "' + "x" * 1_000_001 + '"}\n', 1, 1, "a submission.json is at most 1,000,000"),
+    )
+    for raw, line, col, want in cases:
+        sub = make(raw_json=raw)
+        repo.pr(sub)
+        r = gate_cli("--repo", repo.path, "--base", "main", "--head", "pr", "--format", "json")
+        assert r.code == 1, r.err
+        folder = json.loads(r.out)["folders"][0]
+        (m,) = [m for m in folder["checks"]["format"]["messages"] if m["rule"] == "PG-FMT" and
+                m["path"].endswith("submission.json") and m["level"] == "error"]
+        assert want in m["text"] and (m["line"], m["column"]) == (line, col), (want, m)
+
+
 def test_duplicate_keys(repo, make, run_gate):
     sub = make()
     data = sub.submission_json()
