@@ -45,8 +45,9 @@ _STOP = re.compile(r"^stopping_early\b.*?\btrain_time:(" + _NUM + r")(ms|s|m)\b(
 _PREFIX = re.compile(r"^(?:\d{9,11}(?:\.\d+)?|\[[\w:.-]{1,40}\])\s+")
 # `key: 1.5` is written `key:1.5` by some scripts and `key: 1.5` by others (a space after the colon).
 _SPACED = re.compile(r"(?<=[A-Za-z_]):[ \t]+(?=[-+]?\.?\d)")
-# A progress line of a loop (`ttt_chunk [12/1238] … time=41.2s`, `tttg: c12/80 … t:3.1s`): its time is the
-# running total of a phase timed elsewhere, not a phase of its own.
+# A progress line of a loop (`ttt_chunk [12/1238] … time=41.2s`, `ttt_adamw:epoch 3/8 … time:45.2s`): its time is
+# the loop's running total, so only the last line of a loop counts, once, and not at all when the evaluation stage
+# that follows it was timed around the loop (its eval_time is at least that total).
 _PROGRESS = re.compile(r"\[\s*\d+\s*/\s*\d+\s*\]|(?<![\w.])c?\d+/\d+(?![\w.])|\bbatch\s+\d+/\d+")
 _MODEL = re.compile(r"^Serialized model(?:\s+(\S+?))?\s*:\s*([\d,_]+)\s*bytes", re.I)
 _CODE = re.compile(r"^Code size(?:\s*\((compressed|uncompressed|raw)\))?\s*:\s*([\d,_]+)\s*bytes", re.I)
@@ -303,6 +304,7 @@ def parse_log(text: str, path: str) -> RunLog:
     header_done = False
     last_train_line = 0
     pending: dict[str, Stage] = {}
+    progress: dict[str, tuple[float, int, int]] = {}  # loop name -> (running total s, line, lines seen)
     total_has_codec = False
     for idx in range(start, len(lines)):
         raw = lines[idx]
@@ -407,8 +409,9 @@ def parse_log(text: str, path: str) -> RunLog:
                 sd = _SEED.search(line)
                 if sd:
                     log.seed, log.seed_line = int(sd.group(1)), n
-        _phases(line, n, log)
+        _phases(line, n, log, progress)
     log.training_end_line = last_train_line
+    _progress_phases(log, progress)
     # A stage is an evaluation of the finished model only when it comes after training.
     log.stages = [s for s in log.stages if s.in_training or s.line > last_train_line]
     log.phases = [p for p in log.phases if p.kind in ("artifact_total", "eval_total") or p.line > last_train_line]
@@ -483,10 +486,16 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _phases(line: str, n: int, log: RunLog) -> None:
-    if _PROGRESS.search(line):
-        return  # a loop's progress: its time is a running total inside a phase timed by its own line
+def _phases(line: str, n: int, log: RunLog, progress: dict[str, tuple[float, int, int]]) -> None:
     first = line.split()[0].lower() if line.split() else ""
+    if _PROGRESS.search(line):
+        for m in _NUM_TOKEN.finditer(line):
+            k = m.group(1).lower()
+            if k in ("time", "elapsed") and _EVAL_PHASE.search(first):
+                name = re.split(r"[:=\[]", first, maxsplit=1)[0]
+                seen = progress.get(name, (0.0, 0, 0))[2]
+                progress[name] = (_seconds(m.group(2), m.group(3)), n, seen + 1)
+        return
     if re.match(r"^[\w.+-]+[:=]-?\.?\d", first):  # `artifact_production_wallclock:825.4s`: the key names the line
         first = re.split(r"[:=]", first, maxsplit=1)[0]
     for m in _NUM_TOKEN.finditer(line):
@@ -507,6 +516,17 @@ def _phases(line: str, n: int, log: RunLog) -> None:
                 log.phases.append(Phase("calibration", name, _seconds(value, unit), n))
             elif _EVAL_PHASE.search(where):
                 log.phases.append(Phase("eval", name, _seconds(value, unit), n))
+
+
+def _progress_phases(log: RunLog, progress: dict[str, tuple[float, int, int]]) -> None:
+    """The last running total of each evaluation loop, unless the stage after it was timed around the loop."""
+    for name, (seconds, line, count) in progress.items():
+        if line <= log.training_end_line:
+            continue
+        after = [s for s in log.stages if s.line > line and not s.in_training and s.eval_ms is not None]
+        if after and after[0].eval_ms / 1000.0 >= seconds - 1.0:  # type: ignore[operator]
+            continue
+        log.phases.append(Phase("eval", f"{name} loop ({count} progress lines)", seconds, line))
 
 
 def find_logs(folder: Path) -> list[Path]:

@@ -254,7 +254,7 @@ def test_deeply_nested_submission_json(tmp_path):
     root.mkdir(parents=True)
     (root / "submission.json").write_text("[" * 100_000 + "]" * 100_000)
     f = checks.load_folder("records/track_10min_16mb/x", root, "added", [])
-    assert f.submission is None and f.sub_error and ("nested too deeply" in f.sub_error or "JSON" in f.sub_error)
+    assert f.submission is None and f.sub_error == "1:65:nests deeper than 64 levels"  # refused before parsing
     (root / "submission.json").write_text('{"a":' * 900 + "1" + "}" * 900)
     f = checks.load_folder("records/track_10min_16mb/x", root, "added", [])
     c = checks.Check("format")
@@ -272,3 +272,44 @@ def test_claimed_score_of_an_earlier_stage_is_a_warning(repo, make, mkrun, run_g
     repo.pr(make(runs=runs, meta={"val_bpb": claimed}))
     (m,) = [m for m in logs_of(run_gate(repo)).messages if m.key == "agree:val_bpb"]
     assert m.level == "warning" and "it is the mean of the `final_int6_sliding_window` stages (3 runs)" in m.text
+
+
+def test_progress_lines_are_running_totals_not_phases():
+    """Per-chunk lines of a TTT loop carry its running time: summed, one record's ~496 s eval read as 40,121.8 s.
+    The loop counts once (its last total), and not at all when the stage after it was timed around it."""
+    head = ["seed:1", "step:10/10 train_loss:2.0 train_time:590000ms step_avg:59000.00ms"]
+    enclosed = head + [f"ttt_chunk [{i}/200] bpb=1.1 time={i * 2.4:.1f}s" for i in range(1, 201)] + [
+        "legal_ttt val_loss:1.9 val_bpb:1.125 eval_time:481000ms"]
+    log = parse_log("\n".join(enclosed) + "\n", "a.log")
+    assert log.eval_total_s == pytest.approx(481.0) and not [p for p in log.phases if p.kind == "eval"]
+    before = head + [f"ttt_adamw:epoch {i}/8 loss:2.8 time:{i * 15.0:.1f}s" for i in range(1, 9)] + [
+        "ttt_adamw:done elapsed=120.0s", "DIAGNOSTIC post_ttt val_loss:2.7 val_bpb:1.06 eval_time:5000ms",
+        "final_int6_sliding_window val_loss:1.9 val_bpb:1.125 eval_time:75000ms"]
+    log = parse_log("\n".join(before) + "\n", "b.log")
+    (phase,) = [p for p in log.phases if p.kind == "eval"]
+    assert (phase.name, phase.seconds, phase.line) == ("ttt_adamw loop (8 progress lines)", 120.0, 10)
+    assert log.eval_total_s == pytest.approx(200.0)
+
+
+def test_later_official_log_grammar():
+    """Later official scripts: an epoch timestamp before each line, `key: value`, bare `N/M` steps, train_time in
+    minutes, a spaced stopping line, code size compressed and uncompressed."""
+    text = "\n".join([
+        "1776142719.100 seed: 42",
+        "1776142719.768 5/20000 train_loss: 8.2549 train_time: 0.0m tok/s: 9808821",
+        "1776143299.752 4500/20000 train_loss: 2.8491 train_time: 9.0m tok/s: 6552777",
+        "1776143349.278 stopping_early: wallclock_cap train_time: 587091ms step: 4832/20000",
+        "1776143356.801 Code size (uncompressed): 139831 bytes",
+        "1776143356.801 Code size (compressed): 28599 bytes",
+        "1776143444.369 Serialized model quantized+brotli: 15968098 bytes",
+        "1776143444.369 Total submission size quantized+brotli: 15996697 bytes",
+        "1776144156.999 quantized_ttt_phased val_loss:2.76951521 val_bpb:1.07216564 eval_time:500104ms",
+        "1776144156.999 total_eval_time:500.1s",
+    ]) + "\n"
+    log = parse_log(text, "logs/train0.txt")
+    assert (log.seed, log.steps, log.total_steps, log.train_ms, log.stopped_early) == (42, 4832, 20000, 587091.0,
+                                                                                       True)
+    assert log.step_ms == pytest.approx(587091.0 / 4832)
+    assert (log.code_bytes, log.code_compressed_bytes, log.counted_code_bytes) == (139831, 28599, 28599)
+    assert log.derived_code_bytes == 139831 and log.model_bytes == 15968098
+    assert log.final.label == "quantized_ttt_phased" and log.eval_total_s == pytest.approx(500.1)
