@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.gate.config import TRAIN_OVERRUN_S
+
 LOG_SUFFIXES = (".log", ".txt")
 _NUM = r"-?(?:\d[\d,_]*+(?:\.\d++)?|\.\d++)(?:[eE][-+]?\d++)?"  # possessive: no backtracking on long digit runs
 # Keys start where no key character precedes them: without the lookbehind a long run of word characters would be
@@ -194,8 +196,8 @@ class RunLog:
 
     @property
     def train_total_s(self) -> float | None:
-        """Training wallclock including calibration/artifact production; a stated total wins."""
-        return self.train_seconds(count_artifact=True)
+        """Training wallclock as the gate counts it by default: the loop plus calibration (`[limits] train_scope`)."""
+        return self.train_seconds(count_artifact=False)
 
     def train_seconds(self, count_artifact: bool) -> float | None:
         """The loop plus calibration (training-data access); with `count_artifact`, a stated artifact-production
@@ -226,7 +228,7 @@ class RunLog:
             return self.train_ms / self.steps
         return 0.0
 
-    def train_over(self, limit_s: float, overrun_s: float = 0.0, count_artifact: bool = True) -> bool:
+    def train_over(self, limit_s: float, overrun_s: float = TRAIN_OVERRUN_S, count_artifact: bool = False) -> bool:
         """Training past the limit by more than one step plus `overrun_s`: the loop checks the wallclock cap only
         after a step."""
         tr = self.train_seconds(count_artifact)
