@@ -131,3 +131,17 @@ def test_stated_artifact_production_counts_only_when_configured(repo, make, mkru
     strict = budgets_of(run_gate(repo, train_scope="artifact"))
     (m,) = [m for m in strict.messages if m.rule == "PG-TIME-TRAIN"]
     assert m.level == "error" and "training 825.4 s (stated artifact_production_wallclock" in m.text
+
+
+def test_code_counted_as_submitted_or_with_the_folder(repo, make, mkrun, run_gate, scripts):
+    """`[limits] code_bytes`: the run's own count (default), the submitted file, or the file plus helper modules."""
+    code = len(scripts["clean"].encode())
+    sub = make(runs=[mkrun(s, 1.89, model_bytes=16_000_000 - code - 100) for s in (1, 2, 3)])
+    repo.pr(sub, files={f"{sub.folder}/helper.py": "x = 1\n" * 50})
+    by_mode = {}
+    for mode in ("logged", "submitted", "folder"):
+        b = run_gate(repo, code_counting=mode).folders[0].checks["budgets"]
+        by_mode[mode] = (b.status, [m.level for m in b.messages if m.rule == "PG-SIZE-001"])
+    assert by_mode["logged"][0] is Status.WARN and by_mode["submitted"][0] is Status.WARN
+    assert by_mode["folder"][0] is Status.FAIL and by_mode["folder"][1].count("error") == 3
+

@@ -152,6 +152,26 @@ def test_config_files(tmp_path):
     assert GateConfig().to_dict()["record"] is None
 
 
+def test_strict_practice_keys(tmp_path):
+    """The maintainers' practice is the default; each of these makes one part strict."""
+    d = GateConfig()
+    assert (d.code_counting, d.train_scope, d.train_overrun_s, d.log_mismatch, d.strict_schema_since) == (
+        "logged", "data-access", 0.5, "warning", "2026-05-02")
+    p = tmp_path / "strict.toml"
+    p.write_text('strict_schema_since = "2026-03-01"\n[limits]\ncode_bytes = "folder"\ntrain_scope = "artifact"\n'
+                 '[tolerance]\ntrain_overrun_seconds = 0\nlog_mismatch = "error"\n')
+    cfg = load_config(p)
+    assert (cfg.code_counting, cfg.train_scope, cfg.train_overrun_s, cfg.log_mismatch, cfg.strict_schema_since) == (
+        "folder", "artifact", 0.0, "error", "2026-03-01")
+    for bad, msg in (('[limits]\ncode_bytes = "zipped"\n', "expected one of logged, submitted, folder"),
+                     ("[tolerance]\ntrain_overrun_seconds = -1\n", "seconds >= 0"),
+                     ('[tolerance]\nlog_mismatch = "ignore"\n', "expected one of warning, error"),
+                     ("strict_schema_since = 2026\n", "expected a date string")):
+        p.write_text(bad)
+        with pytest.raises(ConfigError, match=msg):
+            load_config(p)
+
+
 def test_welch_numbers():
     """Hand-computed: means 1.11 vs 1.14, sd 0.01 each, n=3: t = 0.03/sqrt(2e-4/3) = 3.674, df = 4, p ≈ 0.0107."""
     from reference_model import stats
