@@ -1,12 +1,12 @@
 """The gate on what the maintainers accepted: every record folder merged into openai/parameter-golf's main.
 
-A gate that blocks accepted submissions gets switched off, so its calibration is measured on them. For every
-commit on main's first-parent line that adds a folder under `records/<track>/` (a merge commit of a PR, or a
-change committed straight to main), the gate runs as it would have on that PR: base = the commit's first parent,
-head = the PR's head (a merge commit's second parent; the gate diffs it against its merge base with the base, so
-what the maintainer changed while merging is not the PR's), or the commit itself for a direct commit. Printed per folder: the verdict, each check's status, and every error and warning; then the
-figures: verdicts, internal errors, and the blocking and warning findings grouped by rule and wording (numbers
-masked), separately for merge commits and direct commits.
+A gate that blocks accepted submissions gets switched off, so its calibration is measured on them. For every commit on main's
+first-parent line that adds a folder under `records/<track>/` (a merge commit of a PR, or a change committed
+straight to main), the gate runs as it would have on that PR: base = the commit's first parent, head = the PR's head
+(a merge commit's second parent; the gate diffs it against its merge base with the base, so what the maintainer
+changed while merging is not the PR's), or the commit itself for a direct commit. Printed per folder: the verdict,
+each check's status, and every error and warning; then the figures: verdicts, internal errors, and the blocking and
+warning findings grouped by rule and wording (numbers masked), separately for merge commits and direct commits.
 
 Reproduce (a clone of the competition repository with its full history; a bare one works):
     git clone https://github.com/openai/parameter-golf /tmp/pg
@@ -126,7 +126,9 @@ def main() -> int:
         figures[kind] = {"folders": len(sel), "verdicts": dict(verdicts),
                          "errors": [[n, rule, p] for (rule, p), n in errors.most_common()],
                          "warnings": [[n, rule, p] for (rule, p), n in warnings.most_common()]}
-        print(f"\n{kind}: {len(sel)} folders: " + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items())))
+        internal = verdicts["internal-error"] + verdicts["error"]
+        print(f"\n{kind}: {len(sel)} folders: " + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items()))
+              + f"; internal errors {internal}")
         for (rule, p), n in errors.most_common():
             print(f"  {n:3} x error   {rule}: {p}")
         if kind == "all":

@@ -500,8 +500,8 @@ def _log_stages(c: Check, log: RunLog, cfg: GateConfig, timed: bool = True) -> N
     final = log.final
     if final is None:
         # a record's score must be readable; the non-record track keeps exploratory logs next to the scored run
-        c.add("PG-LOG", "error" if timed else "warning", "no evaluation line (`<label> val_loss:… val_bpb:…`) after "
-              "training: the reported score cannot be read", log.path, key="no-final")
+        c.add("PG-LOG", "error" if timed else "warning", "no evaluation line (`<label> val_loss:… val_bpb:…`) "
+              "after training: the reported score cannot be read", log.path, key="no-final")
         return
     if "ILLEGAL" in final.label or "ILLEGAL" in final.extra:
         c.add("PG-LOG", "error", f"the reported stage {final.label!r} is marked ILLEGAL (a negative control run)",
@@ -571,9 +571,9 @@ def _agreement(c: Check, f: Folder, cfg: GateConfig) -> None:
     code = sub.get("bytes_code")
     if f.script is not None and isinstance(code, int) and not isinstance(code, bool) and code != len(f.script):
         line, col = f.at("/bytes_code")
-        c.add("PG-LOG", cfg.log_mismatch, f"submission.json bytes_code {code:,} but train_gpt.py is {len(f.script):,} bytes "
-              f"({len(f.script) - code:+,}); the budgets check counts the logged and submitted sizes", path, line, col,
-              key="bytes_code")
+        c.add("PG-LOG", cfg.log_mismatch, f"submission.json bytes_code {code:,} but train_gpt.py is "
+              f"{len(f.script):,} bytes ({len(f.script) - code:+,}); the budgets check counts the logged and submitted "
+              "sizes", path, line, col, key="bytes_code")
     total = sub.get("bytes_total")
     totals = [t for t in (artifact_bytes(f, lg, cfg.code_counting) for lg in f.logs) if t is not None]
     if isinstance(total, int) and not isinstance(total, bool) and totals and total not in totals:
@@ -584,9 +584,9 @@ def _agreement(c: Check, f: Folder, cfg: GateConfig) -> None:
                   f"({', '.join(f'{t:,}' for t in totals)}); report the largest, {hi:,}", path, line, col,
                   key="bytes_total")
         else:
-            c.add("PG-LOG", cfg.log_mismatch, f"submission.json bytes_total {total:,} does not match the logged artifacts "
-                  f"({', '.join(f'{t:,}' for t in totals)}; code + compressed model per seed); the budgets check "
-                  "judges the logged ones", path, line, col, key="bytes_total")
+            c.add("PG-LOG", cfg.log_mismatch, f"submission.json bytes_total {total:,} does not match the logged "
+                  f"artifacts ({', '.join(f'{t:,}' for t in totals)}; code + compressed model per seed); the budgets "
+                  "check judges the logged ones", path, line, col, key="bytes_total")
 
 
 def distinct_runs(logs: list[RunLog]) -> list[RunLog]:
@@ -654,7 +654,8 @@ def seed_rows(f: Folder, counting: str = "logged", counting_artifact: bool = Fal
         rows.append({
             "seed": lg.run_seed, "log": lg.path, "steps": lg.steps, "step_avg_ms": lg.step_avg_ms,
             "train_loop_s": lg.train_ms / 1000 if lg.train_ms is not None else None,
-            "calibration_s": lg.calibration_s, "train_s": lg.train_seconds(counting_artifact), "eval_s": lg.eval_total_s,
+            "calibration_s": lg.calibration_s, "train_s": lg.train_seconds(counting_artifact),
+            "eval_s": lg.eval_total_s,
             "stage": final.label if final else None, "val_loss": final.val_loss if final else None,
             "val_bpb": final.val_bpb if final else None, "model_bytes": lg.model_bytes,
             "code_bytes": _code_counted(f, lg, counting),

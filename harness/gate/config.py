@@ -212,7 +212,8 @@ def config_from_dict(data: dict[str, Any], path: Path) -> GateConfig:
             cfg.record, cfg.record_logs = _record(value, where, path)
             continue
         if key not in _SECTIONS:
-            raise ConfigError(f"{where}: unknown section (known: record, cutoff, strict_schema_since, {', '.join(_SECTIONS)})")
+            known = ", ".join(["record", "cutoff", "strict_schema_since", *_SECTIONS])
+            raise ConfigError(f"{where}: unknown section (known: {known})")
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table")
         for k, v in value.items():
