@@ -47,8 +47,8 @@ _STOP = re.compile(r"^stopping_early\b.*?\btrain_time:(" + _NUM + r")(ms|s|m)\b(
 _PREFIX = re.compile(r"^(?:\d{9,11}(?:\.\d+)?|\[[\w:.-]{1,40}\])\s+")
 # `key: 1.5` is written `key:1.5` by some scripts and `key: 1.5` by others (a space after the colon).
 _SPACED = re.compile(r"(?<=[A-Za-z_]):[ \t]+(?=[-+]?\.?\d)")
-# A progress line of a loop (`ttt_chunk [12/1238] … time=41.2s`, `ttt_adamw:epoch 3/8 … time:45.2s`): its time is
-# the loop's running total, so only the last line of a loop counts, once, and not at all when the evaluation stage
+# A progress line of an evaluation loop (`ttt_chunk [12/1238] … time=41.2s`, `ttt_adamw:epoch 3/8 … time:45.2s`):
+# its time is the loop's running total, so only the last line of a loop counts, once, and not at all when the evaluation stage
 # that follows it was timed around the loop (its eval_time is at least that total).
 _PROGRESS = re.compile(r"\[\s*\d+\s*/\s*\d+\s*\]|(?<![\w.])c?\d+/\d+(?![\w.])|\bbatch\s+\d+/\d+")
 _MODEL = re.compile(r"^Serialized model(?:\s+(\S+?))?\s*:\s*([\d,_]+)\s*bytes", re.I)
@@ -490,10 +490,9 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 def _phases(line: str, n: int, log: RunLog, progress: dict[str, tuple[float, int, int]]) -> None:
     first = line.split()[0].lower() if line.split() else ""
-    if _PROGRESS.search(line):
+    if _PROGRESS.search(line) and _EVAL_PHASE.search(first):
         for m in _NUM_TOKEN.finditer(line):
-            k = m.group(1).lower()
-            if k in ("time", "elapsed") and _EVAL_PHASE.search(first):
+            if m.group(1).lower() in ("time", "elapsed"):
                 name = re.split(r"[:=\[]", first, maxsplit=1)[0]
                 seen = progress.get(name, (0.0, 0, 0))[2]
                 progress[name] = (_seconds(m.group(2), m.group(3)), n, seen + 1)
