@@ -405,16 +405,23 @@ def logs_check(f: Folder, cfg: GateConfig) -> Check:
             c.add("PG-LOG", "error", f"Total submission size {log.total_bytes:,} is not model {log.model_bytes:,} + "
                   f"code {log.code_bytes:,} = {log.model_bytes + log.code_bytes:,}", log.path, log.total_line,
                   key="total-sum")
-    seen: dict[int, str] = {}
+    seen: dict[int, RunLog] = {}
     for log in f.logs:
         s = log.run_seed
         if s is None:
             continue
         if s in seen:
-            c.add("PG-LOG", "warning", f"seed {s} has two logs ({seen[s]} and this one); each run counts once",
-                  log.path, log.seed_line, key=f"dup-seed:{s}")
+            first = seen[s]
+            a, b = first.final, log.final
+            if a is not None and b is not None and (a.val_bpb, a.val_loss) == (b.val_bpb, b.val_loss):
+                how = f"the same reported score ({a.val_bpb:.5f}): a copy, counted once"
+            else:
+                scores = " vs ".join(f"{x.val_bpb:.5f}" if x is not None else "none" for x in (a, b))
+                how = f"reported scores {scores}: two runs of one seed, which counts once toward the seeds"
+            c.add("PG-LOG", "warning", f"seed {s} has two logs ({first.path} and this one), {how}", log.path,
+                  log.seed_line, key=f"dup-seed:{s}")
         else:
-            seen[s] = log.path
+            seen[s] = log
     _agreement(c, f, cfg)
     c.data = {"logs": [log.to_dict() for log in f.logs]}
     finals = [log for log in f.logs if log.final is not None]

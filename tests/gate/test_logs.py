@@ -314,3 +314,18 @@ def test_later_official_log_grammar():
     assert (log.code_bytes, log.code_compressed_bytes, log.counted_code_bytes) == (139831, 28599, 28599)
     assert log.derived_code_bytes == 139831 and log.model_bytes == 15968098
     assert log.final.label == "quantized_ttt_phased" and log.eval_total_s == pytest.approx(500.1)
+
+
+def test_two_logs_of_one_seed_say_whether_they_are_a_copy(repo, make, run_gate):
+    sub = make()
+    files = sub.files()
+    log = files[f"{sub.folder}/train_seed42.log"]
+    files[f"{sub.folder}/train.log"] = log
+    at = log.rfind("val_bpb:") + len("val_bpb:")
+    files[f"{sub.folder}/train_seed42_rerun.log"] = log[:at] + "2" + log[at + 1:]  # the last score: 1.x -> 2.x
+    repo.pr(files=files)
+    msgs = [m for m in logs_of(run_gate(repo)).messages if m.key == "dup-seed:42"]
+    texts = sorted(m.text for m in msgs)
+    assert len(msgs) == 2 and all(m.level == "warning" for m in msgs)
+    assert any("the same reported score" in t and "a copy, counted once" in t for t in texts)
+    assert any("two runs of one seed" in t for t in texts)
