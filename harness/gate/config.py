@@ -21,6 +21,8 @@ typo never silently leaves a default in force.
     artifact_bytes = 16000000
     train_seconds = 600
     eval_seconds = 600
+    code_bytes = "logged"      # logged (the run's own accounting) | submitted (train_gpt.py) | folder (+ other .py)
+    train_scope = "data-access"   # data-access (loop + calibration) | artifact (+ a stated artifact-production total)
 
     [bytes]
     canonical_val_bytes = 151080000
@@ -29,12 +31,15 @@ typo never silently leaves a default in force.
     [tolerance]
     val_bpb = 0.0001
     val_loss = 0.0001
+    train_overrun_seconds = 0.5   # past the training cap, on top of one step
+    log_mismatch = "warning"      # logs, script and submission.json disagree (not on the score): warning | error
 
     [tracks]
     timed = ["track_10min_16mb"]
     untimed = ["track_non_record_16mb"]
 
     cutoff = "2026-05-02"      # records dated later get a warning (PG-CHRONO)
+    strict_schema_since = "2026-05-02"   # submission.json dated earlier: launch-era template, problems are warnings
 """
 from __future__ import annotations
 
@@ -56,6 +61,23 @@ EVAL_LIMIT_S = 600.0
 CANONICAL_VAL_BYTES = 151_080_000
 VAL_BYTES_REL_TOL = 0.005
 BLOCKING = ("readme", "welch", "both", "either", "none")
+# How the artifact's code is counted. "logged": as the run's own accounting counted it (its `Total submission size`
+# line, which later scripts compute from the compressed code), as the maintainers accepted merged records;
+# "submitted": train_gpt.py's bytes as submitted; "folder": that plus every other .py file of the folder.
+CODE_COUNTING = ("logged", "submitted", "folder")
+# Logs, script and submission.json that disagree where the score is not at stake (a log of an edited script, a seed
+# named differently in the file name, bytes_code/bytes_total metadata, a listed seed without a log): the maintainers
+# asked for matching logs only where the score was in doubt (#86), so by default a person looks ("warning");
+# "error" blocks.
+LOG_MISMATCH = ("warning", "error")
+# The wallclock cap is checked after a step and its stop is agreed across ranks: merged records stop up to 0.2 s
+# past 600 s. Training is within budget up to one step plus this many seconds past the cap.
+TRAIN_OVERRUN_S = 0.5
+# What the 600 s training budget covers. "data-access": the loop plus calibration that reads training data (Hessian
+# collection), as the maintainers accepted in #1868, whose logs state artifact_production_wallclock 825-1121 s with
+# quantization and compression after the data access; "artifact": a stated artifact-production total counts too
+# (valerio-oai on #609: "I would not regard 'artifact creation' as untimed").
+TRAIN_SCOPE = ("data-access", "artifact")
 
 
 class ConfigError(ValueError):
@@ -84,6 +106,10 @@ class GateConfig:
     val_bytes_rel_tol: float = VAL_BYTES_REL_TOL
     bpb_tolerance: float = 1e-4
     loss_tolerance: float = 1e-4
+    code_counting: str = "logged"
+    train_scope: str = "data-access"
+    log_mismatch: str = "warning"
+    train_overrun_s: float = TRAIN_OVERRUN_S
     min_seeds: int = 3
     blocking: str = "welch"
     readme_margin_nats: float = 0.005
@@ -92,6 +118,10 @@ class GateConfig:
     timed_tracks: list[str] = field(default_factory=lambda: ["track_10min_16mb"])
     untimed_tracks: list[str] = field(default_factory=lambda: ["track_non_record_16mb"])
     cutoff: str = "2026-05-02"
+    # submission.json template eras: a submission dated before this was written to the launch-era template (the
+    # README asks for "name, GitHub ID, val_bpb and related metadata"; merged records of that era lack many of the
+    # current template's fields), so problems are warnings; from this date on the current schema is enforced.
+    strict_schema_since: str = "2026-05-02"
     record: Record | None = None
     record_logs: str | None = None  # resolved into `record` by the runner (it needs the log parser)
     source: str = "defaults"
@@ -106,13 +136,16 @@ class GateConfig:
         return d
 
 
-_SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
+_SECTIONS: dict[str, dict[str, tuple[str, Any]]] = {
     "limits": {"artifact_bytes": ("artifact_limit", int), "train_seconds": ("train_limit_s", float),
-               "eval_seconds": ("eval_limit_s", float)},
+               "eval_seconds": ("eval_limit_s", float), "code_bytes": ("code_counting", CODE_COUNTING),
+               "train_scope": ("train_scope", TRAIN_SCOPE)},
     "bytes": {"canonical_val_bytes": ("canonical_val_bytes", float),
               "relative_tolerance": ("val_bytes_rel_tol", float)},
-    "tolerance": {"val_bpb": ("bpb_tolerance", float), "val_loss": ("loss_tolerance", float)},
-    "significance": {"blocking": ("blocking", str), "min_seeds": ("min_seeds", int),
+    "tolerance": {"val_bpb": ("bpb_tolerance", float), "val_loss": ("loss_tolerance", float),
+                  "train_overrun_seconds": ("train_overrun_s", "seconds"),
+                  "log_mismatch": ("log_mismatch", LOG_MISMATCH)},
+    "significance": {"blocking": ("blocking", BLOCKING), "min_seeds": ("min_seeds", int),
                      "readme_margin_nats": ("readme_margin_nats", float), "readme_alpha": ("readme_alpha", float),
                      "welch_alpha": ("welch_alpha", float)},
     "tracks": {"timed": ("timed_tracks", list), "untimed": ("untimed_tracks", list)},
@@ -170,16 +203,17 @@ def config_from_dict(data: dict[str, Any], path: Path) -> GateConfig:
     cfg = GateConfig(source=f"--config {path}")
     for key, value in data.items():
         where = f"--config {path}: {key}"
-        if key == "cutoff":
+        if key in ("cutoff", "strict_schema_since"):
             if not isinstance(value, str):
                 raise ConfigError(f"{where}: expected a date string (YYYY-MM-DD)")
-            cfg.cutoff = value
+            setattr(cfg, key, value)
             continue
         if key == "record":
             cfg.record, cfg.record_logs = _record(value, where, path)
             continue
         if key not in _SECTIONS:
-            raise ConfigError(f"{where}: unknown section (known: record, cutoff, {', '.join(_SECTIONS)})")
+            known = ", ".join(["record", "cutoff", "strict_schema_since", *_SECTIONS])
+            raise ConfigError(f"{where}: unknown section (known: {known})")
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a table")
         for k, v in value.items():
@@ -191,10 +225,15 @@ def config_from_dict(data: dict[str, Any], path: Path) -> GateConfig:
                 if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
                     raise ConfigError(f"{where}.{k}: expected a list of track folder names")
                 setattr(cfg, attr, list(v))
-            elif kind is str:
-                if v not in BLOCKING:
-                    raise ConfigError(f"{where}.{k}: expected one of {', '.join(BLOCKING)}, got {v!r}")
+            elif isinstance(kind, tuple):
+                if v not in kind:
+                    raise ConfigError(f"{where}.{k}: expected one of {', '.join(kind)}, got {v!r}")
                 setattr(cfg, attr, v)
+            elif kind == "seconds":
+                n = _number(v, f"{where}.{k}")
+                if n < 0:
+                    raise ConfigError(f"{where}.{k}: expected a number of seconds >= 0, got {v!r}")
+                setattr(cfg, attr, n)
             elif kind is int:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     raise ConfigError(f"{where}.{k}: expected a positive integer, got {v!r}")

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.gate.config import TRAIN_OVERRUN_S
+
 LOG_SUFFIXES = (".log", ".txt")
 _NUM = r"-?(?:\d[\d,_]*+(?:\.\d++)?|\.\d++)(?:[eE][-+]?\d++)?"  # possessive: no backtracking on long digit runs
 # Keys start where no key character precedes them: without the lookbehind a long run of word characters would be
@@ -38,10 +40,19 @@ _NUM = r"-?(?:\d[\d,_]*+(?:\.\d++)?|\.\d++)(?:[eE][-+]?\d++)?"  # possessive: no
 _TOKEN = re.compile(r"(?<![\w.+-])([A-Za-z_][\w.+-]*)[:=](\S+)")
 _NUM_TOKEN = re.compile(r"(?<![\w.-])([A-Za-z_][\w.-]*+)\s*[:=]\s*(" + _NUM + r")\s*(ms|s|sec|seconds)?(?![\w/])")
 MAX_LINE = 65_536  # longer lines are not read as log lines (no real log line comes close)
-_STEP = re.compile(r"^step:(\d+)/(\d+)\b")
-_STOP = re.compile(r"^stopping_early\b.*?\btrain_time:(" + _NUM + r")ms(?:.*?\bstep:(\d+)/(\d+))?")
+# `step:N/M …` (official) or a bare `N/M train_loss: …` (later official scripts); never `warmup_step:N/M`
+_STEP = re.compile(r"^(?:step:(\d+)/(\d+)\b|(\d+)/(\d+)\s+(?=.*\b(?:train_loss|val_loss|loss|train_time):))")
+_STOP = re.compile(r"^stopping_early\b.*?\btrain_time:(" + _NUM + r")(ms|s|m)\b(?:.*?\bstep:(\d+)/(\d+))?")
+# What a logger puts before the message: an epoch timestamp (`1776142719.768 …`) or a bracketed tag (`[rank0]`).
+_PREFIX = re.compile(r"^(?:\d{9,11}(?:\.\d+)?|\[[\w:.-]{1,40}\])\s+")
+# `key: 1.5` is written `key:1.5` by some scripts and `key: 1.5` by others (a space after the colon).
+_SPACED = re.compile(r"(?<=[A-Za-z_]):[ \t]+(?=[-+]?\.?\d)")
+# A progress line of an evaluation loop (`ttt_chunk [12/1238] … time=41.2s`, `ttt_adamw:epoch 3/8 … time:45.2s`):
+# its time is the loop's running total, so only the last line of a loop counts, once, and not at all when the evaluation stage
+# that follows it was timed around the loop (its eval_time is at least that total).
+_PROGRESS = re.compile(r"\[\s*\d+\s*/\s*\d+\s*\]|(?<![\w.])c?\d+/\d+(?![\w.])|\bbatch\s+\d+/\d+")
 _MODEL = re.compile(r"^Serialized model(?:\s+(\S+?))?\s*:\s*([\d,_]+)\s*bytes", re.I)
-_CODE = re.compile(r"^Code size\s*:\s*([\d,_]+)\s*bytes", re.I)
+_CODE = re.compile(r"^Code size(?:\s*\((compressed|uncompressed|raw)\))?\s*:\s*([\d,_]+)\s*bytes", re.I)
 _TOTAL = re.compile(r"^Total submission size(?:\s+(\S+?))?\s*:\s*([\d,_]+)\s*bytes", re.I)
 _SEED = re.compile(r"""(?:^|[\s{,"'])["']?seed["']?\s*[:=]\s*(\d+)""", re.I)
 _SEED_NAME = re.compile(r"seed[_-]?(\d+)", re.I)
@@ -73,7 +84,18 @@ def _decimals(text: str) -> int:
 
 def _seconds(value: str, unit: str | None) -> float:
     v = _float(value)
-    return v / 1000.0 if unit == "ms" else v
+    return v / 1000.0 if unit == "ms" else v * 60.0 if unit == "m" else v
+
+
+_DURATION = re.compile(r"^(" + _NUM + r")(ms|s|m)?$")
+
+
+def _duration_ms(text: str, default_unit: str = "ms") -> float | None:
+    """`83ms`, `4.2s`, `9.8m` (minutes, as later official scripts print train_time) in milliseconds."""
+    m = _DURATION.match(text)
+    if not m:
+        return None
+    return _seconds(m.group(1), m.group(2) or default_unit) * 1000.0
 
 
 @dataclass
@@ -132,8 +154,10 @@ class RunLog:
     model_bytes: int | None = None
     model_line: int = 0
     codec: str = ""
-    code_bytes: int | None = None
+    code_bytes: int | None = None  # the script's own size as the run logged it (`Code size:`, `(uncompressed)`)
     code_line: int = 0
+    code_compressed_bytes: int | None = None  # `Code size (compressed): N bytes`: the code as the run counted it
+    code_compressed_line: int = 0
     total_bytes: int | None = None
     total_line: int = 0
     val_tokens: int | None = None
@@ -172,12 +196,17 @@ class RunLog:
 
     @property
     def train_total_s(self) -> float | None:
-        """Training wallclock including calibration/artifact production; a stated total wins."""
+        """Training wallclock as the gate counts it by default: the loop plus calibration (`[limits] train_scope`)."""
+        return self.train_seconds(count_artifact=False)
+
+    def train_seconds(self, count_artifact: bool) -> float | None:
+        """The loop plus calibration (training-data access); with `count_artifact`, a stated artifact-production
+        total (quantization and compression included) wins."""
         stated = self.phase("artifact_total")
-        if stated is not None:
+        if count_artifact and stated is not None:
             return stated.seconds
         if self.train_ms is None:
-            return None
+            return stated.seconds if stated is not None else None
         return round(self.train_ms / 1000.0 + self.calibration_s, 3)  # logs time to the ms; no float noise
 
     @property
@@ -190,10 +219,20 @@ class RunLog:
         parts += [p.seconds for p in self.phases if p.kind == "eval"]
         return round(sum(parts), 3) if parts else None
 
-    def train_over(self, limit_s: float) -> bool:
-        """Training past the limit by more than one step: the loop checks the wallclock cap only after a step."""
-        tr = self.train_total_s
-        return tr is not None and tr > limit_s + (self.step_avg_ms or 0.0) / 1000.0
+    @property
+    def step_ms(self) -> float:
+        """One training step: the logged `step_avg`, else the loop's time over its steps."""
+        if self.step_avg_ms:
+            return self.step_avg_ms
+        if self.train_ms and self.steps:
+            return self.train_ms / self.steps
+        return 0.0
+
+    def train_over(self, limit_s: float, overrun_s: float = TRAIN_OVERRUN_S, count_artifact: bool = False) -> bool:
+        """Training past the limit by more than one step plus `overrun_s`: the loop checks the wallclock cap only
+        after a step."""
+        tr = self.train_seconds(count_artifact)
+        return tr is not None and tr > limit_s + self.step_ms / 1000.0 + overrun_s
 
     def eval_over(self, limit_s: float) -> bool:
         ev = self.eval_total_s
@@ -201,11 +240,21 @@ class RunLog:
 
     @property
     def derived_code_bytes(self) -> int | None:
+        """The script's own size as the run saw it (to tie the log to the submitted file)."""
         if self.code_bytes is not None:
             return self.code_bytes
-        if self.total_bytes is not None and self.model_bytes is not None:
+        if self.code_compressed_bytes is None and self.total_bytes is not None and self.model_bytes is not None:
             return self.total_bytes - self.model_bytes
         return None
+
+    @property
+    def counted_code_bytes(self) -> int | None:
+        """The code as the run's own accounting counted it: Total minus model, else the compressed code size."""
+        if self.total_bytes is not None and self.model_bytes is not None:
+            return self.total_bytes - self.model_bytes
+        if self.code_compressed_bytes is not None:
+            return self.code_compressed_bytes
+        return self.code_bytes
 
     def to_dict(self) -> dict[str, Any]:
         final = self.final
@@ -213,7 +262,8 @@ class RunLog:
             "path": self.path, "seed": self.run_seed, "steps": self.steps, "total_steps": self.total_steps,
             "step_avg_ms": self.step_avg_ms, "train_ms": self.train_ms, "calibration_s": self.calibration_s,
             "train_total_s": self.train_total_s, "eval_total_s": self.eval_total_s, "model_bytes": self.model_bytes,
-            "code_bytes": self.code_bytes, "total_bytes": self.total_bytes, "codec": self.codec,
+            "code_bytes": self.code_bytes, "code_compressed_bytes": self.code_compressed_bytes,
+            "total_bytes": self.total_bytes, "codec": self.codec,
             "val_tokens": self.val_tokens, "model_params": self.model_params,
             "stages": [s.to_dict() for s in self.stages],
             "phases": [{"kind": p.kind, "name": p.name, "seconds": p.seconds, "line": p.line} for p in self.phases],
@@ -236,7 +286,7 @@ def _embedded_code(lines: list[str]) -> tuple[str | None, int]:
             if any(re.match(r"^(import|from)\s+\w", ln) for ln in head):
                 return "\n".join(head), i + 1
             return None, 0
-        if _STEP.match(line):
+        if _STEP.match(_normalize(line)):
             break
     return None, 0
 
@@ -256,12 +306,15 @@ def parse_log(text: str, path: str) -> RunLog:
     header_done = False
     last_train_line = 0
     pending: dict[str, Stage] = {}
+    progress: dict[str, tuple[float, int, int]] = {}  # loop name -> (running total s, line, lines seen)
     total_has_codec = False
     for idx in range(start, len(lines)):
         raw = lines[idx]
-        line = raw.strip()
         n = idx + 1
-        if not line or len(line) > MAX_LINE:
+        if len(raw) > MAX_LINE:
+            continue
+        line = _normalize(raw)
+        if not line:
             continue
         if _SEPARATOR.match(line):
             if not header_done:
@@ -270,24 +323,23 @@ def parse_log(text: str, path: str) -> RunLog:
         sm = _STEP.match(line)
         if sm:
             header_done = True
+            step, total = (sm.group(1), sm.group(2)) if sm.group(1) else (sm.group(3), sm.group(4))
             tokens = dict(_TOKEN.findall(line))
             if "val_loss" in tokens and "val_bpb" in tokens:
-                st = _stage(line, f"step:{sm.group(1)}", tokens, n)
+                st = _stage(line, f"step:{step}", tokens, n)
                 if st is not None:
                     st.in_training = True
                     log.stages.append(st)
-            log.steps, log.total_steps = int(sm.group(1)), int(sm.group(2))
-            if "train_time" in tokens:
-                try:
-                    log.train_ms = _float(tokens["train_time"].removesuffix("ms"))
-                    log.train_line = n
-                except ValueError:
-                    pass
-            if "step_avg" in tokens:
-                try:
-                    log.step_avg_ms = _float(tokens["step_avg"].removesuffix("ms"))
-                except ValueError:
-                    pass
+            log.steps, log.total_steps = int(step), int(total)
+            # `train_time:` (official), `t:` (some forks); a bare number is milliseconds
+            elapsed = tokens.get("train_time", tokens.get("t"))
+            ms = _duration_ms(elapsed) if elapsed else None
+            if ms is not None:
+                log.train_ms, log.train_line = ms, n
+            avg = tokens.get("step_avg", tokens.get("avg"))
+            avg_ms = _duration_ms(avg) if avg else None
+            if avg_ms is not None:
+                log.step_avg_ms = avg_ms
             last_train_line = n
             continue
         if line.startswith("warmup_step"):
@@ -297,10 +349,10 @@ def parse_log(text: str, path: str) -> RunLog:
         if stop:
             header_done = True
             log.stopped_early = True
-            log.train_ms = _float(stop.group(1))
+            log.train_ms = _seconds(stop.group(1), stop.group(2)) * 1000.0
             log.train_line = n
-            if stop.group(2):
-                log.steps, log.total_steps = int(stop.group(2)), int(stop.group(3))
+            if stop.group(3):
+                log.steps, log.total_steps = int(stop.group(3)), int(stop.group(4))
             last_train_line = n
             continue
         mm = _MODEL.match(line)
@@ -312,7 +364,10 @@ def parse_log(text: str, path: str) -> RunLog:
             continue
         cm = _CODE.match(line)
         if cm:
-            log.code_bytes, log.code_line = _int(cm.group(1)), n
+            if (cm.group(1) or "").lower() == "compressed":
+                log.code_compressed_bytes, log.code_compressed_line = _int(cm.group(2)), n
+            else:
+                log.code_bytes, log.code_line = _int(cm.group(2)), n
             continue
         tm = _TOTAL.match(line)
         if tm:
@@ -356,12 +411,18 @@ def parse_log(text: str, path: str) -> RunLog:
                 sd = _SEED.search(line)
                 if sd:
                     log.seed, log.seed_line = int(sd.group(1)), n
-        _phases(line, n, log)
+        _phases(line, n, log, progress)
     log.training_end_line = last_train_line
+    _progress_phases(log, progress)
     # A stage is an evaluation of the finished model only when it comes after training.
     log.stages = [s for s in log.stages if s.in_training or s.line > last_train_line]
     log.phases = [p for p in log.phases if p.kind in ("artifact_total", "eval_total") or p.line > last_train_line]
     return log
+
+
+def _normalize(raw: str) -> str:
+    """The message of a log line: no logger prefix, `key:value` written without a space after the colon."""
+    return _SPACED.sub(":", _PREFIX.sub("", raw.strip(), count=1))
 
 
 def _label(line: str) -> str:
@@ -427,8 +488,17 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def _phases(line: str, n: int, log: RunLog) -> None:
+def _phases(line: str, n: int, log: RunLog, progress: dict[str, tuple[float, int, int]]) -> None:
     first = line.split()[0].lower() if line.split() else ""
+    if _PROGRESS.search(line) and _EVAL_PHASE.search(first):
+        for m in _NUM_TOKEN.finditer(line):
+            if m.group(1).lower() in ("time", "elapsed"):
+                name = re.split(r"[:=\[]", first, maxsplit=1)[0]
+                seen = progress.get(name, (0.0, 0, 0))[2]
+                progress[name] = (_seconds(m.group(2), m.group(3)), n, seen + 1)
+        return
+    if re.match(r"^[\w.+-]+[:=]-?\.?\d", first):  # `artifact_production_wallclock:825.4s`: the key names the line
+        first = re.split(r"[:=]", first, maxsplit=1)[0]
     for m in _NUM_TOKEN.finditer(line):
         key, value, unit = m.group(1), m.group(2), m.group(3)
         k = key.lower()
@@ -447,6 +517,17 @@ def _phases(line: str, n: int, log: RunLog) -> None:
                 log.phases.append(Phase("calibration", name, _seconds(value, unit), n))
             elif _EVAL_PHASE.search(where):
                 log.phases.append(Phase("eval", name, _seconds(value, unit), n))
+
+
+def _progress_phases(log: RunLog, progress: dict[str, tuple[float, int, int]]) -> None:
+    """The last running total of each evaluation loop, unless the stage after it was timed around the loop."""
+    for name, (seconds, line, count) in progress.items():
+        if line <= log.training_end_line:
+            continue
+        after = [s for s in log.stages if s.line > line and not s.in_training and s.eval_ms is not None]
+        if after and after[0].eval_ms / 1000.0 >= seconds - 1.0:  # type: ignore[operator]
+            continue
+        log.phases.append(Phase("eval", f"{name} loop ({count} progress lines)", seconds, line))
 
 
 def find_logs(folder: Path) -> list[Path]:

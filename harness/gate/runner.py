@@ -102,7 +102,12 @@ def run_gate(opts: GateOptions) -> GateResult:
                 path = gitdiff.extract(repo, result.head_commit, name, root)
                 change = "modified" if gitdiff.exists_at(repo, result.merge_base, name) else "added"
                 entries = gitdiff.head_files(repo, result.head_commit, name)
-                folders.append(checks.load_folder(name, path, change, entries))
+                folder = checks.load_folder(name, path, change, entries)
+                if folder.sub_error is not None:
+                    # the format check reports it; the audit never parses what the gate rejected (it may be
+                    # built to break a JSON parser), so it leaves the gate's own extracted copy
+                    (path / "submission.json").unlink(missing_ok=True)
+                folders.append(folder)
             audited = [f for f in folders if f.root.is_dir()]
             targets = [Target(f.folder, [f.root], display_root=root, pr=opts.pr,
                               pr_url=pr_url_for(opts.pr) if opts.pr else None) for f in audited]
@@ -118,7 +123,7 @@ def run_gate(opts: GateOptions) -> GateResult:
                 fr.checks["logs"] = checks.logs_check(f, cfg)
                 fr.checks["budgets"] = checks.budgets_check(f, cfg)
                 fr.checks["significance"] = checks.significance_check(f, cfg, cfg.record)
-                fr.seeds = checks.seed_rows(f)
+                fr.seeds = checks.seed_rows(f, cfg.code_counting, cfg.train_scope == "artifact")
                 result.folders.append(fr)
             if opts.html_dir:
                 result.html_error = _render_html(opts.html_dir, audited, audits, cfg)

@@ -65,6 +65,7 @@ def test_blocked_outputs_validate_and_locate(repo, make, mkrun, gate_cli, tmp_pa
     assert len(rule_ids) == len(set(rule_ids))
     # terminal: located lines, most severe first
     assert f"{sub.folder}/train_gpt.py:{scripts['illegal_step_line']}:" in r.out
+    # the launch-era (2026-03-25) schema problem is a warning; the root README edit blocks
     assert f"{sub.folder}/submission.json:" in r.out and "README.md: PG-FMT [error]" in r.out
 
 
@@ -81,21 +82,23 @@ def test_nothing_to_gate_sarif_still_valid(repo, gate_cli, tmp_path):
     assert "nothing to gate" in m.read_text()
 
 
-def test_annotations_are_capped_aggregated_and_escaped(repo, make, mkrun, gate_cli):
+def test_annotations_are_capped_aggregated_and_escaped(repo, make, mkrun, gate_cli, tmp_path):
     runs = [mkrun(s, 1.89, model_bytes=16_500_000) for s in range(12)]  # 12 logs, each over the size limit
     sub = make(name="2026-03-25_a,b:c%d", runs=runs, meta={"val_bpb": "x", "github_id": "@x", "bytes_total": 1})
-    outside = {f"docs/file{i:02d}.md": f"{i}\n" for i in range(25)}
+    outside = {f".github/file{i:02d}.md": f"{i}\n" for i in range(25)}  # each blocks
     repo.pr(sub, files=outside)
-    r = gate_cli(*args(repo, "--format", "github"))
+    strict = tmp_path / "strict.toml"  # the current template and consistent metadata, so each problem is an error
+    strict.write_text('strict_schema_since = "2026-01-01"\n[tolerance]\nlog_mismatch = "error"\n')
+    r = gate_cli(*args(repo, "--format", "github", "--config", strict))
     assert r.code == 1
     lines = r.out.splitlines()
     errors = [ln for ln in lines if ln.startswith("::error ")]
     notices = [ln for ln in lines if ln.startswith("::notice ")]
     assert len(errors) == 10
     # the 25 files outside the folder are one annotation
-    (out,) = [ln for ln in errors if "docs/file00.md" in ln]
+    (out,) = [ln for ln in errors if ".github/file00.md" in ln]
     assert out.endswith("(+24 more files changed outside the submission folder)")
-    assert not [ln for ln in errors if "docs/file01.md" in ln]
+    assert not [ln for ln in errors if ".github/file01.md" in ln]
     # one annotation per rule and file: the two schema errors of submission.json are one
     folder = "records/track_10min_16mb/2026-03-25_a%2Cb%3Ac%25d"  # property values escape , : and %
     (sj,) = [ln for ln in errors if f"file={folder}/submission.json,line=" in ln and "PG-FMT" in ln]
@@ -130,7 +133,7 @@ def test_markdown_is_capped_for_pr_comments(repo, make, gate_cli, tmp_path):
     files = {}
     for s in subs:
         files.update(s.files())
-    files.update({f"docs/f{i:03d}.md": "x\n" for i in range(60)})
+    files.update({f".github/f{i:03d}.md": "x\n" for i in range(60)})
     repo.pr(files=files)
     m = tmp_path / "g.md"
     r = gate_cli(*args(repo, "--markdown", m, "--format", "json"))

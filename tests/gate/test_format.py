@@ -58,7 +58,7 @@ def test_schema_errors_are_located_at_the_value(repo, make, run_gate):
                      "author": None})
     sub.runs = sub.runs  # seeds field is overridden; logs still exist for 1337, 42, 2025
     repo.pr(sub)
-    r = run_gate(repo)
+    r = run_gate(repo, strict_schema_since="2026-03-01")  # the fixture's 2026-03-25 held to the current template
     fmt = fmt_of(r)
     text = sub.files()[f"{sub.folder}/submission.json"].splitlines()
     msgs = {m.key: m for m in fmt.messages}
@@ -83,6 +83,29 @@ def test_schema_errors_are_located_at_the_value(repo, make, run_gate):
     assert fmt.status is Status.FAIL
 
 
+def test_launch_era_template_problems_are_warnings(repo, make, run_gate):
+    """Merged records dated before the current template lack its fields; a person looks, nothing blocks."""
+    sub = make(meta={"author": "", "track": "non-record-16mb"})
+    files = sub.files()
+    path = f"{sub.folder}/submission.json"
+    meta = json.loads(files[path])
+    for k in ("blurb", "bytes_code"):
+        del meta[k]
+    files[path] = json.dumps(meta, indent=2) + "\n"
+    repo.pr(files=files)
+    fmt = fmt_of(run_gate(repo))
+    msgs = {m.key: m for m in fmt.messages if m.level != "note"}
+    assert {m.level for m in msgs.values()} == {"warning"} and fmt.status is Status.WARN
+    assert msgs["schema:required:"].text.startswith('submission.json lacks the current template\'s "blurb", '
+                                                    '"bytes_code" (launch-era template: dated 2026-03-25, before '
+                                                    '2026-05-02')
+    assert "must not be empty" in msgs["schema:minLength:/author"].text
+    strict = fmt_of(run_gate(repo, strict_schema_since="2026-03-25"))
+    assert strict.status is Status.FAIL
+    assert {m.key for m in strict.messages if m.level == "error"} >= {"schema:required:", "schema:minLength:/author",
+                                                                       "track-mismatch"}
+
+
 def test_non_object_bom_and_bad_utf8(repo, make, run_gate):
     for raw, want in (("[1, 2]\n", "expected a JSON object, got an array"),
                       ("\ufeff{}\n", "starts with a byte-order mark")):
@@ -96,6 +119,28 @@ def test_non_object_bom_and_bad_utf8(repo, make, run_gate):
     repo.pr(files=files)
     (m,) = by_key(fmt_of(run_gate(repo)), "json")
     assert m.line == 2 and "not valid UTF-8 (byte 0xff" in m.text
+
+
+def test_hostile_submission_json_is_a_located_format_fail(repo, make, gate_cli):
+    """Built to break the parser or to slip a non-number score through: a located format FAIL, never exit 2."""
+    cases = (
+        # the 65th level (the object is the 1st), on line 3 after `  "blurb": `
+        ('{\n  "name": "x",\n  "blurb": ' + "[" * 200_000 + "]" * 200_000 + "\n}\n", 3, 12 + 63,
+         "nests deeper than 64 levels"),
+        ('{\n  "bytes_total": ' + "9" * 5_000 + "\n}\n", 2, 18, "a number of 5,000 characters"),
+        ('{\n  "name": "x",\n  "val_bpb": NaN\n}\n', 3, 14, "NaN is not a JSON number"),
+        ('{\n  "val_bpb": -Infinity,\n  "val_loss": 2.0\n}\n', 2, 14, "-Infinity is not a JSON number"),
+        ('{"blurb": "' + "x" * 1_000_001 + '"}\n', 1, 1, "a submission.json is at most 1,000,000"),
+    )
+    for raw, line, col, want in cases:
+        sub = make(raw_json=raw)
+        repo.pr(sub)
+        r = gate_cli("--repo", repo.path, "--base", "main", "--head", "pr", "--format", "json")
+        assert r.code == 1, r.err
+        folder = json.loads(r.out)["folders"][0]
+        (m,) = [m for m in folder["checks"]["format"]["messages"] if m["rule"] == "PG-FMT" and
+                m["path"].endswith("submission.json") and m["level"] == "error"]
+        assert want in m["text"] and (m["line"], m["column"]) == (line, col), (want, m)
 
 
 def test_duplicate_keys(repo, make, run_gate):
