@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from audits import jsonguard
 from audits.cache import Cache
 from audits.entrypoints import auxiliary_files
 from audits.runevidence import default_mention, folder_text
@@ -273,7 +274,12 @@ def _load_submission(folder: Path, base_display: str, plan: _Plan) -> None:
         plan.slots.append(_error(disp, "symlink", f"{disp}: is a symbolic link; not followed"))
         return
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        problem = jsonguard.precheck(text)  # hostile input: nesting, huge numbers, NaN, megabytes
+        if problem is not None:
+            plan.slots.append(_error(disp, "submission-json", f"{disp}:{problem.line}:{problem.column}: {problem.message}"))
+            return
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         plan.slots.append(_error(disp, "submission-json", f"{disp}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}"))
         return

@@ -258,3 +258,20 @@ def test_audit_source_never_crashes_on_grammar_programs(code):
 @given(hypothesmith.from_node())
 def test_audit_source_never_crashes_on_cst_programs(code):
     _never_crashes(code)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"a":' * 1000 + "1" + "}" * 1000, "nest"),
+    ('{"val_bpb": ' + "9" * 5000 + "}", "a number of 5,000 characters"),
+    ('{"val_bpb": NaN}', "NaN"),
+])
+def test_hostile_submission_json_is_a_located_error(tmp_path, text, message):
+    """A folder's submission.json comes from the PR: it never crashes the audit (RecursionError, int limits)."""
+    sub = tmp_path / "run"
+    sub.mkdir()
+    (sub / "train_gpt.py").write_text("print('ok')\n")
+    (sub / "submission.json").write_text(text)
+    res = audit_paths([sub])
+    err = next(fr for fr in res.files if fr.error)
+    assert err.error_kind == "submission-json" and "submission.json:1:" in err.error and message in err.error
+    assert any(fr.path.endswith("train_gpt.py") and fr.error is None for fr in res.files)

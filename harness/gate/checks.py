@@ -18,7 +18,7 @@ from typing import Any
 from audits.results import AuditResult
 from audits.types import Severity
 from audits.types import Status as FindingStatus
-from harness.gate import jsonguard
+from audits import jsonguard
 from harness.gate import jsonschema_lite as js
 from harness.gate.config import GateConfig, Record
 from harness.gate.gitdiff import Change, folder_of
