@@ -103,8 +103,9 @@ def decode_layers(text: str, path: str) -> list[Layer]:
         module, positions = parse(src, path if origin is None else f"{path} (decoded layer {origin.layer})")
         layer = Layer(src, module, positions, list(walk(module, into_defs=True)), origin, [], set())
         layers.append(layer)
-        aliases = import_aliases(module)
-        for call in _exec_calls(layer.nodes, src):
+        execs = _exec_calls(layer.nodes, src)
+        aliases = import_aliases(module, layer.nodes) if execs else {}
+        for call in execs:
             if not call.args:
                 continue
             try:

@@ -802,10 +802,14 @@ def _compute_taint(prog: Program) -> None:
                         changed = True
         if not changed:
             break
+    # methods some code calls on an object (`train_loader.next_batch()`): what they return of their own
+    on_objects = {callee.qname for q, pairs in callees.items() for call, callee in pairs
+                  if callee is not None and callee.cls is not None and type(call.func) is cst.Attribute
+                  and not (type(call.func.value) is cst.Name and call.func.value.value in ("self", "cls"))}
     prog.blind_self = True
     try:
         for func in funcs:
-            if func.cls is None:
+            if func.qname not in on_objects:
                 continue
             own: dict[str, set[str]] = {}
             _fixpoint(prog, func, own)

@@ -205,13 +205,13 @@ def decode_exec_argument(arg: cst.BaseExpression, aliases: dict[str, str]) -> De
     return Decoded(value, codecs)
 
 
-def import_aliases(module: cst.Module) -> dict:
+def import_aliases(module: cst.Module, nodes: list[cst.CSTNode] | None = None) -> dict:
     """Map local names to stdlib modules/functions relevant to unpacking (`import lzma as L` → L: lzma),
     and names bound exactly once in the file to an expression (`"=NAME"` → the expression), so `exec(SRC)` and
     `exec(code)` with `code = compile(src, ...)` in a function resolve."""
     out: dict = {}
     assigned: dict[str, list] = {}
-    for node in walk(module, into_defs=True):
+    for node in nodes if nodes is not None else walk(module, into_defs=True):
         if type(node) is cst.Assign and len(node.targets) == 1 and type(node.targets[0].target) is cst.Name:
             assigned.setdefault(node.targets[0].target.value, []).append(node.value)
         elif type(node) in (cst.AnnAssign, cst.AugAssign, cst.For, cst.NamedExpr) and type(node.target) is cst.Name:
