@@ -27,6 +27,13 @@ def _random_pick(node: cst.CSTNode) -> bool:
     return False
 
 
+def _constant(prog, name: str) -> bool:
+    """Bound to one number (a literal, a configuration value): not computed from the counts of the scored run
+    (`tokens_per_byte = token_count / byte_count` is the right denominator)."""
+    v = prog.config.lookup(name).value
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 class PartialValCoverage(Rule):
     """Flags a bits-per-byte score computed over a random subset of validation batches, or divided by a constant
     bytes-per-token figure instead of the bytes of the tokens scored.
@@ -74,6 +81,13 @@ class PartialValCoverage(Rule):
             val_bpb = loss_sum / math.log(2) / byte_count
             return val_bpb
         print(f"val_bpb:{eval_val(model, val_tokens, base_bytes_lut)}")
+    """), Valid("""
+        def eval_val(model, val_tokens, base_bytes_lut):
+            loss, token_count, byte_count = model.score_all(val_tokens, base_bytes_lut)
+            tokens_per_byte = token_count / byte_count
+            val_bpb = loss / math.log(2) * tokens_per_byte
+            return val_bpb
+        print(f"val_bpb:{eval_val(model, val_tokens, base_bytes_lut)}")
     """)]
     INVALID = [Invalid("""
         def eval_val(model, val_tokens, n_batches):
@@ -110,12 +124,13 @@ class PartialValCoverage(Rule):
                 continue
             for b in walk(n.value):
                 if type(b) is cst.BinaryOperation and type(b.operator) is cst.Divide and \
-                        any(_CONST_DENOMINATOR.match(x) for x in names_in(b.right)):
+                        any(_CONST_DENOMINATOR.match(x) and _constant(prog, x) for x in names_in(b.right)):
                     yield Hit(n, "divides by a constant bytes-per-token figure instead of the bytes of the tokens "
                                  "scored")
                     break
                 if type(b) is cst.BinaryOperation and type(b.operator) is cst.Multiply and \
-                        any(_CONST_DENOMINATOR.match(x) and "per_byte" in x.lower() for x in names_in(b)):
+                        any(_CONST_DENOMINATOR.match(x) and "per_byte" in x.lower() and _constant(prog, x)
+                            for x in names_in(b)):
                     yield Hit(n, "multiplies by a constant tokens-per-byte figure instead of counting the bytes of the "
                                  "tokens scored")
                     break
