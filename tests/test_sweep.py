@@ -163,6 +163,10 @@ def pr(repo: Path, n: int, files: dict[str, str], date: str, base: str = "main")
 
 @pytest.fixture
 def competition(tmp_path):
+    return build_competition(tmp_path)
+
+
+def build_competition(tmp_path: Path) -> Path:
     repo = tmp_path / "parameter-golf"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -190,10 +194,14 @@ def competition(tmp_path):
 
 @pytest.fixture
 def metadata(tmp_path):
+    return write_metadata(tmp_path)
+
+
+def write_metadata(tmp_path: Path, hostile_title: str = "Record: epoch TTT, tuned") -> Path:
     rows = [
         {"number": 10, "title": "Record: epoch TTT", "author": {"login": "alice"}, "state": "OPEN",
          "createdAt": "2026-03-02T10:00:00Z", "mergedAt": None, "url": "https://example.invalid/pull/10"},
-        {"number": 11, "title": "Record: epoch TTT, tuned", "author": {"login": "bob"}, "state": "CLOSED",
+        {"number": 11, "title": hostile_title, "author": {"login": "bob"}, "state": "CLOSED",
          "createdAt": "2026-03-12T10:00:00Z", "mergedAt": None},
         {"number": 12, "title": "Legal record", "author": {"login": "carol"}, "state": "MERGED",
          "createdAt": "2026-03-05T10:00:00Z", "mergedAt": "2026-03-07T00:00:00Z"},

@@ -6,6 +6,7 @@ and lineage), so it pickles cheaply back to the parent and is stored as-is in th
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -57,6 +58,7 @@ def _blobs() -> BlobReader:
 def audit_pr(number: int, head: str) -> dict[str, Any]:
     """Everything the sweep keeps about PR `number` at `head`; never raises for a problem of this one PR."""
     assert _CTX is not None, "init() first"
+    clock = _Clock()
     record: dict[str, Any] = {"number": number, "head": head, "status": "audited", "error": None,
                               "merged": False, "base": None, "commit": None, "folders": [], "results": [],
                               "violations": [], "functions": []}
@@ -65,9 +67,11 @@ def audit_pr(number: int, head: str) -> dict[str, Any]:
     except GitPRError as e:
         record.update(status="error", error=str(e))
         return record
+    clock.lap("resolve")
     record.update(merged=change.merged, base=change.base, commit=change.commit, folders=change.folders)
     if not change.changed:
         record["status"] = "no-records"
+        record["timing"] = clock.laps
         return record
     with tempfile.TemporaryDirectory(prefix=f"scorefirst-sweep-{number}-") as tmp:
         root = Path(tmp)
@@ -80,16 +84,33 @@ def audit_pr(number: int, head: str) -> dict[str, Any]:
         except GitPRError as e:
             record.update(status="error", error=str(e))
             return record
+        clock.lap("extract")
         results = audit_targets(targets, jobs=1, cache_dir=_CTX.cache)
+        clock.lap("audit")
     for result in results:
         for path in missing.get(result.target, []):
             result.files.append(FileResult(path=path, error=f"{path}: the clone lacks this file's content",
                                            error_kind="git-missing"))
     record["violations"] = violations(results)
     record["functions"] = sorted({h for r in results for fr in r.files for h in _file_functions(fr)})
+    clock.lap("fingerprint")
     record["results"] = [r.to_dict() for r in results]
     record.update(summarize(results))
+    record["timing"] = clock.laps
     return record
+
+
+class _Clock:
+    """Seconds per stage of one PR (the benchmark reports where a sweep's time goes)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._t, 4)
+        self._t = now
 
 
 def summarize(results: list[AuditResult]) -> dict[str, Any]:
