@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from typing import Iterator
 
 MIN_STATEMENTS = 4  # smaller functions (getters, one-line forwards) are shared by chance, not by descent
 _FUNC = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -38,58 +37,82 @@ def _bound_names(fn: ast.AST) -> set[str]:
     return names
 
 
-def _tokens(node: ast.AST, bound: set[str], renames: dict[str, str]) -> Iterator[str]:
-    """A pre-order serialization of `node` with the normalizations of the module docstring."""
-    yield type(node).__name__
-    if isinstance(node, (ast.Name, ast.arg)):
-        name = node.id if isinstance(node, ast.Name) else node.arg
-        if name in bound:
-            name = renames.setdefault(name, f"v{len(renames)}")
-        yield name
-        if isinstance(node, ast.arg) and node.annotation is not None:
-            yield from _tokens(node.annotation, bound, renames)
-        return
-    if isinstance(node, ast.Constant):
-        v = node.value
-        yield "#" if isinstance(v, (int, float, complex)) and not isinstance(v, bool) else repr(v)
-        return
-    for name, value in ast.iter_fields(node):
-        if name in ("type_comment", "ctx"):
+def _serialize(root: ast.AST, bound: set[str]) -> str:
+    """A pre-order serialization of `root` with the normalizations of the module docstring (an explicit stack:
+    nested generators cost a frame per level for every token)."""
+    out: list[str] = []
+    renames: dict[str, str] = {}
+    stack: list[object] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            out.append(node)
             continue
-        if isinstance(value, list):
-            items = value
-            if name == "body" and items and _is_docstring(items[0]):
-                items = items[1:]
-            yield f"[{name}"
-            for item in items:
-                if isinstance(item, ast.AST):
-                    yield from _tokens(item, bound, renames)
-                else:
-                    yield repr(item)
-            yield "]"
-        elif isinstance(value, ast.AST):
-            yield name
-            yield from _tokens(value, bound, renames)
-        elif name in ("name", "attr", "arg", "module", "op"):
-            yield repr(value)
+        out.append(type(node).__name__)
+        if isinstance(node, (ast.Name, ast.arg)):
+            name = node.id if isinstance(node, ast.Name) else node.arg
+            if name in bound:
+                name = renames.setdefault(name, f"v{len(renames)}")
+            out.append(name)
+            if isinstance(node, ast.arg) and node.annotation is not None:
+                stack.append(node.annotation)
+            continue
+        if isinstance(node, ast.Constant):
+            v = node.value
+            out.append("#" if isinstance(v, (int, float, complex)) and not isinstance(v, bool) else repr(v))
+            continue
+        items: list[object] = []
+        for name, value in ast.iter_fields(node):
+            if name in ("type_comment", "ctx"):
+                continue
+            if isinstance(value, list):
+                if name == "body" and value and _is_docstring(value[0]):
+                    value = value[1:]
+                items.append(f"[{name}")
+                items.extend(v if isinstance(v, ast.AST) else repr(v) for v in value)
+                items.append("]")
+            elif isinstance(value, ast.AST):
+                items.append(name)
+                items.append(value)
+            elif name in ("name", "attr", "arg", "module"):
+                items.append(repr(value))
+        stack.extend(reversed(items))
+    return "\0".join(out)
 
 
 def _is_docstring(stmt: ast.AST) -> bool:
     return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
 
 
-def node_fingerprint(node: ast.AST) -> str:
+def node_fingerprint(node: ast.AST, bound: set[str] | None = None) -> str:
     """16 hex digits identifying `node` up to renamed locals, changed numbers, comments and layout."""
-    bound = _bound_names(node) if isinstance(node, _FUNC) else set()
-    h = hashlib.sha256()
-    for tok in _tokens(node, bound, {}):
-        h.update(tok.encode("utf-8", "surrogatepass"))
-        h.update(b"\0")
-    return h.hexdigest()[:16]
+    if bound is None:
+        bound = _bound_names(node) if isinstance(node, _FUNC) else set()
+    return hashlib.sha256(_serialize(node, bound).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
-def _statements(fn: ast.AST) -> int:
-    return sum(1 for n in ast.walk(fn) if isinstance(n, ast.stmt)) - 1
+def _functions(tree: ast.AST) -> list[tuple[ast.AST, int, set[str]]]:
+    """Every function with its statement count and the names it binds (nested functions' included), in one walk."""
+    found: list[list] = []
+    stack: list[tuple[ast.AST, tuple]] = [(tree, ())]
+    while stack:
+        node, open_ = stack.pop()
+        if open_:
+            if isinstance(node, ast.stmt):
+                for f in open_:
+                    f[1] += 1
+            if isinstance(node, ast.arg):
+                for f in open_:
+                    f[2].add(node.arg)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+                for f in open_:
+                    f[2].add(node.id)
+        if isinstance(node, _FUNC):
+            entry = [node, 0, set()]
+            found.append(entry)
+            open_ = open_ + (entry,)
+        stack.extend((child, open_) for child in ast.iter_child_nodes(node))
+    return [(n, c, b) for n, c, b in found]
 
 
 def function_fingerprints(text: str) -> list[str]:
@@ -98,10 +121,10 @@ def function_fingerprints(text: str) -> list[str]:
     if tree is None:
         return []
     out = set()
-    for n in ast.walk(tree):
-        if isinstance(n, _FUNC) and _statements(n) >= MIN_STATEMENTS:
+    for node, statements, bound in _functions(tree):
+        if statements >= MIN_STATEMENTS:
             try:
-                out.add(node_fingerprint(n))
+                out.add(node_fingerprint(node, bound))
             except RecursionError:
                 continue
     return sorted(out)
