@@ -320,7 +320,9 @@ def _run_dynamic(args: argparse.Namespace, targets, results, env_settings) -> No
         from harness.sandbox import SandboxUnavailable
         from reference_model.errors import ReferenceError_
     except ImportError as e:
-        raise _Fatal(f"--dynamic needs the torch extra (pip install torch==2.13.0 -e '.[torch]'): {e}") from None
+        from reference_model.errors import TORCH_INSTALL
+
+        raise _Fatal(f"--dynamic needs the torch extra ({TORCH_INSTALL}): {e}") from None
     try:
         dynamic.run_for_results(args, targets, results, env_settings)
     except (SandboxUnavailable, ReferenceError_, ValueError, OSError) as e:

@@ -270,3 +270,18 @@ def test_analyzer_bug_in_one_file_keeps_the_others(cli, illegal_file, clean_file
     assert r.code == 2
     assert re.search(r"internal error: ZeroDivisionError: division by zero", r.last_err_line)
     assert "PG-TTT-001" in r.out
+
+
+def test_incomplete_message_when_nothing_was_audited(cli, write):
+    p = write("bin/train_gpt.py", b"\x00\x01binary")
+    r = cli("audit", p)
+    assert r.code == 2
+    assert r.out.splitlines()[-1] == (f"{p.as_posix()}: 0 findings (0 error, 0 warning, 0 info) -> INCOMPLETE: 1 file "
+                                      "not audited and nothing else to audit: no verdict")
+
+
+def test_incomplete_message_names_what_was_audited(cli, write, samples):
+    write("mix/a.py", samples.clean)
+    write("mix/b.py", b"\x00\x01binary")
+    r = cli("audit", write("mix/c.py", samples.clean).parent)
+    assert r.out.splitlines()[-1].endswith("-> INCOMPLETE: 1 file not audited; the other 2 files: overall PASS")
