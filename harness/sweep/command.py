@@ -44,20 +44,13 @@ def add_parser(sub, positive_int) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
-def shown(path: str | os.PathLike[str]) -> str:
-    """`path` as it resolves from the current directory (relative when below it)."""
-    p = os.path.abspath(path)
-    rel = os.path.relpath(p)
-    return p if rel.startswith("..") else rel
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     import json
 
     from audits.cache import default_cache_dir
     from audits.gitpr import GitPRError
     from audits.outputs import write_atomic
-    from harness.cli import EXIT_OK, _Fatal, _last_line, _stdout
+    from harness.cli import EXIT_OK, _Fatal, _from_cwd, _last_line, _stdout
     from harness.sweep import result
     from harness.sweep.prs import SweepInputError, load_metadata, parse_date
     from harness.sweep.run import Options, run
@@ -90,7 +83,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except OSError as e:
         raise _Fatal(f"cannot write {getattr(e, 'filename', None) or args.out}: {e.strerror or e}") from None
     s = doc["summary"]
-    _stdout("".join(f"{shown(p)}\n" for p in written))
+    _stdout("".join(f"{_from_cwd(Path(os.path.abspath(p)))}\n" for p in written))
     v = s["verdicts"]
     _last_line(EXIT_OK, f"swept {s['prs']} PRs: {s['audited']} audited ({v['FAIL']} FAIL, {v['WARN']} WARN, "
                         f"{v['PASS']} PASS, {v['INCOMPLETE']} incomplete), {s['no_records']} without records/ "
