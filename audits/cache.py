@@ -32,12 +32,13 @@ def default_cache_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def analyzer_hash() -> str:
-    """sha256 over the analyzer's Python source (the `audits` package, bundled examples excluded)."""
+    """sha256 over the analyzer's Python source: the `audits` package without the bundled examples and without
+    `outputs/` (views of results: editing how a result is printed must not throw the cached results away)."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
     for p in sorted(root.rglob("*.py")):
         rel = p.relative_to(root).as_posix()
-        if rel.startswith("examples/") or "__pycache__" in p.parts:
+        if rel.startswith(("examples/", "outputs/")) or "__pycache__" in p.parts:
             continue
         h.update(rel.encode() + b"\0")
         try:
