@@ -401,14 +401,15 @@ def test_repeated_pr_with_paths_is_a_usage_error(cli, tmp_path):
 
 
 def test_fingerprints_ignore_renames_numbers_comments_and_layout():
-    from harness.sweep.fingerprints import Locator, function_fingerprints
+    from harness.sweep.fingerprints import ParsedCode
+    from harness.sweep.fingerprints import function_fingerprints
 
     assert function_fingerprints(ORIGINAL) == function_fingerprints(FORK)
     assert len(function_fingerprints(ORIGINAL)) == 4
-    assert Locator(ORIGINAL).enclosing(ORIGINAL_TTT_LINE) == Locator(FORK).enclosing(FORK_TTT_LINE)
+    assert ParsedCode(ORIGINAL).enclosing(ORIGINAL_TTT_LINE) == ParsedCode(FORK).enclosing(FORK_TTT_LINE)
     # a changed call is a different function
     assert function_fingerprints(ORIGINAL.replace("opt.step()", "opt.zero_grad()")) != function_fingerprints(ORIGINAL)
-    assert Locator(OTHER).enclosing(8)[0] != Locator(ORIGINAL).enclosing(ORIGINAL_TTT_LINE)[0]
+    assert ParsedCode(OTHER).enclosing(8)[0] != ParsedCode(ORIGINAL).enclosing(ORIGINAL_TTT_LINE)[0]
     assert function_fingerprints("def broken(:\n") == []
 
 

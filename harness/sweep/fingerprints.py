@@ -115,45 +115,49 @@ def _functions(tree: ast.AST) -> list[tuple[ast.AST, int, set[str]]]:
     return [(n, c, b) for n, c, b in found]
 
 
-def function_fingerprints(text: str) -> list[str]:
-    """Fingerprints of every function (methods and nested ones included) with at least MIN_STATEMENTS statements."""
-    tree = _parse(text)
-    if tree is None:
-        return []
-    out = set()
-    for node, statements, bound in _functions(tree):
-        if statements >= MIN_STATEMENTS:
-            try:
-                out.add(node_fingerprint(node, bound))
-            except RecursionError:
-                continue
-    return sorted(out)
-
-
-class Locator:
-    """Finds the code a line belongs to in one parsed text (parsed once, asked per finding)."""
+class ParsedCode:
+    """One text, parsed once: its function fingerprints and the code around any line (asked per finding)."""
 
     def __init__(self, text: str):
         self.tree = _parse(text)
+        self.functions = _functions(self.tree) if self.tree is not None else []
+        self._memo: dict[int, str | None] = {}
+
+    def _fingerprint(self, node: ast.AST, bound: set[str] | None = None) -> str | None:
+        key = id(node)
+        if key not in self._memo:
+            try:
+                self._memo[key] = node_fingerprint(node, bound)
+            except RecursionError:
+                self._memo[key] = None
+        return self._memo[key]
+
+    def function_fingerprints(self) -> list[str]:
+        """Every function (methods and nested ones included) with at least MIN_STATEMENTS statements."""
+        out = {self._fingerprint(node, bound) for node, statements, bound in self.functions
+               if statements >= MIN_STATEMENTS}
+        return sorted(h for h in out if h)
 
     def enclosing(self, line: int) -> tuple[str, str] | None:
         """(fingerprint, name) of the innermost function containing `line`, else of the top-level statement."""
         if self.tree is None:
             return None
-        best: ast.AST | None = None
-        for node in ast.walk(self.tree):
-            if isinstance(node, _FUNC) and node.lineno <= line <= (node.end_lineno or node.lineno):
-                if best is None or node.lineno >= best.lineno:  # type: ignore[attr-defined]
-                    best = node
-        try:
-            if best is not None:
-                return node_fingerprint(best), best.name  # type: ignore[attr-defined]
-            for stmt in self.tree.body:
-                if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
-                    return node_fingerprint(stmt), "<module>"
-        except RecursionError:
-            return None
+        best = None
+        for node, _, bound in self.functions:
+            if node.lineno <= line <= (node.end_lineno or node.lineno) and (best is None or node.lineno >= best[0].lineno):
+                best = (node, bound)
+        if best is not None:
+            h = self._fingerprint(*best)
+            return (h, best[0].name) if h else None  # type: ignore[attr-defined]
+        for stmt in self.tree.body:
+            if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
+                h = self._fingerprint(stmt)
+                return (h, "<module>") if h else None
         return None
+
+
+def function_fingerprints(text: str) -> list[str]:
+    return ParsedCode(text).function_fingerprints()
 
 
 def violation_key(rule_id: str, code_fingerprint: str) -> str:

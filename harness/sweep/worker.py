@@ -5,6 +5,7 @@ and lineage), so it pickles cheaply back to the parent and is stored as-is in th
 """
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from dataclasses import dataclass
@@ -91,8 +92,9 @@ def audit_pr(number: int, head: str) -> dict[str, Any]:
         for path in missing.get(result.target, []):
             result.files.append(FileResult(path=path, error=f"{path}: the clone lacks this file's content",
                                            error_kind="git-missing"))
-    record["violations"] = violations(results)
-    record["functions"] = sorted({h for r in results for fr in r.files for h in _file_functions(fr)})
+    parsed: dict[str, fp.ParsedCode] = {}  # each text parsed once for its findings and its functions
+    record["violations"] = violations(results, parsed)
+    record["functions"] = sorted({h for r in results for fr in r.files for h in _file_functions(fr, parsed)})
     clock.lap("fingerprint")
     record["results"] = [r.to_dict() for r in results]
     record.update(summarize(results))
@@ -130,28 +132,47 @@ def summarize(results: list[AuditResult]) -> dict[str, Any]:
             "claimed_bpb": min(claimed) if claimed else None}
 
 
+_FUNCTIONS_MEMO: dict[str, list[str]] = {}  # text hash -> its function fingerprints (forks repeat files)
+_MEMO_MAX = 4096
+
+
 def _texts(fr: FileResult) -> list[str]:
     return ([fr.source] if fr.source else []) + [d.text for d in fr.decoded]
 
 
-def _file_functions(fr: FileResult) -> list[str]:
-    return [h for text in _texts(fr) for h in fp.function_fingerprints(text)]
+def _parsed(text: str, parsed: dict[str, fp.ParsedCode]) -> fp.ParsedCode:
+    key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    if key not in parsed:
+        parsed[key] = fp.ParsedCode(text)
+    return parsed[key]
 
 
-def violations(results: list[AuditResult]) -> list[dict[str, Any]]:
+def _file_functions(fr: FileResult, parsed: dict[str, fp.ParsedCode]) -> list[str]:
+    out = []
+    for text in _texts(fr):
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        hit = _FUNCTIONS_MEMO.get(key)
+        if hit is None:
+            hit = _parsed(text, parsed).function_fingerprints()
+            if len(_FUNCTIONS_MEMO) >= _MEMO_MAX:
+                _FUNCTIONS_MEMO.clear()
+            _FUNCTIONS_MEMO[key] = hit
+        out.extend(hit)
+    return out
+
+
+def violations(results: list[AuditResult], parsed: dict[str, fp.ParsedCode] | None = None) -> list[dict[str, Any]]:
     """One entry per active error or warning: its cluster key (rule + normalized code) and where it is."""
+    parsed = {} if parsed is None else parsed
     out = []
     for result in results:
         for fr in result.files:
-            locators: dict[int, fp.Locator] = {}
             for f in fr.findings:
                 if f.status is not Status.ACTIVE or f.severity not in CLUSTERED_SEVERITIES:
                     continue
                 layer = f.origin.layer if f.origin is not None else 0
-                if layer not in locators:
-                    text = fr.source if layer == 0 else next((d.text for d in fr.decoded if d.layer == layer), None)
-                    locators[layer] = fp.Locator(text or "")
-                found = locators[layer].enclosing(f.line)
+                text = fr.source if layer == 0 else next((d.text for d in fr.decoded if d.layer == layer), None)
+                found = _parsed(text or "", parsed).enclosing(f.line)
                 code, where = found if found else (fp.snippet_fingerprint(f.snippet), "")
                 out.append({"key": fp.violation_key(f.rule_id, code), "rule_id": f.rule_id, "function": where,
                             "target": result.target, "path": f.path, "line": f.line, "decoded_layer": layer or None,
