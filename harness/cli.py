@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "recursively) is one target with its own verdict.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     audit.add_argument("paths", nargs="*", metavar="PATH", help="file or folder to audit")
-    audit.add_argument("--pr", type=_positive_int, nargs="+", action="extend", metavar="N",
+    audit.add_argument("--pr", nargs="+", action="extend", metavar="N",
                        help="label results with PR N; with --repo and no PATH, audit what PR N adds under records/ "
                             "(open, closed or merged; several PRs: --pr 605 596)")
     audit.add_argument("--repo", metavar="PATH", help="a git clone of openai/parameter-golf (with --pr)")
@@ -198,6 +198,22 @@ def _from_cwd(path: Path) -> str:
     return (rel if not rel.startswith("..") else str(path)).replace(os.sep, "/")
 
 
+def _split_pr_values(args: argparse.Namespace) -> list[int]:
+    """The PR numbers given to --pr (repeatable, several per flag); a non-number after them is a PATH
+    (`audit --pr 605 train_gpt.py` means what it says)."""
+    prs: list[int] = []
+    for token in args.pr or []:
+        if token.isdigit():
+            if int(token) < 1:
+                raise UsageError(f"argument --pr: expected a positive integer, got {token!r}")
+            prs.append(int(token))
+        elif not prs:
+            raise UsageError(f"argument --pr: expected a positive integer, got {token!r}")
+        else:
+            args.paths.append(token)
+    return list(dict.fromkeys(prs))
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from audits.api import Target, audit_targets, pr_url_for, tool_version
     from audits.cache import Cache, default_cache_dir
@@ -207,14 +223,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         env_settings = parse_env_args(args.env)
     except EnvError as e:
         raise UsageError(str(e)) from None
+    prs = _split_pr_values(args)
     modes = sum([bool(args.paths), bool(args.repo), bool(args.examples)])
     if modes == 0:
         raise UsageError("audit needs a PATH, --repo PATH --pr N, or --examples")
     if modes > 1:
         raise UsageError("give PATHs, --repo, or --examples: one of them")
-    if args.repo and not args.pr:
+    if args.repo and not prs:
         raise UsageError("--repo needs --pr N (the pull request to audit)")
-    prs = list(dict.fromkeys(args.pr or []))
     if len(prs) > 1 and not args.repo:
         raise UsageError(f"--pr labels the PATHs with one pull request; got {len(prs)} "
                          f"({', '.join(map(str, prs))}): give one, or use --repo to audit several")

@@ -285,3 +285,18 @@ def test_incomplete_message_names_what_was_audited(cli, write, samples):
     write("mix/b.py", b"\x00\x01binary")
     r = cli("audit", write("mix/c.py", samples.clean).parent)
     assert r.out.splitlines()[-1].endswith("-> INCOMPLETE: 1 file not audited; the other 2 files: overall PASS")
+
+
+def test_pr_before_a_path_labels_it(cli, illegal_file, tmp_path):
+    j = tmp_path / "o.json"
+    r = cli("audit", "--pr", "605", illegal_file, "--json", j)
+    assert r.code == 1, r.err
+    data = json.loads(j.read_text())
+    assert data["pr"] == 605 and data["target"] == illegal_file.as_posix()
+
+
+def test_pr_must_be_a_number(cli, illegal_file):
+    for bad in ("x", "0"):
+        r = cli("audit", illegal_file, "--pr", bad)
+        assert r.code == 2 and r.last_err_line == (f"scorefirst: exit 2: usage error: argument --pr: expected a "
+                                                   f"positive integer, got '{bad}'")
