@@ -197,9 +197,9 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
         texts[path] = src.text
         slot_of[path] = slot
         src.local_modules = sibling_modules(path)
-        key = cache.key(src.sha256, display, env, src.local_modules) if cache is not None else None
+        key = cache.key(src.sha256, env, src.local_modules) if cache is not None else None
         if cache is not None and key is not None:
-            hit = cache.get(key)
+            hit = cache.get(key, display)
             if hit is not None:
                 plan.slots[slot] = hit
                 continue

@@ -1,8 +1,10 @@
 """Content-hash cache of per-file audit results, so re-auditing an unchanged folder costs a file read.
 
-The key covers everything a result depends on: the file's bytes, the path it is reported under (findings and
-fingerprints carry it), the effective run environment, the tool version and a hash of the analyzer's own
-source (so editing a rule invalidates every entry without a version bump). Entries are JSON files written
+The key covers everything a result depends on: the file's bytes, the effective run environment, the names of
+its sibling modules, the tool version and a hash of the analyzer's own source (so editing a rule invalidates
+every entry without a version bump). The path a file is reported under is not in the key: the same script
+copied into another folder (forks do it all the time) is a hit, relabelled with its own path (findings,
+suppressions, messages and the path-dependent fingerprints). Entries are JSON files written
 atomically; a corrupt or unreadable entry is a miss, and a cache that cannot be written is silently skipped:
 the cache only ever saves time, it never changes a result.
 """
@@ -15,9 +17,9 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from audits.results import FileResult
+from audits.results import FileResult, fingerprint
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"
 ENV_VAR = "SCOREFIRST_CACHE_DIR"
 DEFAULT_DIRNAME = ".scorefirst-cache"
 
@@ -30,12 +32,13 @@ def default_cache_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def analyzer_hash() -> str:
-    """sha256 over the analyzer's Python source (the `audits` package, bundled examples excluded)."""
+    """sha256 over the analyzer's Python source: the `audits` package without the bundled examples and without
+    `outputs/` (views of results: editing how a result is printed must not throw the cached results away)."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
     for p in sorted(root.rglob("*.py")):
         rel = p.relative_to(root).as_posix()
-        if rel.startswith("examples/") or "__pycache__" in p.parts:
+        if rel.startswith(("examples/", "outputs/")) or "__pycache__" in p.parts:
             continue
         h.update(rel.encode() + b"\0")
         try:
@@ -61,17 +64,17 @@ class Cache:
         self.writes = 0
         self._usable = True
 
-    def key(self, content_sha256: str, display: str, env: dict[str, set[str]],
-            local_modules: dict[str, str] | None = None) -> str:
+    def key(self, content_sha256: str, env: dict[str, set[str]], local_modules: dict[str, str] | None = None) -> str:
         local = ",".join(f"{k}={v}" for k, v in sorted((local_modules or {}).items()))
-        material = "\0".join([CACHE_FORMAT, self.tool_version, analyzer_hash(), content_sha256, display,
+        material = "\0".join([CACHE_FORMAT, self.tool_version, analyzer_hash(), content_sha256,
                               env_fingerprint(env), local])
         return hashlib.sha256(material.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
         return self.directory / f"v{CACHE_FORMAT}" / key[:2] / f"{key}.json"
 
-    def get(self, key: str) -> FileResult | None:
+    def get(self, key: str, display: str) -> FileResult | None:
+        """The cached result, reported under `display`."""
         try:
             data = json.loads(self._path(key).read_text(encoding="utf-8"))
             result = FileResult.from_dict(data)
@@ -79,7 +82,7 @@ class Cache:
             self.misses += 1
             return None
         self.hits += 1
-        return result
+        return relabel(result, display)
 
     def put(self, key: str, result: FileResult) -> None:
         if not self._usable:
@@ -109,6 +112,30 @@ class Cache:
         (self.directory / "CACHEDIR.TAG").write_text(
             "Signature: 8a477f597d28d172789f06886806bc55\n# scorefirst audit cache; safe to delete\n",
             encoding="utf-8")
+
+
+def relabel(result: FileResult, display: str) -> FileResult:
+    """`result` as if the file had been audited under the path `display` (fingerprints recomputed as the engine
+    computes them: rule, path, normalized snippet and the occurrence among equal snippets, in finding order)."""
+    old = result.path
+    if old == display:
+        return result
+    result.path = display
+    if result.error:
+        result.error = result.error.replace(old, display)
+    seen: dict[tuple, int] = {}
+    for f in result.findings:
+        if f.path == old:
+            f.path = display
+        f.message = f.message.replace(old, display)
+        f.status_reason = f.status_reason.replace(old, display)
+        key = (f.rule_id, " ".join(f.snippet.split()))
+        seen[key] = seen.get(key, -1) + 1
+        f.fingerprint = fingerprint(f.rule_id, f.path, f.snippet, seen[key])
+    for sup in result.suppressions:
+        if sup.path == old:
+            sup.path = display
+    return result
 
 
 def _unlink(path: str) -> None:

@@ -1,16 +1,21 @@
 """Audit a pull request from a git clone of the competition repository, without checking anything out.
 
-`pr_targets(repo, n)` finds what `refs/pull/N/head` adds or modifies under `records/` relative to its merge
-base with the default branch (`origin/main`, else `main`), fetching the ref from `origin` when it is missing,
-and copies each touched submission folder out of git (`git ls-tree` + `git cat-file`) into a private temporary
-folder. Each folder becomes one audit target, reported under its repository path (`records/<track>/<name>`).
+One resolution serves `audit --repo --pr N` and `sweep`: `resolve_change` decides what a PR contributed under
+`records/`. A PR whose head is already in the default branch (`origin/main`, else `main`) was merged: its
+contribution is the diff of the merge commit against its first parent, read as the merge left it (diffing the
+head against the merge base would find nothing, the head being an ancestor of main). Any other PR, open or
+closed, is diffed against its merge base with the default branch. `refs/pull/N/head` is fetched from `origin`
+when missing. Each touched submission folder is copied out of git (`git ls-tree` + one `git cat-file --batch`)
+into a private temporary folder and becomes one audit target reported under its repository path.
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from audits.api import Target, pr_url_for
 
@@ -19,6 +24,7 @@ FETCH_TIMEOUT_S = 120
 RECORDS = "records"
 DEFAULT_BRANCHES = ("origin/main", "main", "origin/master", "master")
 MAX_BLOB_BYTES = 50_000_000  # far above any submission file; refuse to copy anything larger
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree: the base of a root merge commit
 
 
 class GitPRError(Exception):
@@ -75,6 +81,69 @@ def default_branch(repo: Path) -> str:
     raise GitPRError(f"{repo} has no default branch to diff against (looked for {', '.join(DEFAULT_BRANCHES)})")
 
 
+@dataclass
+class Branch:
+    """The default branch, read once: its tip, its first-parent line and (for sweeps) every commit in it."""
+
+    name: str
+    tip: str
+    first_parent: frozenset[str]
+    contains: frozenset[str] | None = None  # None: ask git per PR (`merge-base --is-ancestor`)
+
+
+def read_branch(repo: Path, every_commit: bool = False) -> Branch:
+    name = default_branch(repo)
+    tip = _git(repo, "rev-parse", f"{name}^{{commit}}").stdout.strip()
+    first = frozenset(_git(repo, "rev-list", "--first-parent", tip).stdout.split())
+    every = frozenset(_git(repo, "rev-list", tip).stdout.split()) if every_commit else None
+    return Branch(name, tip, first, every)
+
+
+@dataclass
+class PRChange:
+    """What PR `number` contributed under records/: `folders` as they are at `commit`, compared with `base`."""
+
+    number: int
+    head: str
+    merged: bool
+    base: str  # the merge base (open/closed) or the merge commit's first parent (merged)
+    commit: str  # where the files are read: the head, or the merge commit
+    changed: list[str] = field(default_factory=list)
+
+    @property
+    def folders(self) -> list[str]:
+        return sorted({submission_folder(p) for p in self.changed})
+
+    def describe(self, branch: str) -> str:
+        if self.merged:
+            return f"merged by {self.commit[:12]}, compared with its first parent {self.base[:12]}"
+        return f"compared with {branch} at {self.base[:12]}"
+
+
+def resolve_change(repo: Path, n: int, head: str, branch: Branch) -> PRChange:
+    """The records/ paths PR N adds, modifies or renames: merged PRs via their merge commit, others vs the merge base."""
+    if branch.contains is not None:
+        merged = head in branch.contains
+    else:
+        merged = _git(repo, "merge-base", "--is-ancestor", head, branch.tip, check=False).returncode == 0
+    if merged:
+        if head in branch.first_parent:  # fast-forwarded or pushed straight to the branch: the head is the merge
+            merge = head
+        else:
+            path = _git(repo, "rev-list", "--first-parent", "--ancestry-path", f"{head}..{branch.tip}").stdout.split()
+            if not path:
+                raise GitPRError(f"PR #{n} ({head[:12]}) is in {branch.name} but no merge commit brings it in")
+            merge = path[-1]
+        parent = _git(repo, "rev-parse", "--verify", "--quiet", f"{merge}^1", check=False).stdout.strip()
+        base = parent or EMPTY_TREE
+        return PRChange(n, head, True, base, merge, changed_records(repo, base, merge))
+    mb = _git(repo, "merge-base", branch.tip, head, check=False)
+    if mb.returncode != 0 or not mb.stdout.strip():
+        raise GitPRError(f"PR #{n} ({head[:12]}) shares no history with {branch.name}")
+    base = mb.stdout.strip()
+    return PRChange(n, head, False, base, head, changed_records(repo, base, head))
+
+
 def changed_records(repo: Path, base: str, head: str) -> list[str]:
     """Paths under records/ that `head` adds, modifies or renames relative to `base`."""
     out = _git(repo, "diff", "--name-only", "--find-renames", "--diff-filter=AMR",
@@ -97,57 +166,121 @@ def _safe_rel(path: str) -> PurePosixPath:
     return p
 
 
-def extract_folder(repo: Path, commit: str, folder: str, dest: Path) -> int:
-    """Copy `folder` as it is at `commit` into `dest/folder`; returns the number of entries written."""
-    listing = _git(repo, "ls-tree", "-r", "-z", "--full-tree", commit, "--", folder).stdout
-    count = 0
-    for entry in listing.split("\0"):
-        if not entry:
-            continue
-        meta, _, path = entry.partition("\t")
-        mode, kind, sha = meta.split()
-        if kind != "blob":
-            continue  # submodules
-        rel = _safe_rel(path)
-        target = dest.joinpath(*rel.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        size = int(_git(repo, "cat-file", "-s", sha).stdout.strip() or 0)
-        if size > MAX_BLOB_BYTES:
-            raise GitPRError(f"{path}: {size} bytes in git is too large to audit")
-        data = _git(repo, "cat-file", "blob", sha, binary=True).stdout
-        if mode == "120000":
-            os.symlink(data.decode("utf-8", "replace"), target)  # reported as a symlink, never followed
-        else:
-            target.write_bytes(data)
-        count += 1
-    return count
+class BlobReader:
+    """One `git cat-file --batch` process for every blob of a run (a subprocess per file costs more than the file)."""
+
+    def __init__(self, repo: Path):
+        env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+        env.pop("GIT_DIR", None)
+        try:
+            self._proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch"], stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        except FileNotFoundError:
+            raise GitPRError("git is not installed (needed for --repo)") from None
+
+    def read(self, sha: str) -> bytes | None:
+        """The blob's bytes, or None when the clone lacks the object (a partial or shallow clone)."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        try:
+            self._proc.stdin.write(sha.encode("ascii") + b"\n")
+            self._proc.stdin.flush()
+            header = self._proc.stdout.readline()
+        except (BrokenPipeError, OSError):
+            raise GitPRError("git cat-file --batch stopped unexpectedly") from None
+        parts = header.split()
+        if len(parts) != 3:
+            if header.endswith(b" missing\n"):
+                return None
+            raise GitPRError(f"git cat-file --batch: unexpected reply {header[:80]!r}")
+        size = int(parts[2])
+        data = self._proc.stdout.read(size)
+        self._proc.stdout.read(1)  # the newline after the content
+        return data
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                assert self._proc.stdin is not None
+                self._proc.stdin.close()
+                self._proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def __enter__(self) -> "BlobReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def pr_targets(repo: Path, n: int) -> tuple[tempfile.TemporaryDirectory, list[Target]]:
-    """The submission folders PR N adds or modifies, extracted to a temporary folder the caller cleans up."""
+def extract_folder(repo: Path, commit: str, folder: str, dest: Path, blobs: BlobReader | None = None,
+                   keep: Callable[[str], bool] | None = None) -> list[str]:
+    """Copy `folder` as it is at `commit` into `dest/folder` (only the files `keep` accepts, when given).
+
+    Returns the paths whose blob the clone lacks (a partial clone); the caller decides what that means."""
+    listing = _git(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", commit, "--", folder).stdout
+    reader = blobs or BlobReader(repo)
+    missing = []
+    try:
+        for entry in listing.split("\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition("\t")
+            mode, kind, sha, size_text = meta.split()
+            if kind != "blob":
+                continue  # submodules
+            if keep is not None and not keep(path):
+                continue
+            rel = _safe_rel(path)
+            size = int(size_text) if size_text.isdigit() else 0
+            if size > MAX_BLOB_BYTES:
+                raise GitPRError(f"{path}: {size} bytes in git is too large to audit")
+            data = reader.read(sha)
+            if data is None:
+                missing.append(path)
+                continue
+            target = dest.joinpath(*rel.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "120000":
+                os.symlink(data.decode("utf-8", "replace"), target)  # reported as a symlink, never followed
+            else:
+                target.write_bytes(data)
+    finally:
+        if blobs is None:
+            reader.close()
+    return missing
+
+
+def check_repo(repo: Path) -> None:
     if not repo.is_dir():
         raise GitPRError(f"--repo {repo}: no such folder")
-    if _git(repo, "rev-parse", "--is-inside-work-tree", check=False).returncode != 0 and \
-            _git(repo, "rev-parse", "--git-dir", check=False).returncode != 0:
+    if _git(repo, "rev-parse", "--git-dir", check=False).returncode != 0:
         raise GitPRError(f"--repo {repo}: not a git repository")
+
+
+def pr_targets(repo: Path, n: int, branch: Branch | None = None) -> tuple[tempfile.TemporaryDirectory, list[Target]]:
+    """The submission folders PR N adds or modifies, extracted to a temporary folder the caller cleans up."""
+    check_repo(repo)
     head = resolve_pr(repo, n)
-    branch = default_branch(repo)
-    merge_base = _git(repo, "merge-base", branch, head, check=False)
-    if merge_base.returncode != 0 or not merge_base.stdout.strip():
-        raise GitPRError(f"PR #{n} ({head[:12]}) shares no history with {branch}")
-    base = merge_base.stdout.strip()
-    changed = changed_records(repo, base, head)
-    if not changed:
-        raise GitPRError(f"PR #{n} adds or modifies nothing under {RECORDS}/ (compared with {branch} at {base[:12]})")
-    folders = sorted({submission_folder(p) for p in changed})
+    branch = branch or read_branch(repo)
+    change = resolve_change(repo, n, head, branch)
+    if not change.changed:
+        raise GitPRError(f"PR #{n} adds or modifies nothing under {RECORDS}/ ({change.describe(branch.name)})")
     tmp = tempfile.TemporaryDirectory(prefix=f"scorefirst-pr{n}-")
     try:
         root = Path(tmp.name)
         targets = []
-        for folder in folders:
-            extract_folder(repo, head, folder, root)
-            targets.append(Target(folder, [root.joinpath(*PurePosixPath(folder).parts)], display_root=root, pr=n,
-                                  pr_url=pr_url_for(n)))
+        with BlobReader(repo) as blobs:
+            for folder in change.folders:
+                missing = extract_folder(repo, change.commit, folder, root, blobs)
+                if missing:
+                    raise GitPRError(f"PR #{n}: {missing[0]} is missing from the clone (a partial clone?)"
+                                     + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+                targets.append(Target(folder, [root.joinpath(*PurePosixPath(folder).parts)], display_root=root,
+                                      pr=n, pr_url=pr_url_for(n)))
     except BaseException:
         tmp.cleanup()
         raise

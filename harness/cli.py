@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "recursively) is one target with its own verdict.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     audit.add_argument("paths", nargs="*", metavar="PATH", help="file or folder to audit")
-    audit.add_argument("--pr", type=_positive_int, metavar="N",
-                       help="label results with PR N; with --repo and no PATH, audit what PR N adds under records/")
+    audit.add_argument("--pr", nargs="+", action="extend", metavar="N",
+                       help="label results with PR N; with --repo and no PATH, audit what PR N adds under records/ "
+                            "(open, closed or merged; several PRs: --pr 605 596)")
     audit.add_argument("--repo", metavar="PATH", help="a git clone of openai/parameter-golf (with --pr)")
     audit.add_argument("--examples", action="store_true", help="audit the bundled example submissions")
     audit.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -119,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     rules.set_defaults(func=cmd_rules)
 
     from harness.gate.command import add_parser as add_gate_parser
+    from harness.sweep.command import add_parser as add_sweep_parser
 
     add_gate_parser(sub)
+    add_sweep_parser(sub, _positive_int)
 
     try:
         from reference_model.commands import register
@@ -186,7 +189,29 @@ def _examples_targets():
     folders = sorted({p.parent for p in records.rglob("*.py") if "__pycache__" not in p.parts})
     if not folders:
         raise UsageError("no bundled example submissions found under audits/examples/records/")
-    return [Target(f.relative_to(base).as_posix(), [f], display_root=base) for f in folders]
+    return [Target(_from_cwd(f), [Path(_from_cwd(f))]) for f in folders]
+
+
+def _from_cwd(path: Path) -> str:
+    """`path` as it resolves from the current directory: relative when below it, else absolute."""
+    rel = os.path.relpath(path)
+    return (rel if not rel.startswith("..") else str(path)).replace(os.sep, "/")
+
+
+def _split_pr_values(args: argparse.Namespace) -> list[int]:
+    """The PR numbers given to --pr (repeatable, several per flag); a non-number after them is a PATH
+    (`audit --pr 605 train_gpt.py` means what it says)."""
+    prs: list[int] = []
+    for token in args.pr or []:
+        if token.isdigit():
+            if int(token) < 1:
+                raise UsageError(f"argument --pr: expected a positive integer, got {token!r}")
+            prs.append(int(token))
+        elif not prs:
+            raise UsageError(f"argument --pr: expected a positive integer, got {token!r}")
+        else:
+            args.paths.append(token)
+    return list(dict.fromkeys(prs))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -198,30 +223,42 @@ def cmd_audit(args: argparse.Namespace) -> int:
         env_settings = parse_env_args(args.env)
     except EnvError as e:
         raise UsageError(str(e)) from None
+    prs = _split_pr_values(args)
     modes = sum([bool(args.paths), bool(args.repo), bool(args.examples)])
     if modes == 0:
         raise UsageError("audit needs a PATH, --repo PATH --pr N, or --examples")
     if modes > 1:
         raise UsageError("give PATHs, --repo, or --examples: one of them")
-    if args.repo and args.pr is None:
+    if args.repo and not prs:
         raise UsageError("--repo needs --pr N (the pull request to audit)")
+    if len(prs) > 1 and not args.repo:
+        raise UsageError(f"--pr labels the PATHs with one pull request; got {len(prs)} "
+                         f"({', '.join(map(str, prs))}): give one, or use --repo to audit several")
 
     cache = None if args.no_cache else Cache(default_cache_dir(), tool_version())
-    pr_url = pr_url_for(args.pr) if args.pr is not None else None
-    workdir = None
+    pr_url = pr_url_for(prs[0]) if prs else None
+    workdirs = []
+    sarif_root = args.repo if args.repo else os.getcwd()
     html_logs = None
     try:
         if args.repo:
-            from audits.gitpr import GitPRError, pr_targets
+            from audits.gitpr import GitPRError, pr_targets, read_branch
 
+            targets = []
             try:
-                workdir, targets = pr_targets(Path(args.repo), args.pr)
+                branch = None
+                for n in prs:
+                    workdir, found = pr_targets(Path(args.repo), n, branch)
+                    workdirs.append(workdir)
+                    targets.extend(found)
+                    branch = branch or read_branch(Path(args.repo))
             except GitPRError as e:
                 raise _Fatal(str(e)) from None
         elif args.examples:
             targets = _examples_targets()
         else:
-            targets = [Target(os.path.normpath(p).replace(os.sep, "/"), [Path(p)], pr=args.pr, pr_url=pr_url)
+            targets = [Target(os.path.normpath(p).replace(os.sep, "/"), [Path(p)], pr=prs[0] if prs else None,
+                              pr_url=pr_url)
                        for p in args.paths]
         results = audit_targets(targets, env_settings, jobs=args.jobs, cache_dir=cache)
         if args.dynamic:
@@ -232,7 +269,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             html_logs = [log_budgets(t.paths[0]) if len(t.paths) == 1 and t.paths[0].is_dir() else None
                          for t in targets]
     finally:
-        if workdir is not None:
+        for workdir in workdirs:
             workdir.cleanup()
 
     from audits.outputs import render, write_atomic
@@ -241,7 +278,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for fmt, dest in (("json", args.json), ("sarif", args.sarif)):
         if dest:
             try:
-                write_atomic(dest, render(fmt, results))
+                write_atomic(dest, render(fmt, results, root=sarif_root))
             except OSError as e:
                 write_failures.append(f"cannot write {dest}: {e.strerror or e}")
     if args.html:
@@ -251,7 +288,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             render_results(results, args.html, logs=html_logs)
         except OSError as e:
             write_failures.append(f"cannot write the HTML report to {args.html}: {e.strerror or e}")
-    _stdout(render(args.format, results))
+    _stdout(render(args.format, results, root=sarif_root))
     code, reason = decide(results, args.fail_on, args.exit_zero)
     if args.dynamic:
         from harness import dynamic
@@ -299,7 +336,9 @@ def _run_dynamic(args: argparse.Namespace, targets, results, env_settings) -> No
         from harness.sandbox import SandboxUnavailable
         from reference_model.errors import ReferenceError_
     except ImportError as e:
-        raise _Fatal(f"--dynamic needs the torch extra (pip install torch==2.13.0 -e '.[torch]'): {e}") from None
+        from reference_model.errors import TORCH_INSTALL
+
+        raise _Fatal(f"--dynamic needs the torch extra ({TORCH_INSTALL}): {e}") from None
     try:
         dynamic.run_for_results(args, targets, results, env_settings)
     except (SandboxUnavailable, ReferenceError_, ValueError, OSError) as e:

@@ -17,16 +17,32 @@ TTT_CHOICES = ["none", "score-first", "lora", "illegal-multi-epoch-last", "illeg
 DEFAULT_SEEDS = (1337, 42, 2025)
 
 
+class _WithDefaults(argparse.HelpFormatter):
+    """--help shows each option's default (options whose default is "not given" say in words what happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and "%(default)" not in text and \
+                action.default not in (None, False, [], argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
 def register(subparsers) -> None:
     run = subparsers.add_parser(
-        "run-reference", help="train and evaluate the reference model for several seeds",
+        "run-reference", help="train and evaluate the reference model for several seeds (needs the torch extra)",
         description="Train the reference model per seed, export the int6 artifact, evaluate it (round trip, "
-                    "sliding window, TTT) and print a per-seed table with both significance tests. "
-                    "Modes named illegal-* are negative controls and are always labelled ILLEGAL.")
+                    "sliding window, TTT), print each seed's result as it finishes, then a per-seed table with "
+                    "both significance tests. Modes named illegal-* are negative controls and are always "
+                    "labelled ILLEGAL. Needs the torch extra: pip install torch==2.13.0 'scorefirst[torch]'.",
+        formatter_class=_WithDefaults)
     run.add_argument("--seeds", type=int, default=3, help="number of seeds, taken from 1337, 42, 2025, 1, 2, ...")
     run.add_argument("--seed-list", help="comma-separated seeds (overrides --seeds)")
-    run.add_argument("--config", default="tiny", choices=["tiny", "record", "baseline"])
-    run.add_argument("--ttt", default="score-first", choices=TTT_CHOICES)
+    run.add_argument("--config", default="tiny", choices=["tiny", "record", "baseline"],
+                     help="model and training preset: tiny runs on a CPU in minutes; record and baseline are the "
+                          "competition's stacks")
+    run.add_argument("--ttt", default="score-first", choices=TTT_CHOICES,
+                     help="evaluation-time adaptation; illegal-* are labelled negative controls")
     run.add_argument("--out", type=Path, help="run directory (default out/reference/<time>-<config>-<ttt>)")
     run.add_argument("--data-path", type=Path, help="folder with fineweb_{train,val}_*.bin (default: the "
                                                     "embedded corpus, prepared once into the cache)")
@@ -38,19 +54,20 @@ def register(subparsers) -> None:
     run.add_argument("--baseline-bpb", help="comma-separated baseline val_bpb per seed (or one mean) for the "
                                             "significance tests; default: this run's own pre-TTT results")
     run.add_argument("--baseline-name", help="label for --baseline-bpb")
-    run.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1: robust on a "
-                                                            "shared 2-core machine)")
+    run.add_argument("--threads", type=int, default=1, help="CPU threads for torch (1 is robust on a shared "
+                                                            "2-core machine)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     run.set_defaults(func=run_reference_cmd)
 
     prep = subparsers.add_parser(
         "prepare-data", help="build a SentencePiece tokenizer and shards in the official layout",
+        formatter_class=_WithDefaults,
         description="Write OUT/tokenizers/fineweb_{V}_bpe.model and OUT/datasets/fineweb10B_sp{V}/"
                     "fineweb_{val,train}_NNNNNN.bin from JSONL (one document per line) or text files "
                     "(one document per file), or from the embedded default corpus when no input is given.")
     prep.add_argument("inputs", nargs="*", type=Path, help=".jsonl or text files")
     prep.add_argument("--out", type=Path, required=True, help="data root to write")
-    prep.add_argument("--vocab-size", type=int, default=1024)
+    prep.add_argument("--vocab-size", type=int, default=1024, help="SentencePiece vocabulary size")
     prep.add_argument("--tokenizer-path", type=Path, help="use this .model instead of training one")
     prep.add_argument("--text-field", default="text", help="JSONL field holding the document text")
     prep.add_argument("--num-val-docs", type=int, help="documents in the validation split")

@@ -43,6 +43,10 @@ class DependencyError(ReferenceError_):
     exit_code = 7
 
 
+# The torch extra with the CPU wheel pinned (an open range pulls a multi-GB CUDA build); the README says the same.
+TORCH_INSTALL = "pip install torch==2.13.0 'scorefirst[torch]' (from a checkout: pip install torch==2.13.0 -e '.[torch]')"
+
+
 def require(module: str, purpose: str):
     """Import ``module`` or raise DependencyError naming what it is needed for."""
     import importlib
@@ -50,4 +54,5 @@ def require(module: str, purpose: str):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise DependencyError(f"{module} is required for {purpose} ({exc}); install scorefirst[torch]") from None
+        raise DependencyError(f"{module} is required for {purpose} and cannot be imported ({exc}); install the "
+                              f"torch extra: {TORCH_INSTALL}") from None

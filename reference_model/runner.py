@@ -153,6 +153,16 @@ def statistics_ratio(seeds: list[dict], key: str) -> float:
     return float(np.mean([s[key]["bytes"] / s[key]["tokens"] for s in seeds]))
 
 
+def seed_line(seed: dict, ttt: str) -> str:
+    """One seed's result, printed the moment it finishes (a full run takes minutes per seed)."""
+    cols = [("pre_quant", "pre-quant"), ("post_quant", "post-quant"), ("sliding", "sliding")]
+    if ttt != "none":
+        cols.append(("post_ttt", "post-TTT"))
+    bpb = " · ".join(f"{label} {seed[k]['val_bpb']:.4f}" for k, label in cols)
+    return (f"seed {seed['seed']} done: val_bpb {bpb} · artifact {seed['artifact_bytes']} B · "
+            f"train {seed['train_seconds']:.1f} s · eval {seed['eval_seconds']:.1f} s")
+
+
 def format_table(results: dict) -> str:
     mode = MODES[results["ttt"]]
     cols = [("pre_quant", "pre-quant"), ("post_quant", "post-quant"), ("sliding", "sliding")]
@@ -220,6 +230,8 @@ def run_reference(opts: RunOptions) -> dict:
         if opts.progress and rank == 0:
             print(f"seed {seed}: training and evaluating ({opts.cfg.name}, ttt {opts.ttt})", file=sys.stderr)
         seeds.append(run_seed(opts, seed, run_dir, data_path, val, bytes_at, rank, world, device, header))
+        if rank == 0:
+            print(seed_line(seeds[-1], opts.ttt), flush=True)
     if rank != 0:
         return {}
     keys = ["pre_quant", "post_quant", "sliding"] + (["post_ttt"] if opts.ttt != "none" else [])

@@ -139,3 +139,16 @@ def test_a_crashing_worker_costs_only_its_file(write, samples, monkeypatch):
     assert by_name["s2.py"].error_kind == "internal"
     assert by_name["s2.py"].error.endswith("s2.py: the analyzer process crashed on this file")
     assert all(by_name[f"s{i}.py"].error is None and by_name[f"s{i}.py"].findings for i in (0, 1, 3, 4))
+
+
+def test_a_copy_in_another_folder_is_a_hit_reported_under_its_own_path(write, samples, tmp_path, engine_calls):
+    a = write("forks/a/train_gpt.py", samples.illegal)
+    b = write("forks/b/train_gpt.py", samples.illegal)
+    cache = Cache(tmp_path / "cache", tool_version())
+    first = audit_paths([a.parent], jobs=1, cache_dir=cache)
+    copy = audit_paths([b.parent], jobs=1, cache_dir=cache)
+    assert engine_calls == [f"{a.parent.as_posix()}/train_gpt.py"]  # the copy was not analyzed again
+    fresh = audit_paths([b.parent], jobs=1, cache_dir=None)  # what analyzing it would have said
+    assert [f.to_dict() for f in copy.findings] == [f.to_dict() for f in fresh.findings]
+    assert {f.path for f in copy.findings} == {f"{b.parent.as_posix()}/train_gpt.py"}
+    assert {f.fingerprint for f in copy.findings}.isdisjoint(f.fingerprint for f in first.findings)

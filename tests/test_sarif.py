@@ -107,12 +107,37 @@ def test_file_errors_are_notifications(write, samples):
     assert obj["runs"][0]["results"]  # the other file still has results
 
 
-def test_one_run_per_target(illegal_file, clean_file):
-    obj = to_obj([audit_paths([illegal_file.parent]), audit_paths([clean_file.parent])])
+def test_one_run_for_many_targets(illegal_file, clean_file, tmp_path):
+    results = [audit_paths([illegal_file.parent]), audit_paths([clean_file.parent])]
+    obj = to_obj(results, root=str(tmp_path))
     validate(obj)
-    ids = [run["automationDetails"]["id"] for run in obj["runs"]]
-    assert len(ids) == 2 and len(set(ids)) == 2
-    assert [run["properties"]["verdict"]["overall"] for run in obj["runs"]] == ["FAIL", "PASS"]
+    assert len(obj["runs"]) == 1
+    run = obj["runs"][0]
+    assert len(run["tool"]["driver"]["rules"]) == len(list(all_rules()))  # each descriptor once
+    assert [(t["target"], t["verdict"]["overall"]) for t in run["properties"]["targets"]] == [
+        (results[0].target, "FAIL"), (results[1].target, "PASS")]
+    assert run["originalUriBaseIds"]["SRCROOT"]["uri"] == tmp_path.resolve().as_uri() + "/"
+    assert {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]} == {
+        illegal_file.as_uri()}  # absolute as given: a file URI, no base
+
+
+def test_relative_paths_resolve_from_srcroot(tmp_path, monkeypatch, samples):
+    monkeypatch.chdir(tmp_path)
+    Path("sub").mkdir()
+    Path("sub/train_gpt.py").write_text(samples.illegal)
+    obj = to_obj([audit_paths(["sub"])], root=str(tmp_path))
+    validate(obj)
+    loc = obj["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert loc == {"uri": "sub/train_gpt.py", "uriBaseId": "SRCROOT"}
+
+
+def test_examples_sarif_is_small(cli, tmp_path):
+    out = tmp_path / "ex.sarif"
+    r = cli("audit", "--examples", "--sarif", out, "--exit-zero", "--format", "json")
+    assert r.code == 0, r.err
+    obj = json.loads(out.read_text())
+    assert len(obj["runs"]) == 1 and len(obj["runs"][0]["results"]) == 4
+    assert out.stat().st_size < 150_000  # one copy of the rule help, not one per target
 
 
 def test_decoded_findings_point_at_the_exec_line(write):

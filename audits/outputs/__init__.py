@@ -14,7 +14,8 @@ from audits.results import AuditResult, Finding
 FORMATS = ("concise", "full", "json", "sarif", "github")
 
 
-def render(fmt: str, results: list[AuditResult]) -> str:
+def render(fmt: str, results: list[AuditResult], root: str | None = None) -> str:
+    """`root`: the local folder relative paths resolve against (SARIF's SRCROOT); None leaves it unstated."""
     if fmt == "concise":
         from audits.outputs.terminal import concise
 
@@ -30,7 +31,7 @@ def render(fmt: str, results: list[AuditResult]) -> str:
     if fmt == "sarif":
         from audits.outputs.sarif import dumps as sarif_dumps
 
-        return sarif_dumps(results)
+        return sarif_dumps(results, root)
     if fmt == "github":
         from audits.outputs.github import annotations
 

@@ -1,4 +1,8 @@
-"""SARIF 2.1.0 view, shaped for GitHub code scanning: one run per audited target.
+"""SARIF 2.1.0 view, shaped for GitHub code scanning: one run for every audited target.
+
+The run carries each rule descriptor once; relative paths resolve against the `SRCROOT` base in
+`originalUriBaseIds` (the folder the command ran in, or the repository root for PRs read from git), and each
+target's verdict and environment are listed under the run's `properties.targets`.
 
 Columns are 1-based with an exclusive end (as `Finding` already stores them); `partialFingerprints` carry the
 line-independent `Finding.fingerprint`, so an alert survives code moving; suppressed findings keep a
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audits.outputs import decoded_note, file_line
@@ -28,11 +32,14 @@ _PRECISION = {Confidence.HIGH: "high", Confidence.MEDIUM: "medium", Confidence.L
 _PROBLEM = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "recommendation"}
 
 
-def _uri(path: str) -> str:
+SRCROOT = "SRCROOT"
+
+
+def _location(path: str) -> dict[str, Any]:
     p = PurePosixPath(path)
     if p.is_absolute():
-        return p.as_uri()
-    return str(p)
+        return {"uri": p.as_uri()}
+    return {"uri": str(p), "uriBaseId": SRCROOT}
 
 
 def _descriptor(rule: type[Rule]) -> dict[str, Any]:
@@ -94,7 +101,7 @@ def _result(f: Finding, index: int) -> dict[str, Any]:
         "ruleIndex": index,
         "level": level,
         "message": {"text": text},
-        "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(f.path)}, "region": _region(f)}}],
+        "locations": [{"physicalLocation": {"artifactLocation": _location(f.path), "region": _region(f)}}],
         "partialFingerprints": {FINGERPRINT_KEY: f.fingerprint},
         "properties": {
             "severity": f.severity.value,
@@ -117,37 +124,47 @@ def _result(f: Finding, index: int) -> dict[str, Any]:
         for i, r in enumerate(f.related, 1):
             loc: dict[str, Any] = {"id": i, "message": {"text": r.message}}
             if f.origin is None:
-                loc["physicalLocation"] = {"artifactLocation": {"uri": _uri(f.path)},
+                loc["physicalLocation"] = {"artifactLocation": _location(f.path),
                                            "region": {"startLine": max(1, r.line)}}
             rel.append(loc)
         res["relatedLocations"] = rel
     return res
 
 
-def _slug(target: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9._/-]+", "-", target).strip("-/")
-    return s or "target"
+def _target_properties(result: AuditResult) -> dict[str, Any]:
+    return {
+        "target": result.target,
+        "pr": result.pr,
+        "prUrl": result.pr_url,
+        "verdict": {"overall": result.overall.value, "incomplete": result.incomplete,
+                    "conditions": {c.value: v.value for c, v in result.conditions.items()}},
+        "env": [e.to_dict() for e in result.env],
+    }
 
 
-def run_for(result: AuditResult) -> dict[str, Any]:
+def run_for(results: AuditResult | list[AuditResult], root: str | None = None) -> dict[str, Any]:
+    """One run over every target; `root` (a local folder) is where relative paths resolve."""
+    if isinstance(results, AuditResult):
+        results = [results]
     rules = list(all_rules())
     descriptors = [_descriptor(r) for r in rules]
     index = {r.id: i for i, r in enumerate(rules)}
-    results = []
-    for f in result.findings:
-        if f.rule_id not in index:
-            index[f.rule_id] = len(descriptors)
-            descriptors.append(_adhoc_descriptor(f))
-        results.append(_result(f, index[f.rule_id]))
+    out = []
     notifications = []
-    for fr in result.errors:
-        notifications.append({
-            "level": "error",
-            "message": {"text": fr.error},
-            "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(fr.path)}}}],
-            "properties": {"errorKind": fr.error_kind},
-        })
-    tool = result.tool or {}
+    for result in results:
+        for f in result.findings:
+            if f.rule_id not in index:
+                index[f.rule_id] = len(descriptors)
+                descriptors.append(_adhoc_descriptor(f))
+            out.append(_result(f, index[f.rule_id]))
+        for fr in result.errors:
+            notifications.append({
+                "level": "error",
+                "message": {"text": fr.error},
+                "locations": [{"physicalLocation": {"artifactLocation": _location(fr.path)}}],
+                "properties": {"errorKind": fr.error_kind, "target": result.target},
+            })
+    tool = next((r.tool for r in results if r.tool), {})
     driver = {
         "name": "scorefirst",
         "version": tool.get("version", ""),
@@ -155,29 +172,26 @@ def run_for(result: AuditResult) -> dict[str, Any]:
         "informationUri": INFORMATION_URI,
         "rules": descriptors,
     }
-    invocation: dict[str, Any] = {"executionSuccessful": not result.errors}
+    invocation: dict[str, Any] = {"executionSuccessful": not notifications}
     if notifications:
         invocation["toolExecutionNotifications"] = notifications
+    base: dict[str, Any] = {"description": {"text": "the folder the audit ran in, or the repository root for "
+                                                    "pull requests read from git"}}
+    if root is not None:
+        base["uri"] = Path(root).resolve().as_uri().rstrip("/") + "/"
     return {
         "tool": {"driver": driver},
-        "automationDetails": {"id": f"scorefirst/{_slug(result.target)}/"},
+        "automationDetails": {"id": "scorefirst/"},
+        "originalUriBaseIds": {SRCROOT: base},
         "invocations": [invocation],
-        "results": results,
-        "properties": {
-            "target": result.target,
-            "pr": result.pr,
-            "prUrl": result.pr_url,
-            "verdict": {"overall": result.overall.value,
-                        "conditions": {c.value: v.value for c, v in result.conditions.items()}},
-            "env": [e.to_dict() for e in result.env],
-            "toolInfo": dict(tool),
-        },
+        "results": out,
+        "properties": {"targets": [_target_properties(r) for r in results], "toolInfo": dict(tool)},
     }
 
 
-def to_obj(results: list[AuditResult]) -> dict[str, Any]:
-    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run_for(r) for r in results]}
+def to_obj(results: list[AuditResult], root: str | None = None) -> dict[str, Any]:
+    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run_for(results, root)]}
 
 
-def dumps(results: list[AuditResult]) -> str:
-    return json.dumps(to_obj(results), indent=2, ensure_ascii=False) + "\n"
+def dumps(results: list[AuditResult], root: str | None = None) -> str:
+    return json.dumps(to_obj(results, root), indent=2, ensure_ascii=False) + "\n"

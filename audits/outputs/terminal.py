@@ -37,9 +37,15 @@ def _verdict_brief(result: AuditResult) -> str:
     bad = [f"{c.value} {v.value}" for c, v in result.conditions.items() if v is not Verdict.PASS]
     brief = f"overall {result.overall.value}" + (f" ({', '.join(bad)})" if bad else "")
     n = len(result.errors)
+    if n and n == len(result.files):
+        return f"INCOMPLETE: {n} file{'s' if n != 1 else ''} not audited and nothing else to audit: no verdict"
     if n:
-        return f"INCOMPLETE: {n} file{'s' if n != 1 else ''} not audited; the rest: {brief}"
+        return f"INCOMPLETE: {n} file{'s' if n != 1 else ''} not audited; the other {_files(len(result.files) - n)}: {brief}"
     return brief
+
+
+def _files(k: int) -> str:
+    return f"{k} file{'s' if k != 1 else ''}"
 
 
 def _counts_text(findings: list[Finding]) -> str:

@@ -73,6 +73,37 @@ def test_run_reference_writes_the_run_directory(small_data, tmp_path, capsys):
     assert {"final_int6_roundtrip_exact", "final_int6_sliding_window_exact", "legal_ttt_exact"} <= labels
     assert any(line.startswith("step:4/4 val_loss:") for line in log)
     assert "mean" in stdout and "std" in stdout and "Welch" in stdout and "run directory:" in stdout
+    # each seed's result is printed as it finishes, before the table
+    lines = stdout.splitlines()
+    done = [i for i, line in enumerate(lines) if line.startswith("seed ") and " done: val_bpb " in line]
+    assert [lines[i].split()[1] for i in done] == ["1337", "42"]
+    assert done[-1] < next(i for i, line in enumerate(lines) if line.startswith("config tiny"))
+    s0 = res["seeds"][0]
+    assert lines[done[0]] == (f"seed 1337 done: val_bpb pre-quant {s0['pre_quant']['val_bpb']:.4f} · post-quant "
+                              f"{s0['post_quant']['val_bpb']:.4f} · sliding {s0['sliding']['val_bpb']:.4f} · post-TTT "
+                              f"{s0['post_ttt']['val_bpb']:.4f} · artifact {s0['artifact_bytes']} B · train "
+                              f"{s0['train_seconds']:.1f} s · eval {s0['eval_seconds']:.1f} s")
+
+
+def test_help_shows_the_defaults(capsys):
+    from harness.cli import main
+
+    assert main(["run-reference", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("(default: 3)", "(default: tiny)", "(default: score-first)", "(default: 1)",
+                   "Needs the torch extra: pip install torch==2.13.0"):
+        assert phrase in text, phrase
+    assert "(default: None)" not in text
+
+
+def test_missing_torch_names_the_pinned_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as it does without the extra
+    code, _, err = _main(["run-reference", "--no-progress"], capsys)
+    assert code == 7
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: torch is required for run-reference and cannot be imported (")
+    assert line.endswith("install the torch extra: pip install torch==2.13.0 'scorefirst[torch]' (from a checkout: "
+                         "pip install torch==2.13.0 -e '.[torch]')")
 
 
 def test_illegal_control_is_labelled_everywhere(small_data, tmp_path, capsys):

@@ -1,4 +1,4 @@
-# fixture-verdict: C1=PASS C2=PASS C3=PASS C4=PASS DATA=PASS CAL=PASS NET=PASS BYTES=PASS overall=PASS
+# -*- coding: utf-8 -*-
 """Baseline 9L/512d + document-isolated evaluation with per-document LoRA test-time training.
 LoRA (rank 8) on Q, V and the LM head; adapters and Adam state are reset for every batch of
 64 documents; every chunk is scored before the adapters train on it.
@@ -121,13 +121,13 @@ def build_sentencepiece_luts(
             continue
         is_boundary_token_np[token_id] = False
         if sp.is_byte(token_id):
-            base_bytes_np[token_id] = 1  # ok: PG-BPB-001
+            base_bytes_np[token_id] = 1
             continue
         piece = sp.id_to_piece(token_id)
         if piece.startswith("\u2581"):
             has_leading_space_np[token_id] = True
             piece = piece[1:]
-        base_bytes_np[token_id] = len(piece.encode("utf-8"))  # ok: PG-BPB-001
+        base_bytes_np[token_id] = len(piece.encode("utf-8"))
     return (
         torch.tensor(base_bytes_np, dtype=torch.int16, device=device),
         torch.tensor(has_leading_space_np, dtype=torch.bool, device=device),
@@ -441,7 +441,7 @@ def eval_val_ttt_lora(args, base_model: GPT, rank: int, world_size: int, device,
             opt = torch.optim.Adam(lora.parameters(), lr=args.ttt_lora_lr, betas=(0.9, 0.95), eps=1e-10)
         pred_lens = [e - s - 1 for s, e in batch]
         n_chunks = [(pl + C - 1) // C for pl in pred_lens]
-        for ci in range(max(n_chunks)):  # ok: PG-TTT-003
+        for ci in range(max(n_chunks)):
             width = min((ci + 1) * C, W)
             x = torch.zeros(bsz, width, dtype=torch.int64, device=device)
             y = torch.zeros_like(x)
@@ -466,7 +466,7 @@ def eval_val_ttt_lora(args, base_model: GPT, rank: int, world_size: int, device,
                 per_doc = (ptl.float() * cmask).sum(1) / cmask.sum(1).clamp_min(1.0)
                 opt.zero_grad(set_to_none=True)
                 (per_doc * train_mask).sum().backward()
-                opt.step()  # ok: PG-TTT-001
+                opt.step()
     if dist.is_available() and dist.is_initialized():
         for t in (loss_sum, tok_sum, byte_sum):
             dist.all_reduce(t)
@@ -547,7 +547,7 @@ def main() -> None:
             for _ in range(grad_accum_steps):
                 run_train_step(*train_loader.next_batch(args.train_batch_tokens, args.train_seq_len, grad_accum_steps))
             for o in optimizers:
-                o.step()  # ok: PG-TTT-006
+                o.step()
                 o.zero_grad(set_to_none=True)
             log0(f"warmup_step:{ws + 1}/{args.warmup_steps}")
         base_model.load_state_dict(init_state)

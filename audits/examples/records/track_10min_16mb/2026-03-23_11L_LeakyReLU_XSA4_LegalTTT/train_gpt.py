@@ -1,4 +1,4 @@
-# fixture-verdict: C1=PASS C2=PASS C3=PASS C4=PASS DATA=PASS CAL=PASS NET=PASS BYTES=PASS overall=PASS
+# -*- coding: utf-8 -*-
 """11L LeakyReLU(0.5)^2 + XSA4 + partial RoPE + BigramHash(1536) + BOS-masked SmearGate.
 GPTQ-lite int6 + lzma. Eval: sliding window (stride 64), then legal score-first TTT:
 each 32K-token chunk is scored under inference_mode before 3 epochs of SGD on it.
@@ -127,13 +127,13 @@ def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int, device) -> 
             continue
         boundary[tid] = False
         if sp.is_byte(tid):
-            base_bytes[tid] = 1  # ok: PG-BPB-001
+            base_bytes[tid] = 1
             continue
         piece = sp.id_to_piece(tid)
         if piece[:1] == "\u2581":
             has_space[tid] = True
             piece = piece[1:]
-        base_bytes[tid] = len(piece.encode("utf-8"))  # ok: PG-BPB-001
+        base_bytes[tid] = len(piece.encode("utf-8"))
     as_t = lambda a, dt: torch.from_numpy(a).to(device=device, dtype=dt)
     return as_t(base_bytes, torch.int16), as_t(has_space, torch.bool), as_t(boundary, torch.bool)
 
@@ -210,7 +210,7 @@ class BigramHashEmbedding(nn.Module):
     def index(self, ids: Tensor) -> Tensor:
         t = ids.to(torch.int32)
         idx = torch.full_like(t, self.buckets - 1)
-        idx[:, 1:] = torch.bitwise_xor(36313 * t[:, 1:], 27191 * t[:, :-1]) % (self.buckets - 1)  # ok: PG-BOS-001, PG-NG-001
+        idx[:, 1:] = torch.bitwise_xor(36313 * t[:, 1:], 27191 * t[:, :-1]) % (self.buckets - 1)
         return idx.long()
 
     def forward(self, ids: Tensor) -> Tensor:
@@ -229,7 +229,7 @@ class SmearGate(nn.Module):
     def forward(self, x: Tensor, input_ids: Tensor) -> Tensor:
         g = torch.sigmoid(self.gate.to(x.dtype))
         keep = (input_ids[:, 1:] != self.bos_id).to(x.dtype).unsqueeze(-1)
-        mixed = x[:, 1:] + keep * g * (x[:, :-1] - x[:, 1:])  # ok: PG-BOS-001
+        mixed = x[:, 1:] + keep * g * (x[:, :-1] - x[:, 1:])
         return torch.cat([x[:, :1], mixed], dim=1)
 
 
@@ -368,7 +368,7 @@ def quantize_int6_rows(w: Tensor) -> tuple[Tensor, Tensor]:
         scale = (clip / 31.0).clamp_min(1.0 / 31.0).half()
         q = torch.clamp(torch.round(w32 / scale.float()[:, None]), -31, 31)
         err = (w32 - q * scale.float()[:, None]).square().mean().item()
-        if err < best_err:  # ok: PG-NG-002
+        if err < best_err:
             best_err, best = err, (q.to(torch.int8), scale)
     return best
 
@@ -438,7 +438,7 @@ def eval_val_sliding(args, model, rank, world_size, device, val_tokens, base_byt
                 spans.append((0 if ws == 0 else seq_len - stride, end - ws))
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
                 logits = model.forward_logits(x)
-            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # ok: PG-NG-001
+            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
             for i, (s, e) in enumerate(spans):
                 loss_sum += nll[i, s:e].double().sum()
                 tok_count += e - s
@@ -487,7 +487,7 @@ def eval_val_sliding_ttt(args, model, rank, world_size, device, val_tokens, base
                     spans.append((0 if ws == 0 else seq_len - stride, end - ws))
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
                     logits = model.forward_logits(x)
-                nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # ok: PG-NG-001
+                nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
                 for i, (s, e) in enumerate(spans):
                     loss_sum += nll[i, s:e].double().sum()
                     token_count += e - s
@@ -504,7 +504,7 @@ def eval_val_sliding_ttt(args, model, rank, world_size, device, val_tokens, base
             n_seqs = min(chunk, total - c_start) // seq_len
             my_seqs = range(n_seqs * rank // world_size, n_seqs * (rank + 1) // world_size)
             model.train()
-            for _ep in range(args.ttt_epochs):  # ok: PG-TTT-003
+            for _ep in range(args.ttt_epochs):
                 for bs in range(0, len(my_seqs), args.ttt_batch_seqs):
                     sel = my_seqs[bs : bs + args.ttt_batch_seqs]
                     a = c_start + sel[0] * seq_len
@@ -520,7 +520,7 @@ def eval_val_sliding_ttt(args, model, rank, world_size, device, val_tokens, base
                             if p.grad is not None:
                                 dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
                     torch.nn.utils.clip_grad_norm_(params, args.ttt_grad_clip)
-                    optimizer.step()  # ok: PG-TTT-001
+                    optimizer.step()
         if rank == 0 and ci % 200 == 0:
             log0(f"ttt_chunk:{ci}/{num_chunks} elapsed:{time.perf_counter() - t0:.1f}s")
 

@@ -1,4 +1,4 @@
-# fixture-verdict: C1=PASS C2=PASS C3=PASS C4=FAIL DATA=PASS CAL=PASS NET=PASS BYTES=PASS overall=FAIL
+# -*- coding: utf-8 -*-
 """Baseline 9L/512d + per-document LoRA TTT, 6 epochs, "score every epoch".
 LM-head rank 16, Q/V rank 8, per-group LR multipliers, cosine schedule, temperature 0.98.
 """
@@ -124,13 +124,13 @@ def build_sentencepiece_luts(
             continue
         is_boundary_token_np[token_id] = False
         if sp.is_byte(token_id):
-            base_bytes_np[token_id] = 1  # ok: PG-BPB-001
+            base_bytes_np[token_id] = 1
             continue
         piece = sp.id_to_piece(token_id)
         if piece.startswith("\u2581"):
             has_leading_space_np[token_id] = True
             piece = piece[1:]
-        base_bytes_np[token_id] = len(piece.encode("utf-8"))  # ok: PG-BPB-001
+        base_bytes_np[token_id] = len(piece.encode("utf-8"))
     return (
         torch.tensor(base_bytes_np, dtype=torch.int16, device=device),
         torch.tensor(has_leading_space_np, dtype=torch.bool, device=device),
@@ -488,7 +488,7 @@ def eval_val_ttt_lora(args, base_model: GPT, rank: int, world_size: int, device,
         doc_bytes = torch.zeros(bsz, dtype=torch.float64, device=device)
         doc_toks = torch.zeros(bsz, dtype=torch.float64, device=device)
         total_steps, it = args.ttt_epochs * max(n_chunks), 0
-        for epoch in range(args.ttt_epochs):  # expect: PG-TTT-003
+        for epoch in range(args.ttt_epochs):
             # score every epoch -- accumulators are overwritten each epoch, the last one is reported
             doc_loss.zero_()
             doc_bytes.zero_()
@@ -594,7 +594,7 @@ def main() -> None:
             for _ in range(grad_accum_steps):
                 run_train_step(*train_loader.next_batch(args.train_batch_tokens, args.train_seq_len, grad_accum_steps))
             for o in optimizers:
-                o.step()  # ok: PG-TTT-006
+                o.step()
                 o.zero_grad(set_to_none=True)
             log0(f"warmup_step:{ws + 1}/{args.warmup_steps}")
         base_model.load_state_dict(init_state)

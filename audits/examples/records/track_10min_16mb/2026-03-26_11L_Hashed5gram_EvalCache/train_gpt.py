@@ -1,4 +1,4 @@
-# fixture-verdict: C1=PASS C2=FAIL C3=PASS C4=PASS DATA=PASS CAL=PASS NET=PASS BYTES=PASS overall=FAIL
+# -*- coding: utf-8 -*-
 """11L stack + online hashed 5-gram cache mixed into the sliding-window eval.
 The cache only ever counts tokens that were already scored; alpha 0.35, min context count 2.
 """
@@ -123,13 +123,13 @@ def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int, device) -> 
             continue
         boundary[tid] = False
         if sp.is_byte(tid):
-            base_bytes[tid] = 1  # ok: PG-BPB-001
+            base_bytes[tid] = 1
             continue
         piece = sp.id_to_piece(tid)
         if piece[:1] == "\u2581":
             has_space[tid] = True
             piece = piece[1:]
-        base_bytes[tid] = len(piece.encode("utf-8"))  # ok: PG-BPB-001
+        base_bytes[tid] = len(piece.encode("utf-8"))
     as_t = lambda a, dt: torch.from_numpy(a).to(device=device, dtype=dt)
     return as_t(base_bytes, torch.int16), as_t(has_space, torch.bool), as_t(boundary, torch.bool)
 
@@ -206,7 +206,7 @@ class BigramHashEmbedding(nn.Module):
     def index(self, ids: Tensor) -> Tensor:
         t = ids.to(torch.int32)
         idx = torch.full_like(t, self.buckets - 1)
-        idx[:, 1:] = torch.bitwise_xor(36313 * t[:, 1:], 27191 * t[:, :-1]) % (self.buckets - 1)  # ok: PG-BOS-001, PG-NG-001
+        idx[:, 1:] = torch.bitwise_xor(36313 * t[:, 1:], 27191 * t[:, :-1]) % (self.buckets - 1)
         return idx.long()
 
     def forward(self, ids: Tensor) -> Tensor:
@@ -225,7 +225,7 @@ class SmearGate(nn.Module):
     def forward(self, x: Tensor, input_ids: Tensor) -> Tensor:
         g = torch.sigmoid(self.gate.to(x.dtype))
         keep = (input_ids[:, 1:] != self.bos_id).to(x.dtype).unsqueeze(-1)
-        mixed = x[:, 1:] + keep * g * (x[:, :-1] - x[:, 1:])  # ok: PG-BOS-001
+        mixed = x[:, 1:] + keep * g * (x[:, :-1] - x[:, 1:])
         return torch.cat([x[:, :1], mixed], dim=1)
 
 
@@ -364,7 +364,7 @@ def quantize_int6_rows(w: Tensor) -> tuple[Tensor, Tensor]:
         scale = (clip / 31.0).clamp_min(1.0 / 31.0).half()
         q = torch.clamp(torch.round(w32 / scale.float()[:, None]), -31, 31)
         err = (w32 - q * scale.float()[:, None]).square().mean().item()
-        if err < best_err:  # ok: PG-NG-002
+        if err < best_err:
             best_err, best = err, (q.to(torch.int8), scale)
     return best
 
@@ -433,7 +433,7 @@ class NGramCache:
         ctx_key = (ctx_hash & self.mask).astype(np.int64)
         full_key = ((ctx_hash ^ (y_np.astype(np.uint64) * self.PRIMES[self.order - 1])) & self.mask).astype(np.int64)
         ctx_c = self.ctx_counts[ctx_key].astype(np.float64)
-        full_c = self.full_counts[full_key].astype(np.float64)  # expect: PG-NG-001
+        full_c = self.full_counts[full_key].astype(np.float64)
         ngram_p = full_c / np.maximum(ctx_c, 1.0)
         mixed_p = np.where(ctx_c >= min_ctx, (1.0 - alpha) * neural_p + alpha * ngram_p, neural_p)
         return -np.log(np.clip(mixed_p, 1e-12, 1.0))
@@ -441,7 +441,7 @@ class NGramCache:
     def update(self, stream: np.ndarray, pos: np.ndarray, y_np: np.ndarray) -> None:
         ctx_hash = self.context_hash(stream, pos)
         np.add.at(self.ctx_counts, (ctx_hash & self.mask).astype(np.int64), 1)
-        full_key = ((ctx_hash ^ (y_np.astype(np.uint64) * self.PRIMES[self.order - 1])) & self.mask).astype(np.int64)  # ok: PG-NG-001
+        full_key = ((ctx_hash ^ (y_np.astype(np.uint64) * self.PRIMES[self.order - 1])) & self.mask).astype(np.int64)
         np.add.at(self.full_counts, full_key, 1)
 
 
@@ -468,7 +468,7 @@ def eval_val_ngram(args, model, device, val_tokens, base_bytes_lut, has_leading_
             pos = np.arange(ws + s, end) + 1  # stream index of each scored target
             y_np = stream[pos]
             tgt = torch.from_numpy(y_np).to(device)
-            neural_p = probs[i, s : end - ws].gather(-1, tgt[:, None]).squeeze(-1).double().cpu().numpy()  # ok: PG-NG-001
+            neural_p = probs[i, s : end - ws].gather(-1, tgt[:, None]).squeeze(-1).double().cpu().numpy()
             nll = cache.mix_and_score(neural_p, stream, pos, y_np, args.ngram_alpha, args.ngram_min_ctx)
             loss_sum += float(nll.sum())
             tok_count += nll.size

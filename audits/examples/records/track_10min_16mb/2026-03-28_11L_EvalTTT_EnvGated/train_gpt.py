@@ -1,4 +1,4 @@
-# fixture-verdict: C1=PASS C2=PASS C3=FAIL C4=PASS DATA=PASS CAL=PASS NET=PASS BYTES=PASS overall=FAIL
+# -*- coding: utf-8 -*-
 """11L stack + optional eval-time adaptation (TTT_ENABLED, off by default).
 With TTT on, the int6 model is fine-tuned for TTT_EPOCHS epochs (AdamW, first 2 blocks frozen)
 before the final sliding-window evaluation.
@@ -125,13 +125,13 @@ def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int, device) -> 
             continue
         boundary[tid] = False
         if sp.is_byte(tid):
-            base_bytes[tid] = 1  # ok: PG-BPB-001
+            base_bytes[tid] = 1
             continue
         piece = sp.id_to_piece(tid)
         if piece[:1] == "\u2581":
             has_space[tid] = True
             piece = piece[1:]
-        base_bytes[tid] = len(piece.encode("utf-8"))  # ok: PG-BPB-001
+        base_bytes[tid] = len(piece.encode("utf-8"))
     as_t = lambda a, dt: torch.from_numpy(a).to(device=device, dtype=dt)
     return as_t(base_bytes, torch.int16), as_t(has_space, torch.bool), as_t(boundary, torch.bool)
 
@@ -208,7 +208,7 @@ class BigramHashEmbedding(nn.Module):
     def index(self, ids: Tensor) -> Tensor:
         t = ids.to(torch.int32)
         idx = torch.full_like(t, self.buckets - 1)
-        idx[:, 1:] = torch.bitwise_xor(36313 * t[:, 1:], 27191 * t[:, :-1]) % (self.buckets - 1)  # ok: PG-BOS-001, PG-NG-001
+        idx[:, 1:] = torch.bitwise_xor(36313 * t[:, 1:], 27191 * t[:, :-1]) % (self.buckets - 1)
         return idx.long()
 
     def forward(self, ids: Tensor) -> Tensor:
@@ -227,7 +227,7 @@ class SmearGate(nn.Module):
     def forward(self, x: Tensor, input_ids: Tensor) -> Tensor:
         g = torch.sigmoid(self.gate.to(x.dtype))
         keep = (input_ids[:, 1:] != self.bos_id).to(x.dtype).unsqueeze(-1)
-        mixed = x[:, 1:] + keep * g * (x[:, :-1] - x[:, 1:])  # ok: PG-BOS-001
+        mixed = x[:, 1:] + keep * g * (x[:, :-1] - x[:, 1:])
         return torch.cat([x[:, :1], mixed], dim=1)
 
 
@@ -366,7 +366,7 @@ def quantize_int6_rows(w: Tensor) -> tuple[Tensor, Tensor]:
         scale = (clip / 31.0).clamp_min(1.0 / 31.0).half()
         q = torch.clamp(torch.round(w32 / scale.float()[:, None]), -31, 31)
         err = (w32 - q * scale.float()[:, None]).square().mean().item()
-        if err < best_err:  # ok: PG-NG-002
+        if err < best_err:
             best_err, best = err, (q.to(torch.int8), scale)
     return best
 
@@ -436,7 +436,7 @@ def eval_val_sliding(args, model, rank, world_size, device, val_tokens, base_byt
                 spans.append((0 if ws == 0 else seq_len - stride, end - ws))
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
                 logits = model.forward_logits(x)
-            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # ok: PG-NG-001
+            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)
             for i, (s, e) in enumerate(spans):
                 loss_sum += nll[i, s:e].double().sum()
                 tok_count += e - s
@@ -475,7 +475,7 @@ def ttt_adapt(args, base_model, device, val_tokens, rank=0, world_size=1, log0=p
             if world_size > 1:
                 for p in params:
                     dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
-            optimizer.step()  # expect: PG-TTT-001
+            optimizer.step()
             ep_loss += loss.item()
             n += 1
         log0(f"ttt_epoch:{epoch + 1}/{args.ttt_epochs} loss:{ep_loss / max(n, 1):.4f}")

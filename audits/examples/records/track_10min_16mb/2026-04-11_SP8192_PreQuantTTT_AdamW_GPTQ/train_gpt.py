@@ -1,4 +1,4 @@
-# fixture-verdict: C1=PASS C2=PASS C3=FAIL C4=PASS DATA=PASS CAL=PASS NET=PASS BYTES=PASS overall=FAIL
+# -*- coding: utf-8 -*-
 """SP8192 11L, loop 4-5 x2, MuonEq-R, SD-clip GPTQ int6 + brotli, pre-quant AdamW TTT.
 
 Training stops 12 s early so the GPTQ Hessians are collected inside the 600 s. Before
@@ -120,12 +120,12 @@ def build_sentencepiece_luts(sp, vocab_size, device):
             continue
         bound[i] = False
         if sp.is_byte(i):
-            base[i] = 1  # ok: PG-BPB-001
+            base[i] = 1
             continue
         p = sp.id_to_piece(i)
         if p.startswith("\u2581"):
             space[i], p = True, p[1:]
-        base[i] = len(p.encode("utf-8"))  # ok: PG-BPB-001
+        base[i] = len(p.encode("utf-8"))
     return base.to(device), space.to(device), bound.to(device)
 
 
@@ -144,7 +144,7 @@ class ValidationData:
         self.base_bytes_lut, self.has_leading_space_lut, self.is_boundary_token_lut = build_sentencepiece_luts(self.sp, h.vocab_size, device)
 
     def byte_count(self, prev: Tensor, tgt: Tensor) -> Tensor:
-        extra = self.has_leading_space_lut[tgt] & ~self.is_boundary_token_lut[prev]  # ok: PG-NG-004
+        extra = self.has_leading_space_lut[tgt] & ~self.is_boundary_token_lut[prev]
         return self.base_bytes_lut[tgt].double() + extra.double()
 
 
@@ -383,7 +383,7 @@ def eval_val_sliding(h, model, val_data, device, batch_seqs: int = 32):
             x = torch.stack([F.pad(toks[w : min(w + L, total)], (0, max(0, w + L - total))) for w in ws]).to(device)
             y = torch.stack([F.pad(toks[w + 1 : min(w + L, total) + 1], (0, max(0, w + L - total))) for w in ws]).to(device)
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                nll = F.cross_entropy(fwd(x).float().transpose(1, 2), y, reduction="none")  # ok: PG-NG-001
+                nll = F.cross_entropy(fwd(x).float().transpose(1, 2), y, reduction="none")
             for j, w in enumerate(ws):
                 a, b = (0 if w == 0 else L - s), min(L, total - w)
                 acc[0] += nll[j, a:b].double().sum()
@@ -427,7 +427,7 @@ def train_model(h, base_model: nn.Module, device, log):
                 dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
         torch.nn.utils.clip_grad_norm_(base_model.parameters(), h.grad_clip_norm)
         for o in opts:
-            o.step()  # ok: PG-TTT-006
+            o.step()
             o.zero_grad(set_to_none=True)
         return total
 
@@ -488,7 +488,7 @@ def prequant_ttt_adapt_adamw(h, base_model: nn.Module, device, val_tokens: Tenso
                 for p in base_model.parameters():
                     dist.all_reduce(p.grad, op=dist.ReduceOp.AVG)
             torch.nn.utils.clip_grad_norm_(base_model.parameters(), 1.0)
-            opt.step()  # expect: PG-TTT-002
+            opt.step()
             opt.zero_grad(set_to_none=True)
             running += loss.item()
             it += 1
@@ -523,7 +523,7 @@ def main():
     log(f"model_params:{sum(p.numel() for p in base_model.parameters())}")
     train_loader = train_model(h, base_model, device, log)
     t_q = time.perf_counter()
-    hessians = collect_hessians(base_model, train_loader, h, h.gptq_calib_batches)  # ok: PG-CAL-001
+    hessians = collect_hessians(base_model, train_loader, h, h.gptq_calib_batches)
     log(f"gptq:hessians:{len(hessians)} time:{time.perf_counter() - t_q:.1f}s")
     pre_loss, pre_bpb = eval_val_sliding(h, base_model, val_data, device)
     log(f"pre_quant_sliding val_loss:{pre_loss:.4f} val_bpb:{pre_bpb:.4f}")
