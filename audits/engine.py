@@ -13,7 +13,8 @@ import libcst as cst
 from audits.flow import build_flows
 from audits.patterns import EXEC_FUNCS
 from audits.positions import Positions
-from audits.program import Program, Region, build_program, inactive_regions
+from audits.program import Program, build_program
+from audits.reachability import Region, inactive_regions
 from audits.walk import release_caches, reset_children_cache, walk
 from audits.registry import all_rules
 from audits.results import DecodedSource, FileResult, Finding, Origin, Related, fingerprint

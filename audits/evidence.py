@@ -6,7 +6,9 @@ from __future__ import annotations
 import libcst as cst
 
 from audits.flow import Occ
-from audits.program import VAL, Program, func_nodes_of, taint_leaves
+from audits.functions import func_nodes_of
+from audits.program import Program
+from audits.taint import VAL, taint_leaves
 
 MAX_CALLS = 4
 

@@ -17,8 +17,11 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.consteval import UNKNOWN
-from audits.program import (MUTATOR_METHODS, TARGET, TRAIN, VAL, Func, Program, _block, _pairs, _range_len, assignment_edges, backward_closure,
-                            bind_args, branch_value, call_arguments, dotted, func_nodes_of, local_taint, names_in, root_name)
+from audits.configuration import branch_value, range_len
+from audits.functions import Func, bind_args, call_arguments, func_nodes_of
+from audits.program import Program
+from audits.syntax import MUTATOR_METHODS, assignment_edges, backward_closure, block_of, dotted, names_in, pairs, root_name
+from audits.taint import TARGET, TRAIN, VAL, local_taint
 from audits.walk import children, module_cache, walk
 
 # event kinds
@@ -174,7 +177,7 @@ def _is_optimizer_ctor(prog: Program, call: cst.Call) -> bool:
 
 
 def function_facts(prog: Program, func: Func) -> FuncFacts:
-    cache = prog.__dict__.setdefault("_facts", {})
+    cache = prog.memo.setdefault("facts", {})
     if func.qname in cache:
         return cache[func.qname]
     optimizers, slot_opts, leaves = set(), set(), set()
@@ -211,7 +214,7 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
 
 def model_params(prog: Program, func: Func) -> frozenset[str]:
     """Parameters a function uses as a module: called (`model(x)`) or asked for its modules, parameters or hooks."""
-    cache = prog.__dict__.setdefault("_model_params", {})
+    cache = prog.memo.setdefault("model_params", {})
     got = cache.get(func.qname)
     if got is None:
         params = set(func.params)
@@ -265,7 +268,7 @@ def _names_bound_in(stmts: Sequence[cst.CSTNode]) -> frozenset[str]:
 
 def called_params(prog: Program, func: Func) -> frozenset[str]:
     """Parameters a function calls (`fn(*args)`): the ones through which it runs a function it is handed."""
-    cache = prog.__dict__.setdefault("_called_params", {})
+    cache = prog.memo.setdefault("called_params", {})
     got = cache.get(func.qname)
     if got is None:
         params = set(func.params)
@@ -308,7 +311,7 @@ class TreeBuilder:
 
     def bind(self, target: cst.CSTNode, value: cst.CSTNode, weak: bool = False) -> None:
         """Record what a binding puts in its names: replaced for a plain name, added for an item or augmented write."""
-        for sub_value, names in _pairs(target, value):
+        for sub_value, names in pairs(target, value):
             kinds = self.taint(sub_value)
             strong = not weak and type(target) in (cst.Name, cst.Tuple, cst.List)
             for name in names:
@@ -354,10 +357,10 @@ class TreeBuilder:
                     items.extend(self.small(small))
             elif type(stmt) is cst.For:
                 items.extend(self.expr_events(stmt.iter))
-                if self.prune and _range_len(self.prog, stmt.iter) == 0:
+                if self.prune and range_len(self.prog, stmt.iter) == 0:
                     continue
                 kind, why = self.classify_for(stmt)
-                items.append(Loop(kind, stmt, self.prog.line(stmt), why, self.loop_body(_block(stmt), (stmt.target, stmt.iter))))
+                items.append(Loop(kind, stmt, self.prog.line(stmt), why, self.loop_body(block_of(stmt), (stmt.target, stmt.iter))))
             elif type(stmt) is cst.While:
                 items.extend(self.expr_events(stmt.test))
                 if self.prune:
@@ -366,7 +369,7 @@ class TreeBuilder:
                         continue
                 test = self.prog.node_text(stmt.test)
                 kind = "repeat" if P.REPEAT_ITER.search(test) or P.REPEAT_VAR.search(test.split("<")[0].strip()) else "data"
-                items.append(Loop(kind, stmt, self.prog.line(stmt), f"`while {test.strip()}`", self.loop_body(_block(stmt))))
+                items.append(Loop(kind, stmt, self.prog.line(stmt), f"`while {test.strip()}`", self.loop_body(block_of(stmt))))
             elif type(stmt) is cst.With:
                 mode = None
                 for wi in stmt.items:
@@ -374,19 +377,19 @@ class TreeBuilder:
                     mode = _grad_mode(wi) or mode
                     if wi.asname is not None:
                         self.bind(wi.asname.name, wi.item)
-                body = self.block(_block(stmt))
+                body = self.block(block_of(stmt))
                 if mode:
                     items.append(GradBlock(mode, stmt, self.prog.line(stmt), body))
                 else:
                     items.extend(body)
             elif type(stmt) is cst.Try:
-                items.extend(self.block(_block(stmt)))
+                items.extend(self.block(block_of(stmt)))
                 for h in stmt.handlers:
-                    items.extend(self.block(_block(h)))
-                items.extend(self.block(_block(stmt.orelse)))
-                items.extend(self.block(_block(stmt.finalbody)))
+                    items.extend(self.block(block_of(h)))
+                items.extend(self.block(block_of(stmt.orelse)))
+                items.extend(self.block(block_of(stmt.finalbody)))
             elif type(stmt) is cst.Match:
-                items.append(Branch(stmt, self.prog.line(stmt), self.branch([_block(c) for c in stmt.cases] + [None])))
+                items.append(Branch(stmt, self.prog.line(stmt), self.branch([block_of(c) for c in stmt.cases] + [None])))
             elif isinstance(stmt, cst.CSTNode) and not isinstance(stmt, cst.BaseStatement):
                 items.extend(self.expr_events(stmt))  # a lambda body
         return items
@@ -405,24 +408,24 @@ class TreeBuilder:
             v = branch_value(self.prog, stmt.test)
             if v.value is not UNKNOWN:
                 if v.value:
-                    items.extend(self.block(_block(stmt)))
-                    return _block(stmt)
+                    items.extend(self.block(block_of(stmt)))
+                    return block_of(stmt)
                 if type(stmt.orelse) is cst.If:
                     return self._if(stmt.orelse, items)
                 if stmt.orelse is not None:
-                    items.extend(self.block(_block(stmt.orelse)))
-                    return _block(stmt.orelse)
+                    items.extend(self.block(block_of(stmt.orelse)))
+                    return block_of(stmt.orelse)
                 return None
         if type(stmt.orelse) is cst.If:
             start = dict(self.env)
-            body = self.block(_block(stmt))
+            body = self.block(block_of(stmt))
             after_body, self.env = self.env, dict(start)
             sub: list = []
             self._if(stmt.orelse, sub)
             self.env = _join(start, [after_body, self.env], self.local)
             arms = [body, sub]
         else:
-            arms = self.branch([_block(stmt), _block(stmt.orelse) if stmt.orelse is not None else None])
+            arms = self.branch([block_of(stmt), block_of(stmt.orelse) if stmt.orelse is not None else None])
         items.append(Branch(stmt, self.prog.line(stmt), arms))
         return None
 
@@ -435,7 +438,7 @@ class TreeBuilder:
         if P.REPEAT_VAR.match(target):
             return "repeat", f"`for {target} in {it}` is an epoch/pass loop"
         used = set()
-        for s in _block(stmt):
+        for s in block_of(stmt):
             used |= names_in(s)
         if not (vars_ & used):
             return "repeat", f"`for {target} in {it}` does not use its loop variable"
@@ -783,6 +786,7 @@ class Flow:
     loops: dict[int, tuple[Loop, tuple, tuple]]
     truncated: bool
     loop_locals: dict = field(default_factory=dict)  # loop uid -> local taint of the call context it runs in
+    memo: dict = field(default_factory=dict)  # derived once per flow (the orderings)
 
     def val_scores(self) -> list[Occ]:
         return [o for o in self.occs if o.kind == SCORE and VAL in o.taint]

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import libcst as cst
 
 from audits.flow import CACHE_UPDATE, OPT_NEW, QUANT, RESET, RESTORE, SCORE, VAL, Flow, Occ, common_split, exclusive
-from audits.program import _block, func_nodes_of, names_in
+from audits.functions import func_nodes_of
+from audits.syntax import block_of, names_in
 from audits.walk import children, walk
 
 
@@ -43,7 +44,7 @@ def _split_line(first: Occ, later: Occ) -> int:
 
 
 def analyze(flow: Flow) -> list[Ordering]:
-    cached = flow.__dict__.get("_ordering")
+    cached = flow.memo.get("orderings")
     if cached is not None:
         return cached
     out: list[Ordering] = []
@@ -143,7 +144,7 @@ def analyze(flow: Flow) -> list[Ordering]:
             seen_lines.add(key)
             out.append(Ordering("cache_rescore", line, c, later[0], [
                 (earlier[0].line, "first pass scores here"), (c.line, "cache filled from the scored tokens here")]))
-    flow.__dict__["_ordering"] = out
+    flow.memo["orderings"] = out
     return out
 
 
@@ -161,7 +162,7 @@ def _loop_carried(flow: Flow, u: Occ, s: Occ, L) -> bool:
     local = flow.loop_locals.get(L.uid)
     if len(u.path) <= len(lpath) or len(s.path) <= len(lpath):
         return False
-    stmts = list(_block(loop.node))
+    stmts = list(block_of(loop.node))
     if not stmts:
         return False
     starts = [flow.prog.line(st) for st in stmts]
@@ -311,7 +312,7 @@ def _encloses(outer: int, inner: int, occs: list[Occ]) -> bool:
 
 
 def _names(o: Occ) -> set[str]:
-    from audits.program import names_in
+    from audits.syntax import names_in
 
     value = o.ev.detail.get("value")
     return names_in(value) if value is not None else set()
@@ -319,7 +320,7 @@ def _names(o: Occ) -> set[str]:
 
 def _uses_name(flow: Flow, s: Occ, name: str) -> bool:
     """Does the scoring run through a function that touches the cache `name`?"""
-    from audits.program import names_in
+    from audits.syntax import names_in
 
     for q in s.chain:
         f = flow.prog.funcs.get(q)

@@ -48,6 +48,7 @@ class Context:
 
     prog: Program
     flows: list[Flow]
+    memo: dict = field(default_factory=dict)  # facts derived once per context (e.g. the evaluation functions)
 
 
 _SECTIONS = ("What it flags", "Why it is illegal", "Example", "Use instead")

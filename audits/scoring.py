@@ -9,7 +9,9 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.flow import VAL
-from audits.program import Func, Program, assignment_edges, backward_closure, func_nodes_of, names_in, root_name
+from audits.functions import Func, func_nodes_of
+from audits.program import Program
+from audits.syntax import assignment_edges, backward_closure, names_in, root_name
 from audits.rule import Context
 
 
@@ -24,7 +26,7 @@ def scoring_roots(ctx: Context) -> set[str]:
 
 def eval_functions(ctx: Context) -> set[str]:
     """Functions that hold a validation score, plus every script function they call (transitively)."""
-    cache = ctx.__dict__.get("_eval_funcs")
+    cache = ctx.memo.get("eval_funcs")
     if cache is not None:
         return cache
     roots = {o.ev.func.qname for flow in ctx.flows for o in flow.val_scores()} - {"<module>"}
@@ -37,13 +39,13 @@ def eval_functions(ctx: Context) -> set[str]:
             if callee is not None and callee.qname not in out and callee.qname != "<module>":
                 out.add(callee.qname)
                 todo.append(callee.qname)
-    ctx.__dict__["_eval_funcs"] = out
+    ctx.memo["eval_funcs"] = out
     return out
 
 
 def nll_sources(prog: Program, func: Func) -> set[str]:
     """Names whose value flows into a loss accumulator, or into what a scoring helper returns."""
-    cache = prog.__dict__.setdefault("_nll_sources", {})
+    cache = prog.memo.setdefault("nll_sources", {})
     if func.qname in cache:
         return cache[func.qname]
     seeds: set[str] = set()

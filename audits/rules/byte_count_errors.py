@@ -5,7 +5,9 @@ import re
 
 import libcst as cst
 
-from audits.program import dotted, func_nodes_of, names_in, root_name, walk
+from audits.functions import func_nodes_of
+from audits.syntax import dotted, names_in, root_name
+from audits.walk import walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 

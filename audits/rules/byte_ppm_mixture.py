@@ -5,7 +5,8 @@ import re
 
 import libcst as cst
 
-from audits.program import names_in, walk
+from audits.syntax import names_in
+from audits.walk import walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.scoring import eval_functions
 from audits.types import Condition, Confidence, Ruling, Severity

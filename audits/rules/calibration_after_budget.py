@@ -7,7 +7,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.flow import CALIB, TRAIN, TRAIN_READ, UPDATE, common_split
-from audits.program import names_in
+from audits.syntax import names_in
 from audits.evidence import merge_related, trail
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from audits.program import dotted
+from audits.syntax import dotted
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from audits import patterns as P
-from audits.program import dotted
+from audits.syntax import dotted
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 

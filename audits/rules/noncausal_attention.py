@@ -4,7 +4,9 @@ from __future__ import annotations
 import libcst as cst
 
 from audits import patterns as P
-from audits.program import branch_value, dotted, func_nodes_of
+from audits.configuration import branch_value
+from audits.functions import func_nodes_of
+from audits.syntax import dotted
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 

@@ -5,7 +5,8 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.ordering import analyze
-from audits.program import dotted, names_in, root_name, walk
+from audits.syntax import dotted, names_in, root_name
+from audits.walk import walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.scoring import eval_functions, nll_sources, statement_targets
 from audits.types import Condition, Confidence, Ruling, Severity

@@ -5,7 +5,9 @@ import re
 
 import libcst as cst
 
-from audits.program import TARGET, func_nodes_of, names_in
+from audits.functions import func_nodes_of
+from audits.syntax import names_in
+from audits.taint import TARGET
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 

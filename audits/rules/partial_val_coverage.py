@@ -7,7 +7,8 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.flow import SCORE, VAL
-from audits.program import dotted, names_in, walk
+from audits.syntax import dotted, names_in
+from audits.walk import walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 

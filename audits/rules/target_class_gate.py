@@ -5,7 +5,9 @@ import re
 
 import libcst as cst
 
-from audits.program import TARGET, root_name, walk
+from audits.syntax import root_name
+from audits.taint import TARGET
+from audits.walk import walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.scoring import eval_functions, nll_sources, statement_targets
 from audits.types import Condition, Confidence, Ruling, Severity

@@ -6,7 +6,9 @@ import re
 import libcst as cst
 
 from audits import patterns as P
-from audits.program import TARGET, root_name, walk
+from audits.syntax import root_name
+from audits.taint import TARGET
+from audits.walk import walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.scoring import enclosing_statements, eval_functions, reaches_nll
 from audits.types import Condition, Confidence, Ruling, Severity

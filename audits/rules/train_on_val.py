@@ -5,7 +5,9 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.consteval import evaluate
-from audits.program import TRAIN, VAL, dotted, func_nodes_of, root_name
+from audits.functions import func_nodes_of
+from audits.syntax import dotted, root_name
+from audits.taint import TRAIN, VAL
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 

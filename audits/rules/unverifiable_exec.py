@@ -4,7 +4,7 @@ from __future__ import annotations
 import libcst as cst
 
 from audits.patterns import EXEC_FUNCS
-from audits.program import walk
+from audits.walk import walk
 from audits.rule import Hit, Invalid, Rule, Valid
 from audits.types import Condition, Confidence, Ruling, Severity
 
