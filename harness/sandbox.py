@@ -7,7 +7,8 @@ Isolation (``isolation="auto"`` means bubblewrap, and nothing less):
 * ``bwrap`` (bubblewrap, ``apt-get install -y bubblewrap``): new network, pid, ipc, uts (and cgroup) namespaces; a
   new root holding only what Python needs, read-only (``/usr`` and its ``/bin``/``/lib`` links, the interpreter's
   prefix and site-packages, a handful of ``/etc`` files, a synthetic ``passwd``/``group``/``hosts``), the data
-  read-only, the work directory the only writable path, a minimal ``/dev``, a private size-limited ``/tmp``. No
+  read-only, ``/sys`` read-only (gloo and CUDA enumerate devices there), the work directory the only writable path,
+  a minimal ``/dev`` (the GPUs' device nodes with ``gpu``), a private size-limited ``/tmp``. No
   host ``/run``, ``/var``, ``/home``, ``/root``: no host Unix socket exists in there to connect to. As root the
   script runs as uid/gid 65534 with no capability (bubblewrap keeps only CAP_SETUID/SETGID for the helper that
   drops to it); as another user it runs as that user in its own user namespace. As root the work directory is a
@@ -693,10 +694,11 @@ def _bwrap_cmd(argv, workdir: Path, env: dict[str, str], ro_paths, limits: Limit
     for p in sorted(etc.iterdir()):
         cmd += ["--ro-bind", str(p), f"/etc/{p.name}"]
     cmd += ["--proc", "/proc"]
-    if gpu:
-        cmd += ["--dev-bind", "/dev", "/dev", "--ro-bind", "/sys", "/sys"]
-    else:
-        cmd += ["--dev", "/dev", "--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    cmd += ["--dev", "/dev"]
+    if gpu:  # the GPUs' device nodes, nothing else of the host's /dev
+        for p in sorted(Path("/dev").glob("nvidia*")):
+            cmd += ["--dev-bind", str(p), str(p)]
+    cmd += ["--ro-bind", "/sys", "/sys"]  # read-only device listing: gloo enumerates PCI devices, CUDA its GPUs
     made.update({"/proc", "/dev", "/sys"})
     cmd += ["--perms", "1777", *size, "--tmpfs", "/tmp", "--perms", "1777", *size, "--tmpfs", "/dev/shm"]
     made.update({"/tmp", "/dev/shm"})
