@@ -16,8 +16,8 @@ def test_report_renders_audit_and_reference_results(cli, tmp_path):
     run = cli("report", FIXTURES / "extras.json", FIXTURES / "ref_tiny_score_first",
               FIXTURES / "ref_tiny_illegal_pre_eval" / "results.json", "-o", out)
     assert run.code == 0, run.err
-    assert run.last_err_line == (f"scorefirst: exit 0: wrote 27 pages to {out} (2 submissions, 2 reference runs, "
-                                 "22 rules)")
+    assert run.last_err_line == (f"scorefirst: exit 0: wrote 28 pages to {out} (2 submissions, 2 reference runs, "
+                                 "23 rules)")
     assert run.out.strip() == str(out / "index.html")
     names = {p.name for p in out.iterdir()}
     assert "index.html" in names and sum(n.startswith("ref-") for n in names) == 2
