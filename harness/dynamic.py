@@ -573,7 +573,8 @@ def options_from_args(args, path: Path, env: dict[str, str], target_name: str) -
         keep = Path(args.ledger_dir) / safe
     wall = args.timeout
     ranks = args.nproc or 8  # CPU seconds for every process torchrun may start
-    limits = Limits(cpu_seconds=wall * ranks * 2, memory_mb=args.memory_mb, wall_seconds=wall)
+    limits = Limits(cpu_seconds=wall * ranks * 2, memory_mb=args.memory_mb, wall_seconds=wall,
+                    disk_mb=args.disk_mb)
     return ScriptOptions(path=path, data_path=Path(args.data_path) if args.data_path else None,
                          tokenizer_path=Path(args.tokenizer_path) if args.tokenizer_path else None,
                          val_tokens=args.val_tokens, iterations=args.iterations, env=env, nproc=args.nproc,
