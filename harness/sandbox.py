@@ -394,7 +394,8 @@ def _uid_tasks(uid: int) -> int:
 
 class _WorkMount:
     """As root: the work directory becomes a tmpfs of ``disk_mb`` owned by the sandbox uid, holding a copy of
-    what the caller put there (regular files and folders). Unmounted when the run ends."""
+    what the caller put there. Unmounted when the run ends. Where mounting fails, the folder stays as it was,
+    handed to the sandbox uid."""
 
     def __init__(self, workdir: Path, disk_mb: int):
         self.workdir = workdir
@@ -411,9 +412,8 @@ class _WorkMount:
             self.mounted = r.returncode == 0
             shutil.copytree(stash, workdir, symlinks=True, dirs_exist_ok=True)
             workdir.chmod(0o755)
-            if self.mounted:
-                for p in [workdir, *workdir.rglob("*")]:
-                    os.lchown(p, SANDBOX_UID, SANDBOX_GID)
+            for p in [workdir, *workdir.rglob("*")]:  # the sandbox uid writes here, mounted or not
+                os.lchown(p, SANDBOX_UID, SANDBOX_GID)
         finally:
             shutil.rmtree(stash, ignore_errors=True)
 
