@@ -204,7 +204,7 @@ def pick_isolation(requested: str = "auto") -> str:
     return requested
 
 
-# --- leftovers of a harness that died (kill -9) ------------------------------------------------------------------------
+# --- leftovers of a harness that died (kill -9) -----------------------------------------------------------------------
 
 _OWNED = re.compile(r"^scorefirst-(?:[a-z]+-)?(\d+)-")   # scorefirst-[kind-]<harness pid>-...
 TEMP_PREFIXES = ("scorefirst-dynamic-", "scorefirst-run-", GUARD_PREFIX)
@@ -389,7 +389,7 @@ def _uid_tasks(uid: int) -> int:
     return n
 
 
-# --- the work directory -------------------------------------------------------------------------------------------------
+# --- the work directory -----------------------------------------------------------------------------------------------
 
 
 class _WorkMount:
@@ -423,7 +423,7 @@ class _WorkMount:
             self.mounted = False
 
 
-# --- reading what the run left, as hostile input -----------------------------------------------------------------------
+# --- reading what the run left, as hostile input ----------------------------------------------------------------------
 
 
 def _read_capped(f, cap: int = OUTPUT_CAP) -> str:

@@ -1,13 +1,13 @@
 """An audit hook recording what the sandbox blocks: network attempts and writes outside the work directory.
 
 One JSON line per attempt into ``$SCOREFIRST_GUARD_LOG``, a FIFO the harness reads while the run goes on (see
-``harness.guard_channel``): what was sent cannot be truncated, overwritten or deleted by the script, and the
-FIFO lies outside the writable work directory. Each process first sends a "start" record and numbers its records
-(``n``), so records that go missing, and lines the guard did not write, show. Lines stay under PIPE_BUF, so forks
-and threads interleave whole lines. Loopback traffic and abstract or work-directory Unix sockets are local (torchrun's rendezvous)
-and not recorded, and neither is a lookup of this machine's own name; a Unix-socket connect to a path outside the work
-directory and /tmp is recorded (a host daemon's socket: docker, dbus, an ssh agent). The hook only observes: the sandbox's network
-namespace and read-only mounts are what stop it.
+``harness.guard_channel``): what was sent cannot be truncated, overwritten or deleted by the script, and the FIFO
+lies outside the writable work directory. Each process first sends a "start" record and numbers its records (``n``),
+so records that go missing, and lines the guard did not write, show. Lines stay under PIPE_BUF, so forks and threads
+interleave whole lines. Loopback traffic and abstract or work-directory Unix sockets are local (torchrun's
+rendezvous) and not recorded, and neither is a lookup of this machine's own name; a Unix-socket connect to a path
+outside the work directory and /tmp is recorded (a host daemon's socket: docker, dbus, an ssh agent). The hook only
+observes: the sandbox's network namespace and read-only mounts are what stop it.
 """
 
 import json

@@ -26,7 +26,8 @@ HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
 PG_BASE = Path(__file__).resolve().parents[1] / "fixtures" / "dynamic" / "pg_base.py"
 REPO = Path(__file__).resolve().parents[2]
 
-needs_bwrap = pytest.mark.skipif(not sandbox.available("bwrap"), reason=f"bubblewrap not installed ({sandbox.BWRAP_APT})")
+needs_bwrap = pytest.mark.skipif(not sandbox.available("bwrap"),
+                                 reason=f"bubblewrap not installed ({sandbox.BWRAP_APT})")
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the uid drop and the work-dir tmpfs are what root gets")
 
 
@@ -39,7 +40,7 @@ def _run(tmp_path, code, collect=(), **limits):
                        collect_to=tmp_path / "collected" if collect else None)
 
 
-# --- the host is out of reach ------------------------------------------------------------------------------------------
+# --- the host is out of reach -----------------------------------------------------------------------------------------
 
 
 @needs_bwrap
@@ -161,7 +162,7 @@ def _cmdline_has(p: Path, marker: str) -> bool:
         return False
 
 
-# --- what the run leaves in the work directory is hostile input --------------------------------------------------------
+# --- what the run leaves in the work directory is hostile input -------------------------------------------------------
 
 
 @needs_bwrap
@@ -223,7 +224,7 @@ def test_a_disk_bomb_fills_only_its_own_size_limited_work_dir(tmp_path):
     assert not (tmp_path / "work" / "bomb.bin").exists()  # the tmpfs is gone with the run
 
 
-# --- nothing is left behind ---------------------------------------------------------------------------------------------
+# --- nothing is left behind -------------------------------------------------------------------------------------------
 
 
 @needs_bwrap
@@ -276,7 +277,7 @@ def _owned_by(pid: int) -> list[str]:
     return out
 
 
-# --- weaker sandboxes only by name ---------------------------------------------------------------------------------------
+# --- weaker sandboxes only by name ------------------------------------------------------------------------------------
 
 
 def test_auto_never_falls_back_to_a_network_only_sandbox(monkeypatch):
@@ -287,7 +288,7 @@ def test_auto_never_falls_back_to_a_network_only_sandbox(monkeypatch):
     assert sandbox.pick_isolation("unshare") == "unshare"
 
 
-# --- a disturbed run is never a PASS (the tracer's tamper evidence) ------------------------------------------------------
+# --- a disturbed run is never a PASS (the tracer's tamper evidence) ---------------------------------------------------
 
 
 @pytest.fixture(scope="module")
