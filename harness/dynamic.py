@@ -519,7 +519,11 @@ def _last_lines(text: str, n: int = 3) -> str:
 
 
 def _keep(audit: ScriptAudit, opts: ScriptOptions, base: Path) -> ScriptAudit:
-    """Move the run folder to --ledger-dir (or delete it); the ledger path in the result follows."""
+    """Move the run folder to --ledger-dir (or delete it); the ledger path in the result follows. The work
+    directories go first: what a script left there (FIFOs, symlinks) is never copied; the trace was already
+    copied out of them as hostile input (``collected-*``)."""
+    for work in base.glob("work-*"):
+        shutil.rmtree(work, ignore_errors=True)
     if opts.keep is not None:
         dest = Path(opts.keep)
         if dest.exists():
