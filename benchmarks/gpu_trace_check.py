@@ -7,7 +7,8 @@ folders whose README launches ``torchrun --nproc_per_node=2``: two ranks with tw
     python3 benchmarks/gpu_trace_check.py --out DIR --fixtures legal_score_first_ttt illegal_slot --no-probes
 
 Needs torch, numpy and sentencepiece (not libcst, zstandard or bubblewrap: without bubblewrap the sandbox is
-``unshare -n``, which needs root or user namespaces). The validation split is cut from the embedded corpus, prepared
+``unshare -n``, named explicitly because these fixtures are the project's own, trusted code; it needs root or user
+namespaces). The validation split is cut from the embedded corpus, prepared
 once into DIR/cache. Prints one line per fixture and writes DIR/gpu_trace_check.json: per fixture the expected and
 the observed verdicts, the device the predictions were made on, the C1 probe's tolerance (and largest difference),
 the launch, the isolation used, and the evidence behind every verdict that is not a PASS. Exit code 0 when every fixture got its expected verdicts, 1 otherwise.
@@ -47,6 +48,7 @@ def submission(name: str, spec: dict, base: Path) -> Path:
 
 
 def check(name: str, spec: dict, args, gpu: bool, base: Path) -> dict:
+    from harness import sandbox
     from harness.dynamic import ScriptOptions, audit_script
 
     probes = spec["probe"] and not args.no_probes
@@ -54,7 +56,8 @@ def check(name: str, spec: dict, args, gpu: bool, base: Path) -> dict:
     t0 = time.monotonic()
     a = audit_script(ScriptOptions(path=submission(name, spec, base), val_tokens=args.val_tokens,
                                    iterations=args.iterations, env=spec.get("env", {}), gpu=gpu, probes=probes,
-                                   cache_dir=Path(args.cache or Path(args.out) / "cache")))
+                                   cache_dir=Path(args.cache or Path(args.out) / "cache"),
+                                   isolation="bwrap" if sandbox.available("bwrap") else "unshare"))
     d = a.result.to_dict()
     got = d["verdict"]["conditions"]
     return {

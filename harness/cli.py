@@ -321,9 +321,12 @@ def add_dynamic_arguments(parser: argparse.ArgumentParser) -> None:
                           "gloo ranks on the CPU)")
     dyn.add_argument("--gpu", action="store_true", help="let the script see the GPUs (no address-space limit)")
     dyn.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"],
-                     help="isolation (default: bubblewrap, else unshare -n; 'none' only when asked)")
+                     help="isolation (default: bubblewrap, and nothing less; 'unshare' (network only) and 'none' "
+                          "only when named)")
     dyn.add_argument("--timeout", type=_positive_int, default=900, metavar="S", help="wall-time limit per run")
     dyn.add_argument("--memory-mb", type=_positive_int, default=16_384, metavar="MB", help="memory limit per run")
+    dyn.add_argument("--disk-mb", type=_positive_int, default=4096, metavar="MB",
+                     help="size of the run's work directory (a tmpfs when run as root), /tmp and /dev/shm")
     dyn.add_argument("--no-probes", action="store_true", help="skip the C1 future-perturbation probe (a second run)")
     dyn.add_argument("--reported-label", metavar="REGEX",
                      help="which printed val_loss/val_bpb line is the reported score (default: the last one)")

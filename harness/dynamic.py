@@ -95,6 +95,8 @@ RUN_OVERRIDES = {"MAX_WALLCLOCK_SECONDS": "0", "WARMUP_STEPS": "0", "VAL_LOSS_EV
 DATA_KEYS = ("DATA_PATH", "TOKENIZER_PATH", "VOCAB_SIZE")
 SUBMISSION_FILES = (".py", ".md", ".sh", ".txt", ".json")
 SUBMISSION_FILE_LIMIT = 5_000_000
+TRACE_DIR = ".scorefirst-trace"                # in the work directory; read back as hostile input
+RANK_DIR = re.compile(r"^rank[0-9]{1,4}$")
 
 
 @dataclass
@@ -265,7 +267,7 @@ def run_traced(opts: ScriptOptions, ds: Dataset, base: Path, tag: str, env: dict
     work = base / f"work-{tag}"
     work.mkdir()
     name = _copy_submission(opts.path, work)
-    trace = work / ".scorefirst-trace"
+    trace = work / TRACE_DIR
     child = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TERM", "CUDA_VISIBLE_DEVICES",
                                                           "LD_LIBRARY_PATH")}
     child.update(env)
@@ -281,18 +283,24 @@ def run_traced(opts: ScriptOptions, ds: Dataset, base: Path, tag: str, env: dict
     argv = launch.argv(name)
     if os.geteuid() == 0:
         os.chmod(base, 0o755)
-    res = sandbox.run(argv, work, child, ro_paths=[ds.root, REPO], limits=opts.limits or sandbox.Limits(),
-                      isolation=opts.isolation, gpu=opts.gpu)
-    ranks = sorted(trace.glob("rank*"), key=lambda p: int(p.name[4:])) if trace.is_dir() else []
+    collected = base / f"collected-{tag}"
+    res = sandbox.run(argv, work, child, ro_paths=[ds.root, REPO / "harness"], limits=opts.limits or sandbox.Limits(),
+                      isolation=opts.isolation, gpu=opts.gpu, collect=[TRACE_DIR], collect_to=collected)
+    trace = res.collected.get(TRACE_DIR)
+    ranks = [p for p in trace.iterdir() if RANK_DIR.match(p.name)] if trace is not None and trace.is_dir() else []
+    ranks.sort(key=lambda p: int(p.name[4:]))
     if not ranks:
         return res, None, "no trace"
     if len(ranks) == 1:
         return res, ranks[0], "one process" if not launch.torchrun else "one rank"
-    if not any(m.get("event") == "process-group" for r in ranks for m in Ledger(r).metas):
-        return res, ranks[0], (f"{len(ranks)} ranks that never joined a process group, each running the whole "
-                               f"script alone: rank 0's run is audited")
-    merged = base / f"trace-{tag}-merged"
-    info = merge(ranks, merged)
+    try:
+        if not any(m.get("event") == "process-group" for r in ranks for m in Ledger(r).metas):
+            return res, ranks[0], (f"{len(ranks)} ranks that never joined a process group, each running the whole "
+                                   f"script alone: rank 0's run is audited")
+        merged = base / f"trace-{tag}-merged"
+        info = merge(ranks, merged)
+    except Exception as e:  # written inside the sandbox: hostile input
+        raise TraceUnreadable(res, f"the ranks' traces could not be merged ({type(e).__name__}: {str(e)[:300]})")
     return res, merged, f"{len(ranks)} ranks' ledgers merged ({info['mode']} updates)"
 
 
@@ -325,7 +333,7 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
 
     opts.path = Path(opts.path)
     launch = launch_of(opts)  # fails early on a bad path
-    base = Path(tempfile.mkdtemp(prefix="scorefirst-dynamic-"))
+    base = Path(tempfile.mkdtemp(prefix=f"scorefirst-dynamic-{os.getpid()}-"))  # the pid: see sandbox.reap_stale
     try:
         val_all, train, tok = source_data(opts)
         n_val = min(opts.val_tokens + 1, val_all.size)
@@ -334,32 +342,48 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
         env = stated_env(opts)
         _log(opts, f"running {opts.path} on {val.size - 1:,} validation targets (vocab {ds.vocab}), "
                    f"{launch.describe()}")
-        res, raw_path, traced_as = run_traced(opts, ds, base, "main", env, launch)
+        try:
+            res, raw_path, traced_as = run_traced(opts, ds, base, "main", env, launch)
+            unreadable = None
+        except TraceUnreadable as e:
+            res, raw_path, traced_as, unreadable = e.res, None, "", str(e)
         ledger_path = base / "ledger"
         result = DynamicResult(mode="script", script=str(opts.path), sandbox=res.info())
-        result.checks += guard_checks(res)
-        if raw_path is None:
+        result.checks += guard_checks(res) + containment_checks(res)
+        tamper = [] if unreadable else tamper_evidence(res)
+        raw = derived = led = None
+        if raw_path is not None:
+            try:
+                raw = Ledger(raw_path)
+                device = ran_on(raw)
+                derived = derive(raw, ledger_path, opts.reported_label)
+                led = Ledger(ledger_path)
+                tol = Tolerance(SCRIPT_TOLERANCE.loss_abs, SCRIPT_TOLERANCE.bytes_rel, derived.reported.get("decimals"))
+                outcome = check_ledger(led, bytes_at=ds.bytes_at, reported=derived.reported, tol=tol, traced=True,
+                                       look_window=derived.window)
+            except Exception as e:  # the trace was written inside the sandbox: hostile input, never trusted
+                unreadable = f"the trace could not be read ({type(e).__name__}: {str(e)[:300]})"
+        if raw_path is None or unreadable:
+            why = unreadable or "the script produced no trace"
             result.checks.append(Check("run-completed", "DATA", "FAIL",
-                                       f"the script produced no trace ({launch.describe()}; exit code {res.exit_code}"
+                                       f"{why} ({launch.describe()}; exit code {res.exit_code}"
                                        f"{', ' + res.killed if res.killed else ''}): {_last_lines(res.stderr)}"))
+            result.checks += tamper
+            if ledger_path.exists():
+                shutil.rmtree(ledger_path)
             LedgerWriter(ledger_path, positions=int(val.size)).close(complete=False)
             led = Ledger(ledger_path)
             result.ledger = led.summary()
             return _keep(ScriptAudit(result, res, ledger_path, env, base, launch), opts, base)
-        raw = Ledger(raw_path)
-        device = ran_on(raw)
-        derived = derive(raw, ledger_path, opts.reported_label)
-        led = Ledger(ledger_path)
-        tol = Tolerance(SCRIPT_TOLERANCE.loss_abs, SCRIPT_TOLERANCE.bytes_rel, derived.reported.get("decimals"))
-        outcome = check_ledger(led, bytes_at=ds.bytes_at, reported=derived.reported, tol=tol, traced=True,
-                               look_window=derived.window)
         result.reported = {"val_loss": derived.reported.get("val_loss"), "val_bpb": derived.reported.get("val_bpb")}
+        result.checks += tamper
         if res.exit_code != 0 or res.killed:
             nothing = not np.any(led.events["kind"] == SCORE)
-            result.checks.append(Check("run-completed", "DATA", "FAIL" if nothing else "WARN",
+            why = (", before scoring anything" if nothing else "; a run that did not complete cannot back the score "
+                   "it reported (the checks cover what ran)")
+            result.checks.append(Check("run-completed", "DATA", "FAIL",
                                        f"the script ({launch.describe()}) exited with code {res.exit_code}"
-                                       f"{' (' + res.killed + ')' if res.killed else ''}"
-                                       f"{', before scoring anything' if nothing else '; the checks cover what ran'}: "
+                                       f"{' (' + res.killed + ')' if res.killed else ''}{why}: "
                                        f"{_last_lines(res.stderr)}"))
         else:
             result.checks.append(Check("run-completed", "DATA", "PASS",
@@ -381,12 +405,18 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
                 tag = f"probe{len(runs)}"
                 pds = build_dataset(base / f"data-{tag}", tokens, train, tok)
                 _log(opts, f"C1 probe: running again with the validation tokens after {k:,} replaced")
-                pres, praw, _ = run_traced(opts, pds, base, tag, env, launch)
+                try:
+                    pres, praw, _ = run_traced(opts, pds, base, tag, env, launch)
+                except TraceUnreadable as e:
+                    pres, praw = e.res, None
                 runs[tag] = pres
-                if praw is None or pres.exit_code != 0:
+                if praw is None or pres.exit_code != 0 or tamper_evidence(pres):
                     return np.full(tokens.size, np.nan)
-                d = derive(Ledger(praw), base / f"ledger-{tag}", opts.reported_label)
-                return ledger_nll(d.path)
+                try:
+                    d = derive(Ledger(praw), base / f"ledger-{tag}", opts.reported_label)
+                    return ledger_nll(d.path)
+                except Exception:  # hostile input: the probe cannot compare
+                    return np.full(tokens.size, np.nan)
 
             probe = future_perturbation(eval_fn, val, ds.vocab, k=k, atol=atol,
                                         what=f"{opts.path.name} run twice on {device.describe()}"
@@ -399,6 +429,56 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
         if opts.keep is None:
             shutil.rmtree(base, ignore_errors=True)
         raise
+
+
+class TraceUnreadable(Exception):
+    """The trace a run left cannot be read (malformed, or files the harness refuses): a FAIL, not an error."""
+
+    def __init__(self, res, why: str):
+        super().__init__(why)
+        self.res = res
+
+
+def containment_checks(res) -> list[Check]:
+    """What the sandbox refused, as evidence: writes outside the work directory (WARN: a person should look; the
+    network attempts are PG-NET findings), and trace files the harness would not read (FAIL)."""
+    out = []
+    if res.write_attempts:
+        shown = ", ".join(res.write_attempts[:5]) + (f", ... ({len(res.write_attempts)} in all)"
+                                                    if len(res.write_attempts) > 5 else "")
+        out.append(Check("contained-writes", "DATA", "WARN", f"{len(res.write_attempts)} write(s) outside the work "
+                         f"directory, refused by the sandbox: {shown}"))
+    if res.collect_problems:
+        out.append(Check("trace-files", "DATA", "FAIL", "the run's trace holds what the harness refuses to read "
+                         "(planted in the work directory): " + "; ".join(res.collect_problems[:5])))
+    return out
+
+
+def tamper_evidence(res) -> list[Check]:
+    """The tracer's own evidence that its instrumentation was disturbed (META "tamper" events, see
+    harness/tracer/scorefirst_tamper.py), and a run that ended normally without the tracer closing its ledger
+    (its exit handler removed or bypassed). One FAIL per condition the trace proves: none can be trusted."""
+    trace = res.collected.get(TRACE_DIR)
+    ranks = [p for p in trace.iterdir() if RANK_DIR.match(p.name)] if trace is not None and trace.is_dir() else []
+    found: list[str] = []
+    for r in sorted(ranks, key=lambda p: int(p.name[4:])):
+        try:
+            metas = Ledger(r).metas
+        except Exception as e:  # hostile input: reported by the trace checks
+            found.append(f"{r.name}: unreadable ledger ({type(e).__name__})")
+            continue
+        for m in metas:
+            if isinstance(m, dict) and m.get("event") == "tamper":
+                found.append(f"{r.name}: {str(m.get('detail'))[:300]} (at {str(m.get('where'))[:80]})")
+        if res.exit_code == 0 and not res.killed and not any(isinstance(m, dict) and m.get("event") == "trace-end"
+                                                             for m in metas):
+            found.append(f"{r.name}: the run ended normally but the tracer never closed its ledger (its exit "
+                         f"handler was removed or bypassed)")
+    if not found:
+        return []
+    msg = ("the instrumentation was disturbed, so nothing the trace shows can be trusted: "
+           + "; ".join(dict.fromkeys(found[:6])))
+    return [Check("instrumentation", c, "FAIL", msg) for c in ("C1", "C2", "C3", "C4")]
 
 
 def guard_checks(res) -> list[Check]:
@@ -439,7 +519,11 @@ def _last_lines(text: str, n: int = 3) -> str:
 
 
 def _keep(audit: ScriptAudit, opts: ScriptOptions, base: Path) -> ScriptAudit:
-    """Move the run folder to --ledger-dir (or delete it); the ledger path in the result follows."""
+    """Move the run folder to --ledger-dir (or delete it); the ledger path in the result follows. The work
+    directories go first: what a script left there (FIFOs, symlinks) is never copied; the trace was already
+    copied out of them as hostile input (``collected-*``)."""
+    for work in base.glob("work-*"):
+        shutil.rmtree(work, ignore_errors=True)
     if opts.keep is not None:
         dest = Path(opts.keep)
         if dest.exists():
@@ -493,7 +577,8 @@ def options_from_args(args, path: Path, env: dict[str, str], target_name: str) -
         keep = Path(args.ledger_dir) / safe
     wall = args.timeout
     ranks = args.nproc or 8  # CPU seconds for every process torchrun may start
-    limits = Limits(cpu_seconds=wall * ranks * 2, memory_mb=args.memory_mb, wall_seconds=wall)
+    limits = Limits(cpu_seconds=wall * ranks * 2, memory_mb=args.memory_mb, wall_seconds=wall,
+                    disk_mb=args.disk_mb)
     return ScriptOptions(path=path, data_path=Path(args.data_path) if args.data_path else None,
                          tokenizer_path=Path(args.tokenizer_path) if args.tokenizer_path else None,
                          val_tokens=args.val_tokens, iterations=args.iterations, env=env, nproc=args.nproc,

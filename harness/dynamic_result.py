@@ -21,8 +21,8 @@ fixed::
                   "violations": [{"position": int, "score_seq": int, "update_seq": int}]},
      "agreement": [{"condition": str, "static": verdict | null, "dynamic": verdict | null, "agree": bool | null}],
      "sandbox": {"isolation": str, "network": str, "wall_seconds": float, "exit_code": int | null,
-                 "limits": {"cpu_seconds": int, "memory_mb": int, "wall_seconds": int},
-                 "network_attempts": [str], "killed": str | null} | null,
+                 "limits": {"cpu_seconds": int, "memory_mb": int, "wall_seconds": int, "disk_mb": int},
+                 "network_attempts": [str], "killed": str | null, "write_attempts": [str]} | null,
      "verdict": {"conditions": {"C1": v, "C2": v, "C3": v, "C4": v}, "overall": "PASS"|"WARN"|"FAIL"}
     }
 
@@ -184,21 +184,23 @@ class SandboxInfo:
     limits: dict
     network_attempts: list[str] = field(default_factory=list)
     killed: str | None = None
+    write_attempts: list[str] = field(default_factory=list)   # writes outside the work directory, refused
 
     def to_dict(self) -> dict:
         lim = self.limits or {}
         return {"isolation": self.isolation, "network": self.network, "wall_seconds": round(float(self.wall_seconds), 3),
                 "exit_code": self.exit_code,
                 "limits": {"cpu_seconds": int(lim.get("cpu_seconds", 0)), "memory_mb": int(lim.get("memory_mb", 0)),
-                           "wall_seconds": int(lim.get("wall_seconds", 0))},
-                "network_attempts": [str(a) for a in self.network_attempts], "killed": self.killed}
+                           "wall_seconds": int(lim.get("wall_seconds", 0)), "disk_mb": int(lim.get("disk_mb", 0))},
+                "network_attempts": [str(a) for a in self.network_attempts], "killed": self.killed,
+                "write_attempts": [str(a) for a in self.write_attempts]}
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "SandboxInfo | None":
         if d is None:
             return None
         return cls(d["isolation"], d["network"], d["wall_seconds"], d.get("exit_code"), d.get("limits", {}),
-                   list(d.get("network_attempts", [])), d.get("killed"))
+                   list(d.get("network_attempts", [])), d.get("killed"), list(d.get("write_attempts", [])))
 
 
 @dataclass

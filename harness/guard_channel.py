@@ -67,11 +67,15 @@ def parse(data: bytes) -> GuardRecords:
     return out
 
 
+GUARD_PREFIX = "scorefirst-guard-"
+DATA_CAP = 16 << 20   # bytes of records kept; a flood beyond is itself evidence
+
+
 class GuardChannel:
     """A FIFO in a private folder, drained by a thread from before the script starts until after it ends."""
 
     def __init__(self):
-        self.dir = Path(tempfile.mkdtemp(prefix="scorefirst-guard-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{GUARD_PREFIX}{os.getpid()}-"))
         os.chmod(self.dir, 0o755)
         self.path = self.dir / "guard.fifo"
         os.mkfifo(self.path, 0o622)
@@ -79,6 +83,7 @@ class GuardChannel:
         self._r = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         self._w = os.open(self.path, os.O_WRONLY)  # held, so the reader never sees end-of-file between writers
         self._data = bytearray()
+        self._dropped = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._drain, name="scorefirst-guard-channel", daemon=True)
         self._thread.start()
@@ -91,7 +96,10 @@ class GuardChannel:
                 return
             if not chunk:
                 return
-            self._data += chunk
+            if len(self._data) + len(chunk) > DATA_CAP:
+                self._dropped += len(chunk)
+            else:
+                self._data += chunk
 
     def _drain(self) -> None:
         while not self._stop.is_set():
@@ -106,4 +114,8 @@ class GuardChannel:
         os.close(self._w)
         os.close(self._r)
         shutil.rmtree(self.dir, ignore_errors=True)
-        return parse(bytes(self._data))
+        records = parse(bytes(self._data))
+        if self._dropped:
+            records.problems.append(f"{self._dropped:,} bytes sent into the guard's channel beyond its "
+                                    f"{DATA_CAP >> 20} MB cap (flooded) were not read")
+        return records

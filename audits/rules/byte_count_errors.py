@@ -5,11 +5,21 @@ import re
 
 import libcst as cst
 
-from audits.functions import func_nodes_of
-from audits.syntax import dotted, names_in, root_name
-from audits.walk import walk
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    dotted,
+    func_nodes_of,
+    names_in,
+    root_name,
+    walk,
+)
 
 _BYTES_TABLE = re.compile(r"(base_bytes|bytes_lut|byte_len|token_bytes|tok_bytes|piece_bytes|nbytes|byte_count_lut)", re.I)
 _LEADING = re.compile(r"(leading_space|has_space|space_lut|lead_space)", re.I)

@@ -5,11 +5,19 @@ import re
 
 import libcst as cst
 
-from audits.syntax import names_in
-from audits.walk import walk
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.scoring import eval_functions
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    eval_functions,
+    names_in,
+    walk,
+)
 
 _PPM = re.compile(r"ppm|byte_model|p_byte|byte_p|bytewise", re.I)
 

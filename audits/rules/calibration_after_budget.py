@@ -5,13 +5,25 @@ import re
 
 import libcst as cst
 
-from audits import patterns as P
-from audits.flow import CALIB, TRAIN, TRAIN_READ, UPDATE, common_split
-from audits.syntax import names_in
-from audits.evidence import merge_related, trail
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
-
+from audits.rulekit import (
+    CALIB,
+    TRAIN,
+    TRAIN_READ,
+    UPDATE,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    P,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    common_split,
+    merge_related,
+    names_in,
+    trail,
+)
 
 _LINE_BREAK = re.compile(r"\r\n?|\n")  # how positions number lines
 

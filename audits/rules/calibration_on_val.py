@@ -1,10 +1,19 @@
 """PG-CAL-002: calibrating quantization on validation tokens."""
 from __future__ import annotations
 
-from audits.flow import CALIB, VAL
-from audits.evidence import trail
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    CALIB,
+    VAL,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    trail,
+)
 
 
 class CalibrationOnVal(Rule):

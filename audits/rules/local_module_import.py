@@ -3,9 +3,17 @@ from __future__ import annotations
 
 import libcst as cst
 
-from audits.syntax import dotted
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    dotted,
+)
 
 _DYNAMIC_IMPORTS = ("importlib.import_module", "import_module", "__import__")
 _UNSEEN = "its code is neither audited here nor counted in the artifact"

@@ -1,9 +1,16 @@
 """PG-TTT-003: multi-epoch TTT that reports the last-epoch or best-epoch score of the same tokens."""
 from __future__ import annotations
 
-from audits.rule import Invalid, Rule, Valid
-from audits.rulekit import ordering_hits
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    ordering_hits,
+)
 
 
 class MultiEpochTTT(Rule):

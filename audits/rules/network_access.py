@@ -3,10 +3,18 @@ from __future__ import annotations
 
 import libcst as cst
 
-from audits import patterns as P
-from audits.syntax import dotted
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    P,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    dotted,
+)
 
 
 class NetworkAccess(Rule):

@@ -3,12 +3,20 @@ from __future__ import annotations
 
 import libcst as cst
 
-from audits import patterns as P
-from audits.configuration import branch_value
-from audits.functions import func_nodes_of
-from audits.syntax import dotted
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    P,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    branch_value,
+    dotted,
+    func_nodes_of,
+)
 
 _ATTENTION_CALLS = frozenset({"scaled_dot_product_attention", "flash_attn_func", "flash_attn_varlen_func",
                               "flash_attn_qkvpacked_func", "flash_attn_3_func", "flex_attention",

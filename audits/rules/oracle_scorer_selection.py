@@ -3,13 +3,25 @@ from __future__ import annotations
 
 import libcst as cst
 
-from audits import patterns as P
-from audits.ordering import analyze
-from audits.syntax import dotted, names_in, root_name
-from audits.walk import walk
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.scoring import eval_functions, nll_sources, statement_targets
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    P,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    analyze,
+    dotted,
+    eval_functions,
+    names_in,
+    nll_sources,
+    root_name,
+    statement_targets,
+    walk,
+)
 
 _LOSSY = ("nll", "loss", "logp", "lp", "ce", "bits")
 

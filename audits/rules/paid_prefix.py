@@ -5,11 +5,19 @@ import re
 
 import libcst as cst
 
-from audits.functions import func_nodes_of
-from audits.syntax import names_in
-from audits.taint import TARGET
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    TARGET,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    func_nodes_of,
+    names_in,
+)
 
 _STORED = re.compile(r"prefix|stored|paid|memo|blob|baked|cached_tok|lookup_tok|answer", re.I)
 

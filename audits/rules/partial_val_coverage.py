@@ -5,12 +5,22 @@ import re
 
 import libcst as cst
 
-from audits import patterns as P
-from audits.flow import SCORE, VAL
-from audits.syntax import dotted, names_in
-from audits.walk import walk
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    SCORE,
+    VAL,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    P,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    dotted,
+    names_in,
+    walk,
+)
 
 _RANDOM_PICK = frozenset({"sample", "choice", "choices", "randperm", "permutation", "randint", "shuffle"})
 _CONST_DENOMINATOR = re.compile(r"^(bytes_per_tok(en)?s?|tokens?_per_byte|avg_bytes_per_tok(en)?|bpt|tpb|"

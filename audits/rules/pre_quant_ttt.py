@@ -1,9 +1,16 @@
 """PG-TTT-002: fine-tuning on validation tokens before quantization, presented as a fixed predictor."""
 from __future__ import annotations
 
-from audits.rule import Invalid, Rule, Valid
-from audits.rulekit import ordering_hits
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    ordering_hits,
+)
 
 
 class PreQuantTTT(Rule):

@@ -1,9 +1,22 @@
 """PG-SLOT-001: optimizing a delta/logit bias against the very targets being scored."""
 from __future__ import annotations
 
-from audits.flow import SCORE, TARGET, UPDATE, VAL, Occ, exclusive
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    SCORE,
+    TARGET,
+    UPDATE,
+    VAL,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Occ,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    exclusive,
+)
 
 
 class SlotOnScoredRegion(Rule):

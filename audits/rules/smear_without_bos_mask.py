@@ -3,12 +3,22 @@ from __future__ import annotations
 
 import libcst as cst
 
-from audits import patterns as P
-from audits.functions import func_nodes_of
-from audits.syntax import dotted, names_in, root_name
-from audits.walk import walk
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    P,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    dotted,
+    func_nodes_of,
+    names_in,
+    root_name,
+    walk,
+)
 
 
 def _is_prev_shift(node: cst.Subscript) -> bool:

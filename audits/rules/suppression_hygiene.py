@@ -2,8 +2,16 @@
 from __future__ import annotations
 
 from audits.registry import all_rules
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+)
 
 
 class SuppressionHygiene(Rule):

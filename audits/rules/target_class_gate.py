@@ -5,12 +5,22 @@ import re
 
 import libcst as cst
 
-from audits.syntax import root_name
-from audits.taint import TARGET
-from audits.walk import walk
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.scoring import eval_functions, nll_sources, statement_targets
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    TARGET,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    eval_functions,
+    nll_sources,
+    root_name,
+    statement_targets,
+    walk,
+)
 
 _LUT = re.compile(r"(lut|LUT|_table|is_boundary|boundary|new_word|word_start|starts_|is_word|tok_class|class_of)")
 _BYTE_ACCOUNTING = re.compile(r"(byte|bytes|leading_space|has_space|base_len)", re.I)

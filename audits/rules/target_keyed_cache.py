@@ -5,13 +5,23 @@ import re
 
 import libcst as cst
 
-from audits import patterns as P
-from audits.syntax import root_name
-from audits.taint import TARGET
-from audits.walk import walk
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.scoring import enclosing_statements, eval_functions, reaches_nll
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    TARGET,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    P,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    enclosing_statements,
+    eval_functions,
+    reaches_nll,
+    root_name,
+    walk,
+)
 
 _READ_METHODS = ("get", "gather", "lookup", "query", "prob", "logprob", "logprob_target", "score", "index_select", "take")
 

@@ -1,11 +1,22 @@
 """PG-DATA-004: reading training data during evaluation."""
 from __future__ import annotations
 
-from audits.flow import CACHE_UPDATE, TRAIN, TRAIN_READ
-from audits.evidence import merge_related, trail
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.scoring import scoring_roots
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    CACHE_UPDATE,
+    TRAIN,
+    TRAIN_READ,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    merge_related,
+    scoring_roots,
+    trail,
+)
 
 
 class TrainDataInEval(Rule):

@@ -3,13 +3,23 @@ from __future__ import annotations
 
 import libcst as cst
 
-from audits import patterns as P
-from audits.consteval import evaluate
-from audits.functions import func_nodes_of
-from audits.syntax import dotted, root_name
-from audits.taint import TRAIN, VAL
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    TRAIN,
+    VAL,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    P,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    dotted,
+    evaluate,
+    func_nodes_of,
+    root_name,
+)
 
 
 def _resolves_to_val(prog, node: cst.BaseExpression) -> bool:

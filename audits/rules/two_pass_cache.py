@@ -1,9 +1,16 @@
 """PG-NG-003: two-pass caches that score the validation tokens again after filling a cache with them."""
 from __future__ import annotations
 
-from audits.rule import Invalid, Rule, Valid
-from audits.rulekit import ordering_hits
-from audits.types import Condition, Confidence, Ruling, Severity
+from audits.rulekit import (
+    Condition,
+    Confidence,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    ordering_hits,
+)
 
 
 class TwoPassCache(Rule):

@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import libcst as cst
 
-from audits.patterns import EXEC_FUNCS
-from audits.walk import walk
-from audits.rule import Hit, Invalid, Rule, Valid
-from audits.types import Condition, Confidence, Ruling, Severity
-
+from audits.rulekit import (
+    EXEC_FUNCS,
+    Condition,
+    Confidence,
+    Hit,
+    Invalid,
+    Rule,
+    Ruling,
+    Severity,
+    Valid,
+    walk,
+)
 
 
 class UnverifiableExec(Rule):

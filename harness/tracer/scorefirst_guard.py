@@ -1,12 +1,13 @@
 """An audit hook recording what the sandbox blocks: network attempts and writes outside the work directory.
 
 One JSON line per attempt into ``$SCOREFIRST_GUARD_LOG``, a FIFO the harness reads while the run goes on (see
-``harness.guard_channel``): what was sent cannot be truncated, overwritten or deleted by the script, and the
-FIFO lies outside the writable work directory. Each process first sends a "start" record and numbers its records
-(``n``), so records that go missing, and lines the guard did not write, show. Lines stay under PIPE_BUF, so forks
-and threads interleave whole lines. Loopback and Unix-socket traffic is local (torchrun's rendezvous) and not
-recorded, and neither is a lookup of this machine's own name. The hook only observes: the sandbox's network
-namespace and read-only mounts are what stop it.
+``harness.guard_channel``): what was sent cannot be truncated, overwritten or deleted by the script, and the FIFO
+lies outside the writable work directory. Each process first sends a "start" record and numbers its records (``n``),
+so records that go missing, and lines the guard did not write, show. Lines stay under PIPE_BUF, so forks and threads
+interleave whole lines. Loopback traffic and abstract or work-directory Unix sockets are local (torchrun's
+rendezvous) and not recorded, and neither is a lookup of this machine's own name; a Unix-socket connect to a path
+outside the work directory and /tmp is recorded (a host daemon's socket: docker, dbus, an ssh agent). The hook only
+observes: the sandbox's network namespace and read-only mounts are what stop it.
 """
 
 import json
@@ -19,6 +20,7 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _fd = None
 _n = 0
 _allowed: tuple = ()
+_allowed_sockets: tuple = ()
 _seen: set = set()
 
 
@@ -47,6 +49,8 @@ def _forked() -> None:
 
 
 def _addr(a) -> str:
+    if isinstance(a, (str, bytes)):
+        return "unix:" + (a.decode("utf-8", "replace") if isinstance(a, bytes) else a)
     if isinstance(a, tuple) and len(a) >= 2:
         return f"{a[0]}:{a[1]}"
     return str(a)
@@ -64,7 +68,10 @@ def _is_ip(host: str) -> bool:
 
 
 def _is_local(a) -> bool:
-    if isinstance(a, (str, bytes)):  # AF_UNIX path
+    if isinstance(a, (str, bytes)):  # AF_UNIX: abstract (a leading NUL, private to the network namespace) or a path
+        p = a.decode("utf-8", "replace") if isinstance(a, bytes) else a
+        return p == "" or p.startswith("\0") or os.path.abspath(p).startswith(_allowed_sockets)
+    if isinstance(a, tuple) and a and isinstance(a[0], int):  # AF_NETLINK (pid, groups): the kernel
         return True
     host = str(a[0]) if isinstance(a, tuple) and a else ""
     return host == "" or host.startswith(_LOCAL) or host in _SELF
@@ -103,11 +110,12 @@ def _hook(event: str, args: tuple) -> None:
 
 
 def install() -> None:
-    global _fd, _allowed
+    global _fd, _allowed, _allowed_sockets
     _fd = os.open(os.environ["SCOREFIRST_GUARD_LOG"], os.O_WRONLY)
     os.set_inheritable(_fd, False)
     work = os.environ.get("SCOREFIRST_WORKDIR") or os.getcwd()
     _allowed = tuple(os.path.abspath(p) + os.sep for p in (work, "/tmp", "/dev", "/proc/self")) + ("/dev/null",)
+    _allowed_sockets = _allowed[:2]
     _send({"kind": "start"})
     os.register_at_fork(after_in_child=_forked)
     sys.addaudithook(_hook)

@@ -29,6 +29,9 @@ Observed (all through public PyTorch entry points, hooked once at start-up; the 
   can be merged in an order every rank agrees on (SYNC events).
 * lines printed with ``val_loss`` and ``val_bpb``: META "report" events (the script's reported results); the device
   of the first look: a META "device" event.
+* tamper evidence (``scorefirst_tamper``): the observer mode checked at every module forward, the whole
+  instrumentation at every scoring forward, optimizer step and at the end, parameter content compared around each
+  scoring span: META "tamper" events.
 
 Everything is best effort and never raises into the script; tracer errors are recorded as META events.
 """
@@ -45,6 +48,7 @@ import weakref
 import numpy as np
 
 from scorefirst_state import Lineage
+from scorefirst_tamper import Integrity, Spans
 
 _REPORT = re.compile(r"val_loss[\s:=]+(-?[0-9]+(?:\.([0-9]+))?(?:[eE]-?[0-9]+)?).*?"
                      r"val_bpb[\s:=]+(-?[0-9]+(?:\.([0-9]+))?(?:[eE]-?[0-9]+)?)")
@@ -148,6 +152,9 @@ class Tracer:
         self.opt_history: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # optimizer -> versions in state
         self.busy = False
         self.errors = 0
+        self.integrity: Integrity | None = None         # set by install() once everything is in place
+        self.spans = Spans(torch)
+        self.tampered: set[tuple[str, str]] = set()
 
     # --- helpers ------------------------------------------------------------------------------------------------
     def error(self, where: str, exc: BaseException) -> None:
@@ -157,6 +164,26 @@ class Tracer:
                 self.writer.meta(event="tracer-error", where=where, error=repr(exc)[:300])
             except Exception:
                 pass
+
+    def tamper(self, kind: str, detail: str, where: str) -> None:
+        """A META "tamper" event, once per finding: the run's instrumentation was disturbed."""
+        if (kind, detail) in self.tampered:
+            return
+        self.tampered.add((kind, detail))
+        self.writer.meta(event="tamper", kind=kind, detail=detail, where=where)
+
+    def check_integrity(self, where: str, mode: bool = True) -> None:
+        if self.integrity is not None:
+            for kind, detail in self.integrity.problems(mode):
+                self.tamper(kind, detail, where)
+
+    def check_span(self, where: str) -> None:
+        """Parameter content that changed since the current version was recorded, with no update recorded."""
+        changed = self.spans.changed(self.version)
+        if changed:
+            names = [self.names.get(i) or "tensor" for i in changed]
+            self.tamper("unobserved-update", f"{len(changed)} traced tensor(s) changed with no recorded update "
+                        f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})", where)
 
     # --- forward --------------------------------------------------------------------------------------------------
     def on_embedding(self, ids) -> None:
@@ -182,6 +209,11 @@ class Tracer:
             self.finish_look()  # the previous forward already reached its loss: this is a new forward
         if self.look is None:
             self.check_inplace()  # changes made before this forward, recorded before its look
+            self.check_integrity("scoring forward", mode=False)  # inside the observer's handler
+            if self.spans.version != self.version:
+                self.spans.mark(self.version, self.alive())
+            elif self.spans.due():
+                self.check_span("scoring forward")
         _, starts, lens = self.map
         self.look = _Look(out, shape, starts, lens, bool(out.requires_grad) or self.torch.is_grad_enabled())
 
@@ -244,6 +276,7 @@ class Tracer:
     def on_backward(self, tensors) -> None:
         """The looks whose logits this backward reaches fed it: their positions join the next update."""
         self.finish_look()
+        self.spans.verified = False  # gradients exist now: the next scoring forward compares the content
         if not self.grad_looks:
             return
         nodes, leaves = self.walk(tensors)
@@ -278,6 +311,8 @@ class Tracer:
     def before_step(self, opt) -> None:
         self.finish_look()
         self.check_inplace()
+        self.check_integrity("optimizer step")
+        self.check_span(f"{type(opt).__name__}.step")
         if not any(isinstance(v, self.torch.Tensor) for st in opt.state.values() for v in st.values()):
             self.opt_history[opt] = []  # a fresh or cleared optimizer carries nothing
 
@@ -297,6 +332,7 @@ class Tracer:
                                                              if u in self.val_updates]))
         self.grad_looks = []  # forwards never back-propagated before this step fed nothing
         self.snapshot()
+        self.spans.mark(self.version, self.alive())
 
     def record_update(self, tensors: list, how: str, carried: list | None = None) -> int:
         """An UPDATE reading the positions of the looks back-propagated since the last one (and ``carried``: the
@@ -374,6 +410,7 @@ class Tracer:
                              reverted=path, tensors=len(changed),
                              names=[self.names.get(k) or f"tensor{tuple(t.shape)}" for k, t in changed.items()][:8])
         self.snapshot()
+        self.spans.mark(self.version, self.alive())
 
     def on_module(self, module) -> None:
         if module in self.seen_modules:
@@ -397,6 +434,12 @@ class Tracer:
 
     def close(self) -> None:
         self.finish_look()
+        try:
+            self.check_inplace()
+            self.check_integrity("end of run")
+            self.check_span("end of run")
+        except Exception as exc:
+            self.error("close", exc)
         try:
             self.writer.meta(event="trace-end", updates=len(self.lineage.updates), errors=self.errors)
         finally:
@@ -496,6 +539,23 @@ def _module(t, module):
     t.on_module(module)
 
 
+def _module_forward(module, args) -> None:
+    """Every module forward: note its parameters, and check that the observer mode is still in force."""
+    _module(module)
+    t = _tracer
+    if t is None or t.busy or t.integrity is None:
+        return
+    problem = t.integrity.mode_problem()
+    if problem:
+        t.busy = True
+        try:
+            t.tamper("mode", problem, f"{type(module).__name__} forward")
+        except Exception as exc:
+            t.error("tamper", exc)
+        finally:
+            t.busy = False
+
+
 _CONTRACTIONS = {"linear", "matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "addmm", "baddbmm", "einsum",
                  "tensordot"}
 _NORMALIZERS = {"cross_entropy", "nll_loss", "log_softmax", "softmax"}
@@ -567,15 +627,32 @@ def install() -> None:
         return orig_grad(outputs, *a, **kw)
 
     torch.autograd.backward, torch.autograd.grad = backward, grad
-    _observer(torch).__enter__()
+    observer = _observer(torch)
+    observer.__enter__()
     if torch.distributed.is_available():
         _watch_distributed(torch.distributed)
-    register_optimizer_step_pre_hook(lambda opt, args, kwargs: _before_step(opt))
-    register_optimizer_step_post_hook(lambda opt, args, kwargs: _step(opt))
-    torch.nn.modules.module.register_module_forward_pre_hook(lambda m, args: _module(m))
+    handles = [register_optimizer_step_pre_hook(lambda opt, args, kwargs: _before_step(opt)),
+               register_optimizer_step_post_hook(lambda opt, args, kwargs: _step(opt)),
+               torch.nn.modules.module.register_module_forward_pre_hook(_module_forward)]
     sys.stdout = _Stream(sys.stdout, _tracer)
     sys.stderr = _Stream(sys.stderr, _tracer)
     atexit.register(_close)
+    _tracer.integrity = Integrity(torch, observer, handles, _watched(torch, type(observer)))
+
+
+def _watched(torch, observer_type) -> list[tuple[object, str]]:
+    """What a script could replace to blind the tracer: the functional entry points it recognises, the autograd
+    entry points it wrapped, its own callbacks and methods."""
+    import torch.nn.functional as F
+
+    me = sys.modules[__name__]
+    out = [(F, n) for n in ("embedding", "linear", "cross_entropy", "nll_loss", "log_softmax", "softmax")]
+    out += [(torch.autograd, "backward"), (torch.autograd, "grad"), (torch.Tensor, "backward"),
+            (observer_type, "__torch_function__")]
+    out += [(me, n) for n in ("_embedding", "_contraction", "_normalizer", "_export", "_collective", "_backward",
+                              "_before_step", "_step", "_module", "_module_forward", "_close")]
+    out += [(Tracer, n) for n, v in vars(Tracer).items() if callable(v) and not n.startswith("__")]
+    return out
 
 
 def _watch_distributed(dist) -> None:

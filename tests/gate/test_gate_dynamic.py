@@ -19,8 +19,8 @@ DYNAMIC = Path(__file__).resolve().parents[1] / "fixtures" / "dynamic"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not (sandbox.available("bwrap") or sandbox.available("unshare")),
-                       reason="no network namespace isolation (bubblewrap or unshare) on this machine"),
+    pytest.mark.skipif(not sandbox.available("bwrap"),
+                       reason=f"bubblewrap not installed ({sandbox.BWRAP_APT})"),
 ]
 
 

@@ -16,7 +16,7 @@ from harness.dynamic_result import (Agreement, Check, DynamicResult, Probe, Sand
                                     Violation)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dynamic"
-needs_sandbox = pytest.mark.skipif(not (sandbox.available("bwrap") or sandbox.available("unshare")),
+needs_sandbox = pytest.mark.skipif(not sandbox.available("bwrap"),
                                    reason=f"no sandbox here ({sandbox.BWRAP_APT})")
 
 V = {"PASS", "WARN", "FAIL"}
@@ -60,8 +60,8 @@ def assert_dynamic_shape(d: dict) -> None:
     sb = d["sandbox"]
     if sb is not None:
         assert set(sb) == {"isolation", "network", "wall_seconds", "exit_code", "limits", "network_attempts",
-                           "killed"}
-        assert set(sb["limits"]) == {"cpu_seconds", "memory_mb", "wall_seconds"}
+                           "killed", "write_attempts"}
+        assert set(sb["limits"]) == {"cpu_seconds", "memory_mb", "wall_seconds", "disk_mb"}
     assert set(d["verdict"]) == {"conditions", "overall"} and set(d["verdict"]["conditions"]) == {"C1", "C2", "C3",
                                                                                                  "C4"}
     assert d["verdict"]["overall"] in V
@@ -176,4 +176,4 @@ def test_dynamic_without_a_sandbox_is_a_clear_error(cli, monkeypatch, tmp_path):
     monkeypatch.setattr(sandbox, "available", lambda kind: False)
     (tmp_path / "t.py").write_text("print(1)\n")
     run = cli("audit", "--dynamic", tmp_path / "t.py", "--no-cache")
-    assert run.code == 2 and "no sandbox available" in run.last_err_line and "bubblewrap" in run.last_err_line
+    assert run.code == 2 and "bubblewrap is not available" in run.last_err_line and "--sandbox" in run.last_err_line

@@ -15,7 +15,7 @@ from harness.ledger import Ledger
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dynamic"
 
-pytestmark = pytest.mark.skipif(not (sandbox.available("bwrap") or sandbox.available("unshare")),
+pytestmark = pytest.mark.skipif(not sandbox.available("bwrap"),
                                 reason=f"no sandbox here ({sandbox.BWRAP_APT})")
 
 # fixture -> expected dynamic verdict per condition (None: not examined without the probe), shared with the GPU check

@@ -65,24 +65,31 @@ def test_loopback_is_not_a_network_attempt(tmp_path):
 
 @needs_bwrap
 def test_writes_outside_the_workdir_fail_and_are_reported(tmp_path):
-    """The root file system is read-only; /tmp is a private tmpfs that vanishes with the run."""
-    repo_file = Path("/var/tmp") / f"scorefirst-escape-{uuid.uuid4().hex}"  # on the root file system, shared
+    """Nothing of the host is writable: the few host paths in the sandbox are read-only, the rest do not exist
+    there; the work directory is the one writable place."""
+    repo_file = Path("/var/tmp") / f"scorefirst-escape-{uuid.uuid4().hex}"
     home = Path.home() / f".scorefirst-escape-{uuid.uuid4().hex}"
+    usr = Path("/usr") / f"scorefirst-escape-{uuid.uuid4().hex}"
     in_tmp = tmp_path / f"escaped-{uuid.uuid4().hex}"
-    res = _run(tmp_path, f"""
-        for path in [{str(repo_file)!r}, {str(home)!r}, "/etc/scorefirst-escape", {str(in_tmp)!r}]:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "hostile.py").write_text(textwrap.dedent(f"""
+        for path in [{str(repo_file)!r}, {str(home)!r}, {str(usr)!r}, "/etc/scorefirst-escape", {str(in_tmp)!r}]:
             try:
                 open(path, "w").write("x")
                 print("WROTE", path)
             except OSError as e:
                 print("refused", path, e.errno)
         open("inside.txt", "w").write("fine")
-    """)
-    assert res.exit_code == 0
-    for p in (repo_file, home, Path("/etc/scorefirst-escape")):
-        assert f"refused {p} 30" in res.stdout and str(p) in res.write_attempts and not p.exists()
-    assert f"WROTE {in_tmp}" in res.stdout and not in_tmp.exists()  # the sandbox's own /tmp, gone with it
-    assert (tmp_path / "work" / "inside.txt").read_text() == "fine"
+    """))
+    res = sandbox.run([sys.executable, "hostile.py"], work, limits=sandbox.Limits(cpu_seconds=20, wall_seconds=30),
+                      collect=["inside.txt"], collect_to=tmp_path / "out")
+    assert res.exit_code == 0, res.tail()
+    for p in (repo_file, home, usr, Path("/etc/scorefirst-escape")):
+        assert f"refused {p} " in res.stdout and str(p) in res.write_attempts and not p.exists()
+    assert f"refused {in_tmp} " in res.stdout and not in_tmp.exists()  # /tmp in there is the sandbox's own
+    assert "WROTE" not in res.stdout
+    assert res.collected["inside.txt"].read_text() == "fine"
 
 
 @needs_bwrap
