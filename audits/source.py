@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,17 +50,29 @@ def read_source(path: Path, display: str) -> SourceFile:
     return decode_source(data, display)
 
 
+def _declared_encoding(data: bytes) -> str:
+    """The PEP 263 coding cookie of the first two lines (`# -*- coding: latin-1 -*-`), as Python reads it; UTF-8 when
+    there is none or it names no codec Python knows (then the UTF-8 decode reports the bytes that fail)."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:
+        return "utf-8"
+    return "utf-8" if encoding in ("utf-8-sig", "utf-8") else encoding
+
+
 def decode_source(data: bytes, display: str) -> SourceFile:
     sha = hashlib.sha256(data).hexdigest()
     if b"\x00" in data[:65536]:
         raise InputError("binary", f"{display}: binary file (contains NUL bytes)")
+    encoding = _declared_encoding(data)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
-        text = data.decode("utf-8")
+        text = data.decode(encoding)
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        raise InputError("encoding", f"{display}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+        what = "UTF-8" if encoding == "utf-8" else f"{encoding} (its coding declaration)"
+        raise InputError("encoding", f"{display}:{line}: not valid {what} (byte 0x{data[e.start]:02x} at offset {e.start})") from None
     if not text.strip():
         raise InputError("empty", f"{display}: empty file")
     return SourceFile(display, text, sha)
