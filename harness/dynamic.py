@@ -41,7 +41,8 @@ def doc_starts(tokens: np.ndarray, bos_id: int = 1) -> list[int]:
 def finish(result: DynamicResult, ledger: Ledger, outcome) -> DynamicResult:
     result.ledger = ledger.summary()
     result.reconstructed = {"val_loss": outcome.reconstructed.get("val_loss"),
-                            "val_bpb": outcome.reconstructed.get("val_bpb")}
+                            "val_bpb": outcome.reconstructed.get("val_bpb"),
+                            "leak": outcome.reconstructed.get("leak")}
     result.checks = list(outcome.checks) + list(result.checks)
     result.timeline = build_timeline(ledger, outcome.violations)
     return result

@@ -131,6 +131,11 @@ def prepare_data_cmd(args) -> int:
                       args.seed, args.shard_size, progress=not args.no_progress)
     print(f"wrote {summary['val_tokens']} validation tokens ({summary['val_documents']} documents) and "
           f"{summary['train_tokens']} training tokens to {summary['data_path']}")
+    dd = summary.get("dedup")
+    if dd:
+        print(f"removed {dd['train_tokens_removed']} training tokens in {dd['spans_removed']} spans "
+              f"({dd['documents_touched']} documents) covered by {dd['span_tokens']}-token windows that also occur in "
+              f"the validation split")
     print(f"tokenizer: {summary['tokenizer']}")
     return 0
 
