@@ -207,6 +207,11 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
             last_sum += float(chosen[scored].astype(np.float64).sum())
 
     expected = last_pos - first_pos + 1
+    tail = ""
+    if unscored.n and outside.n == 0 and unscored.n == last_pos - unscored.pos + 1:
+        tail = (f"; only the last {unscored.n:,} targets were never scored: a script that scores whole windows of "
+                f"its sequence length drops a shorter tail, so audit with --val-tokens a multiple of it (N targets "
+                f"= N+1 tokens)")
     rec_loss = loss_sum / tokens if tokens else None
     rec_bpb = loss_sum / (nbytes * LN2) if nbytes else None
     recon = {"val_loss": rec_loss, "val_bpb": rec_bpb, "loss_sum": loss_sum, "tokens": tokens,
@@ -237,12 +242,13 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
     # C4: count
     if tokens == expected and outside.n == 0:
         checks.append(Check("scored-count", "C4", "PASS",
-                            f"{tokens:,} positions scored = {expected:,} validation targets ({first_pos}..{last_pos})"))
+                            f"{tokens:,} positions scored = {expected:,} validation targets (positions "
+                            f"{first_pos}..{last_pos}; N+1 tokens give N targets)"))
     else:
         p = unscored.pos if unscored.pos is not None else outside.pos
         checks.append(Check("scored-count", "C4", "FAIL",
                             f"{tokens:,} positions scored, but the validation split has {expected:,} targets "
-                            f"({first_pos}..{last_pos})",
+                            f"(positions {first_pos}..{last_pos}; N+1 tokens give N targets){tail}",
                             Violation(p, None, None, "first position where the count differs: "
                                       + ("never scored" if p == unscored.pos else "scored outside the split"))
                             if p is not None else None))
@@ -260,7 +266,7 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
         what = (f"{unscored.n:,} of {expected:,} targets never scored" if unscored.n else "") + \
                ("; " if unscored.n and outside.n else "") + \
                (f"{outside.n:,} scored positions lie outside the split" if outside.n else "")
-        checks.append(Check("coverage", "DATA", "FAIL", what,
+        checks.append(Check("coverage", "DATA", "FAIL", what + tail,
                             Violation(p, None, None, f"positions {p}..{end} never scored" if p == unscored.pos
                                       else f"position {p} is outside {first_pos}..{last_pos}")))
     # C3

@@ -55,7 +55,8 @@ def register(subparsers) -> None:
     prep.add_argument("--text-field", default="text", help="JSONL field holding the document text")
     prep.add_argument("--num-val-docs", type=int, help="documents in the validation split")
     prep.add_argument("--val-tokens", type=int, default=65_536,
-                      help="otherwise: whole documents until the validation split has this many tokens")
+                      help="otherwise: whole documents until the validation split holds this many targets "
+                           "(N targets = N+1 tokens)")
     prep.add_argument("--seed", type=int, default=1337, help="document shuffle seed")
     prep.add_argument("--shard-size", type=int, default=10**8, help="tokens per shard")
     prep.add_argument("--no-progress", action="store_true")

@@ -133,7 +133,7 @@ class Dedup:
 def _val_full(n_docs: int, n_tokens: int, num_val_docs: int | None, val_tokens: int | None) -> bool:
     if num_val_docs is not None:
         return n_docs >= num_val_docs
-    return n_tokens >= (val_tokens or DEFAULT_VAL_TOKENS)
+    return n_tokens >= (val_tokens or DEFAULT_VAL_TOKENS) + 1  # N targets need N+1 tokens
 
 
 class _ShardWriter:
