@@ -122,14 +122,15 @@ def mark_tensor(t, bits: int) -> None:
 def propagate(torch, name: str, args, kwargs, out) -> None:
     """Give an integer output (and the destination of an in-place write) the marks of the tensor inputs."""
     Tensor = torch.Tensor
-    inplace = name == "__setitem__" or (name.endswith("_") and not name.startswith("__"))
+    dest = (args[0] if (name == "__setitem__" or (name.endswith("_") and not name.startswith("__"))) and args
+            and isinstance(args[0], Tensor) and args[0].dtype in _INT_DTYPES else None)
     if isinstance(out, Tensor):
-        if out.dtype not in _INT_DTYPES and not inplace:
+        if out.dtype not in _INT_DTYPES and dest is None:
             return
     elif isinstance(out, (tuple, list)):
-        if not any(isinstance(o, Tensor) and o.dtype in _INT_DTYPES for o in out):
+        if dest is None and not any(isinstance(o, Tensor) and o.dtype in _INT_DTYPES for o in out):
             return
-    elif not inplace:
+    elif dest is None:
         return
     bits = 0
     for a in args:
@@ -150,8 +151,8 @@ def propagate(torch, name: str, args, kwargs, out) -> None:
         for o in out:
             if isinstance(o, Tensor):
                 mark_tensor(o, bits)
-    if inplace and args and isinstance(args[0], Tensor):
-        mark_tensor(args[0], bits)
+    if dest is not None:
+        mark_tensor(dest, bits)
 
 
 def install(torch) -> None:
