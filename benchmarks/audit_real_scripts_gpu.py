@@ -118,6 +118,25 @@ def evidence(d: dict) -> list[dict]:
     return out
 
 
+def trace_summary(workdir: Path, n: int, bucket: int = 16384) -> dict:
+    """What the raw trace saw: LOOK events, positions looked at per bucket of the split, tracer errors."""
+    import numpy as np
+
+    from harness.ledger import LOOK, Ledger
+
+    ranks = sorted((workdir / "work-main" / ".scorefirst-trace").glob("rank*"))
+    if not ranks:
+        return {}
+    raw = Ledger(ranks[0])
+    seen = np.zeros(n + 1, dtype=bool)
+    kr = raw.kind_ranges(LOOK)
+    for a, b in zip(kr.start, kr.stop):
+        seen[a:b] = True
+    return {"looks": int((raw.events["kind"] == LOOK).sum()),
+            "looked_per_bucket": [int(seen[i : i + bucket].sum()) for i in range(0, n, bucket)],
+            "metas": [m for m in raw.metas if m.get("event") in ("tracer-error", "report", "device")][:30]}
+
+
 def audit(args) -> int:
     from harness.dynamic import ScriptOptions, audit_script
     from harness.sandbox import Limits
@@ -143,7 +162,7 @@ def audit(args) -> int:
         try:
             a = audit_script(ScriptOptions(path=folder, data_path=dd, tokenizer_path=tok, val_tokens=args.val_tokens,
                                            iterations=args.iterations, env=dict(RUN_ENV), gpu=gpu, nproc=1,
-                                           probes=probes, probe_cuts=args.probe_cuts,
+                                           probes=probes, probe_cuts=args.probe_cuts, keep=base / f"keep-{pr}",
                                            limits=Limits(cpu_seconds=args.timeout * 4, memory_mb=65536,
                                                          wall_seconds=args.timeout)))
             d = a.result.to_dict()
@@ -155,6 +174,9 @@ def audit(args) -> int:
                         "device": a.device.describe() if a.device else None,
                         "stderr_tail": a.sandbox.tail()[-1500:] if a.sandbox.exit_code else ""})
             row["match"] = all(got.get(c) == v for c, v in expect.items())
+            row["script_lines"] = [ln for ln in a.sandbox.stdout.splitlines()
+                                   if re.search(r"val_loss|val_bpb|ttt|eval", ln)][-40:]
+            row["trace"] = trace_summary(a.workdir, args.val_tokens + 1)
         except Exception as exc:  # one case failing to run must not lose the others
             row.update({"error": repr(exc)[:1500], "match": False})
         row["seconds"] = round(time.monotonic() - t0, 1)
@@ -196,7 +218,7 @@ def overhead(args) -> int:
             "VOCAB_SIZE": "1024", "ITERATIONS": str(args.iterations), "MAX_WALLCLOCK_SECONDS": "0",
             "WARMUP_STEPS": "0", "VAL_LOSS_EVERY": "0", "SEED": "1337", "PYTHONUNBUFFERED": "1"}
     runs = []
-    for compiled in (False, True):
+    for compiled in (False, True)[: 1 if args.eager_only else 2]:
         for traced in (False, True, False, True)[: 2 * args.reps]:
             work = Path(tempfile.mkdtemp(prefix="run-", dir=base))
             for p in folder.iterdir():
@@ -255,6 +277,7 @@ def main() -> int:
     ap.add_argument("--train-tokens", type=int, default=2_000_000)
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--eager-only", action="store_true", help="overhead: skip the compiled pair")
     ap.add_argument("--timeout", type=int, default=420)
     args = ap.parse_args()
     return audit(args) if args.what == "audit" else overhead(args)
