@@ -208,7 +208,7 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
 
     expected = last_pos - first_pos + 1
     tail = ""
-    if unscored.n and outside.n == 0 and unscored.n == last_pos - unscored.pos + 1:
+    if tokens and unscored.n and outside.n == 0 and unscored.n == last_pos - unscored.pos + 1:
         tail = (f"; only the last {unscored.n:,} targets were never scored: a script that scores whole windows of "
                 f"its sequence length drops a shorter tail, so audit with --val-tokens a multiple of it (N targets "
                 f"= N+1 tokens)")

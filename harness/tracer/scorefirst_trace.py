@@ -184,11 +184,11 @@ class Tracer:
         torch = self.torch
         if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or ids.dim() == 0:
             return
-        same = self.map_key is not None and self.map_key[0]() is ids and self.map_key[1] == ids._version
+        same = self.map_key is not None and self.map_key[0]() is ids and self.map_key[1] == _counter(ids)
         if same and (self.look is None or self.look.final is None):
             return  # the same ids again in the same forward (value embeddings)
         self.finish_look()
-        self.map_key = (weakref.ref(ids), ids._version)
+        self.map_key = (weakref.ref(ids), _counter(ids))
         bits = prov.tensor_bits(ids)
         if bits == prov.TRAIN:
             self.map = None  # read from the training shards: not validation tokens, whatever their content
@@ -379,7 +379,7 @@ class Tracer:
             return
         if name is not None:
             self.names.setdefault(id(t), name)
-        self.tracked[id(t)] = (weakref.ref(t), t._version, self.sampled(t))
+        self.tracked[id(t)] = (weakref.ref(t), _counter(t), self.sampled(t))
 
     def sampled(self, t) -> float:
         with self.torch.no_grad():
@@ -401,7 +401,7 @@ class Tracer:
             if t is None:
                 del self.tracked[k]
             else:
-                self.tracked[k] = (ref, t._version, self.sampled(t))
+                self.tracked[k] = (ref, _counter(t), self.sampled(t))
 
     def check_inplace(self) -> None:
         changed = {}
@@ -410,7 +410,7 @@ class Tracer:
             if t is None:
                 del self.tracked[k]
                 continue
-            if t._version != ver or self.sampled(t) != fp:
+            if _counter(t) != ver or self.sampled(t) != fp:
                 changed[k] = t
         if not changed:
             return
@@ -455,6 +455,15 @@ class Tracer:
             self.writer.meta(event="trace-end", updates=len(self.lineage.updates), errors=self.errors)
         finally:
             self.writer.close(complete=True)
+
+
+def _counter(t) -> int | None:
+    """A tensor's in-place version counter; None for inference tensors (made under ``torch.inference_mode``), which
+    have none and raise on ``_version`` — scorers commonly run there, and their inputs must still be mapped."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
 
 
 def _spans(versions: list[int]) -> str:
