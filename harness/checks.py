@@ -15,6 +15,13 @@ on the token: C3), and if no such recomputation exists, the reported probabiliti
 full distributions at all (C2) — unless the scorer took every full distribution out of torch, where a mixture
 normalized outside torch cannot be told from a broken one (WARN: cannot verify).
 
+Ambiguous reads (META "ambiguous-read" events from the tracer): positions an update read through token ids whose
+origin the tracer lost and whose window occurs in the training shards too. They are never a C3 failure; when one
+was read before its first score, the ``ambiguous-provenance`` check says so (WARN: could not tell).
+
+Leak magnitude: every C3/C4 failure states the reported score against the score of each position's first look
+(its earliest prediction in the reported evaluation, SCORE or LOOK): what the leak is worth.
+
 Restores (META "restore" events from the tracer): an update that a later restore reverted (the state returned to
 its content before the update) counts against a position only if the position was first scored before the restore;
 positions read by it and scored after the restore are the PG-TTT-006 gray case (a warm-up on validation tokens with
@@ -200,6 +207,11 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
             last_sum += float(chosen[scored].astype(np.float64).sum())
 
     expected = last_pos - first_pos + 1
+    tail = ""
+    if tokens and unscored.n and outside.n == 0 and unscored.n == last_pos - unscored.pos + 1:
+        tail = (f"; only the last {unscored.n:,} targets were never scored: a script that scores whole windows of "
+                f"its sequence length drops a shorter tail, so audit with --val-tokens a multiple of it (N targets "
+                f"= N+1 tokens)")
     rec_loss = loss_sum / tokens if tokens else None
     rec_bpb = loss_sum / (nbytes * LN2) if nbytes else None
     recon = {"val_loss": rec_loss, "val_bpb": rec_bpb, "loss_sum": loss_sum, "tokens": tokens,
@@ -230,12 +242,13 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
     # C4: count
     if tokens == expected and outside.n == 0:
         checks.append(Check("scored-count", "C4", "PASS",
-                            f"{tokens:,} positions scored = {expected:,} validation targets ({first_pos}..{last_pos})"))
+                            f"{tokens:,} positions scored = {expected:,} validation targets (positions "
+                            f"{first_pos}..{last_pos}; N+1 tokens give N targets)"))
     else:
         p = unscored.pos if unscored.pos is not None else outside.pos
         checks.append(Check("scored-count", "C4", "FAIL",
                             f"{tokens:,} positions scored, but the validation split has {expected:,} targets "
-                            f"({first_pos}..{last_pos})",
+                            f"(positions {first_pos}..{last_pos}; N+1 tokens give N targets){tail}",
                             Violation(p, None, None, "first position where the count differs: "
                                       + ("never scored" if p == unscored.pos else "scored outside the split"))
                             if p is not None else None))
@@ -253,7 +266,7 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
         what = (f"{unscored.n:,} of {expected:,} targets never scored" if unscored.n else "") + \
                ("; " if unscored.n and outside.n else "") + \
                (f"{outside.n:,} scored positions lie outside the split" if outside.n else "")
-        checks.append(Check("coverage", "DATA", "FAIL", what,
+        checks.append(Check("coverage", "DATA", "FAIL", what + tail,
                             Violation(p, None, None, f"positions {p}..{end} never scored" if p == unscored.pos
                                       else f"position {p} is outside {first_pos}..{last_pos}")))
     # C3
@@ -333,6 +346,15 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
         ev = ledger.events
         exported = int(ev["npos"][(ev["kind"] == SCORE) & ((ev["flags"] & FLAG_EXPORT) != 0)].sum())
         checks.extend(_traced_checks(gap, tol, relook, relook_first, scores, recon, exported >= tokens > 0))
+    amb = ambiguous_check(ledger, scores, tile)
+    if amb is not None:
+        checks.append(amb)
+    recon["leak"] = leak = leak_of(ledger, scores, looks if traced else ledger.kind_ranges(LOOK), bytes_at, reported,
+                                   tile)
+    if leak is not None:
+        for c in checks:
+            if c.verdict == "FAIL" and c.condition in ("C3", "C4"):
+                c.message += "; " + leak["sentence"]
 
     return Outcome(checks, recon, _spread(samples, VIOLATION_CAP),
                    {"multi": multi.n, "unscored": unscored.n, "outside": outside.n, "c3": c3.n,
@@ -498,3 +520,90 @@ def build_timeline(ledger: Ledger, violations: list[tuple[int, int, int]], cap: 
     events.sort(key=lambda e: (e.seq, e.kind, e.start))
     return Timeline(positions=ledger.positions, max_seq=ledger.max_seq, downsampled=downsampled, events=events,
                     violations=list(violations))
+
+
+# --- ambiguous reads, leak magnitude -----------------------------------------------------------------------------
+
+
+def ambiguous_reads(ledger: Ledger) -> KindRanges:
+    """The positions of the tracer's META "ambiguous-read" events, as ranges at the META's seq."""
+    start, stop, seq = [], [], []
+    for m in ledger.metas:
+        if m.get("event") == "ambiguous-read" and "seq" in m:
+            for a, b in m.get("ranges", ()):
+                start.append(int(a))
+                stop.append(int(b))
+                seq.append(int(m["seq"]))
+    arr = [np.asarray(x, dtype=np.int64) for x in (start, stop, seq)]
+    return KindRanges(arr[0], arr[1], arr[2], np.zeros_like(arr[2]), None)
+
+
+def ambiguous_check(ledger: Ledger, scores: KindRanges, tile: int) -> Check | None:
+    """WARN when an update read, before their first score, positions whose tokens' origin was lost and whose
+    window occurs in both splits: the trace cannot tell training on validation tokens from the same text in the
+    training shards, so it accuses neither way."""
+    amb = ambiguous_reads(ledger)
+    if not len(amb):
+        return None
+    n_before, first = 0, None
+    lo, hi = int(amb.start.min()), int(amb.stop.max())
+    for a in range(lo, hi, tile):
+        b = min(a + tile, hi)
+        fa, fs = first_seqs(amb, a, b), first_seqs(scores, a, b)
+        bad = np.flatnonzero((fa != NONE) & (fa < fs))
+        n_before += int(bad.size)
+        if bad.size and first is None:
+            first = (a + int(bad[0]), int(fs[bad[0]]), int(fa[bad[0]]))
+    if first is None:
+        return None
+    p, s, u = first
+    return Check("ambiguous-provenance", "C3", "WARN",
+                 f"{n_before:,} positions were read by updates before their first score through token ids whose "
+                 f"origin the tracer lost (not read from a shard it could follow), and whose text occurs in the "
+                 f"training shards as well as in validation: training on them cannot be told from training on "
+                 f"the same text in the training split, so this is not counted as a C3 violation; the static "
+                 f"audit, or a run whose data loader keeps the ids' origin visible, decides",
+                 Violation(p, None if s == NONE else s, u,
+                           f"position {p}: ambiguous read at seq {u}, "
+                           + ("never scored" if s == NONE else f"first scored at seq {s}")))
+
+
+def leak_of(ledger: Ledger, scores: KindRanges, looks: KindRanges, bytes_at: Any, reported: dict | None,
+            tile: int) -> dict | None:
+    """The reported score against the score of each scored position's first look (its earliest prediction in the
+    reported evaluation, SCORE or LOOK — a traced script's evaluations before it, with another state, are not the
+    one claimed): ``{"reported_loss", "first_look_loss", "reported_bpb", "first_look_bpb", "worth_bpb", "sentence"}``;
+    None without a reported loss or scored positions."""
+    rep_loss = _f((reported or {}).get("val_loss"))
+    rep_bpb = _f((reported or {}).get("val_bpb"))
+    if rep_loss is None or not len(scores):
+        return None
+    both = KindRanges(*(np.concatenate([getattr(scores, k), getattr(looks, k)])
+                        for k in ("start", "stop", "seq", "version", "nll_at")))
+    both = both.where(np.argsort(both.seq, kind="stable"))
+    empty = ledger.kind_ranges(UPDATE).where(np.zeros(0, dtype=np.int64))
+    loss_sum, tokens, nbytes = 0.0, 0, 0
+    lo, hi = int(scores.start.min()), int(scores.stop.max())
+    for t in iter_tiles(ledger, tile, lo, hi, both, empty):
+        scored = first_seqs(scores, t.lo, t.hi) != NONE
+        loss_sum += float(t.first_nll[scored].astype(np.float64).sum())
+        tokens += int(scored.sum())
+        if bytes_at is not None:
+            nbytes += int(np.asarray(bytes_at[t.lo : t.hi])[scored].sum(dtype=np.int64))
+    if not tokens:
+        return None
+    fl_loss = loss_sum / tokens
+    fl_bpb = loss_sum / (nbytes * LN2) if nbytes else None
+    out = {"reported_loss": rep_loss, "first_look_loss": fl_loss, "reported_bpb": rep_bpb, "first_look_bpb": fl_bpb,
+           "worth_bpb": None}
+    if rep_bpb is not None and fl_bpb is not None:
+        out["worth_bpb"] = fl_bpb - rep_bpb
+        out["sentence"] = (f"reported {rep_bpb:.4f} bpb; first-look {fl_bpb:.4f} bpb: the leak is worth "
+                           f"{fl_bpb - rep_bpb:.4f} bpb")
+    else:
+        out["sentence"] = (f"reported {rep_loss:.4f} nats/token; first-look {fl_loss:.4f} nats/token: the leak is "
+                           f"worth {fl_loss - rep_loss:.4f} nats/token")
+    if abs(fl_loss - rep_loss) < 5e-5:
+        out["sentence"] += (" (no earlier prediction of these positions was recorded, so this run cannot put a "
+                            "number on it)")
+    return out

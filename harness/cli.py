@@ -312,7 +312,7 @@ def add_dynamic_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "(default: the embedded corpus)")
     dyn.add_argument("--tokenizer-path", metavar="FILE", help="SentencePiece model going with --data-path")
     dyn.add_argument("--val-tokens", type=_positive_int, default=65_536, metavar="N",
-                     help="validation targets of the audit split (default: 65536)")
+                     help="validation targets of the audit split: N targets = N+1 tokens (default: 65536)")
     dyn.add_argument("--iterations", type=_positive_int, default=20, metavar="N",
                      help="ITERATIONS for the short training run (default: 20)")
     dyn.add_argument("--nproc", type=_positive_int, default=None, metavar="N",

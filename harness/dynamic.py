@@ -25,7 +25,7 @@ from harness.checks import SCRIPT_TOLERANCE, Tolerance, build_timeline, check_le
 from harness.derive import derive, ledger_nll
 from harness.dynamic_result import CHECK_CONDITIONS, Check, DynamicResult, Probe
 from harness.launch import Launch, resolve as resolve_launch
-from harness.ledger import SCORE, Ledger, LedgerObserver, LedgerWriter
+from harness.ledger import SCORE, Ledger, LedgerObserver, LedgerWriter, iter_tiles
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,8 @@ def doc_starts(tokens: np.ndarray, bos_id: int = 1) -> list[int]:
 def finish(result: DynamicResult, ledger: Ledger, outcome) -> DynamicResult:
     result.ledger = ledger.summary()
     result.reconstructed = {"val_loss": outcome.reconstructed.get("val_loss"),
-                            "val_bpb": outcome.reconstructed.get("val_bpb")}
+                            "val_bpb": outcome.reconstructed.get("val_bpb"),
+                            "leak": outcome.reconstructed.get("leak")}
     result.checks = list(outcome.checks) + list(result.checks)
     result.timeline = build_timeline(ledger, outcome.violations)
     return result
@@ -82,8 +83,10 @@ def audit_reference(mode: str, make_model, val: np.ndarray, bytes_at: np.ndarray
         result.probes.append(future_perturbation(reference_eval_fn(mode, make_model, cfg, bytes_fn=pbytes), prefix,
                                                  cfg.model.vocab_size, what=f"reference {mode} evaluation"))
         model = dist_fn_model or make_model()
+        scored = np.concatenate([t.count > 0 for t in iter_tiles(ledger, 1 << 20, 0, prefix.size)])
         result.probes.append(normalization(model_dist_fn(model), prefix, cfg.model.vocab_size,
-                                           context=cfg.eval.seq_len, what="reference model head (softcapped logits)"))
+                                           context=cfg.eval.seq_len, what="reference model head (softcapped logits)",
+                                           scored=scored))
     return finish(result, ledger, outcome)
 
 
@@ -92,7 +95,7 @@ def audit_reference(mode: str, make_model, val: np.ndarray, bytes_at: np.ndarray
 # What a short audit run sets; the user's --env and the submission's README run command may not override these.
 RUN_OVERRIDES = {"MAX_WALLCLOCK_SECONDS": "0", "WARMUP_STEPS": "0", "VAL_LOSS_EVERY": "0", "TORCHDYNAMO_DISABLE": "1",
                  "SEED": "1337", "PYTHONHASHSEED": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
-DATA_KEYS = ("DATA_PATH", "TOKENIZER_PATH", "VOCAB_SIZE")
+DATA_KEYS = ("DATA_PATH", "DATA_DIR", "TOKENIZER_PATH", "VOCAB_SIZE")
 SUBMISSION_FILES = (".py", ".md", ".sh", ".txt", ".json")
 SUBMISSION_FILE_LIMIT = 5_000_000
 TRACE_DIR = ".scorefirst-trace"                # in the work directory; read back as hostile input
@@ -116,6 +119,7 @@ class ScriptOptions:
     limits: Any = None                          # harness.sandbox.Limits
     probes: bool = True
     probe_atol: float | None = None             # None: 0 (bit-identical) on CPU, 1e-3 when the script ran on CUDA
+    probe_cuts: int = 3                         # C1 cuts inside the scored range (each one more run)
     reported_label: str | None = None           # regex picking the reported line (default: the last one)
     keep: Path | None = None                    # keep the run folder (ledger, logs) here
     cache_dir: Path | None = None
@@ -271,7 +275,8 @@ def run_traced(opts: ScriptOptions, ds: Dataset, base: Path, tag: str, env: dict
     child = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TERM", "CUDA_VISIBLE_DEVICES",
                                                           "LD_LIBRARY_PATH")}
     child.update(env)
-    child.update({"DATA_PATH": str(ds.data_path), "TOKENIZER_PATH": str(ds.tokenizer), "VOCAB_SIZE": str(ds.vocab),
+    child.update({"DATA_PATH": str(ds.data_path), "DATA_DIR": str(ds.root), "TOKENIZER_PATH": str(ds.tokenizer),
+                  "VOCAB_SIZE": str(ds.vocab),
                   "SCOREFIRST_TRACE": str(trace), "SCOREFIRST_VAL_TOKENS": str(ds.val_file),
                   "SCOREFIRST_VOCAB": str(ds.vocab), "SCOREFIRST_REPO": str(REPO), "PYTHONUNBUFFERED": "1",
                   "PYTHONDONTWRITEBYTECODE": "1"})  # the repository is read-only in there
@@ -329,7 +334,7 @@ def ran_on(raw: Ledger) -> Device:
 
 def audit_script(opts: ScriptOptions) -> ScriptAudit:
     """Run the submission traced in the sandbox on a small official-layout dataset, check the ledger, probe C1."""
-    from harness.probes import choose_k, future_perturbation
+    from harness.probes import future_perturbation
 
     opts.path = Path(opts.path)
     launch = launch_of(opts)  # fails early on a bad path
@@ -395,7 +400,6 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
         finish(result, led, outcome)
         audit = ScriptAudit(result, res, ledger_path, env, base, launch, device)
         if opts.probes and res.exit_code == 0:
-            k = choose_k(val)
             atol = opts.probe_atol if opts.probe_atol is not None else device.probe_atol(opts.gpu)
             runs = {}
 
@@ -404,7 +408,8 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
                     return ledger_nll(ledger_path)
                 tag = f"probe{len(runs)}"
                 pds = build_dataset(base / f"data-{tag}", tokens, train, tok)
-                _log(opts, f"C1 probe: running again with the validation tokens after {k:,} replaced")
+                cut = int(np.flatnonzero(tokens != val)[0]) - 1
+                _log(opts, f"C1 probe: running again with the validation tokens after {cut:,} replaced")
                 try:
                     pres, praw, _ = run_traced(opts, pds, base, tag, env, launch)
                 except TraceUnreadable as e:
@@ -418,7 +423,7 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
                 except Exception:  # hostile input: the probe cannot compare
                     return np.full(tokens.size, np.nan)
 
-            probe = future_perturbation(eval_fn, val, ds.vocab, k=k, atol=atol,
+            probe = future_perturbation(eval_fn, val, ds.vocab, atol=atol, cuts=opts.probe_cuts,
                                         what=f"{opts.path.name} run twice on {device.describe()}"
                                              + (f" (GPU kernels are not bit-reproducible: tolerance {atol:g})"
                                                 if atol and device.type == "cuda" else ""))

@@ -10,6 +10,9 @@ fixed::
                 "complete": bool, "path": str | null},
      "reported": {"val_loss": float | null, "val_bpb": float | null},       # what the evaluation claimed
      "reconstructed": {"val_loss": float | null, "val_bpb": float | null},  # from the ledger's first scores
+     "leak": {"reported_loss": float, "first_look_loss": float, "reported_bpb": float | null,
+              "first_look_bpb": float | null, "worth_bpb": float | null, "sentence": str} | null,
+                                              # the reported score against each position's earliest prediction
      "checks": [{"id": str, "condition": "C1"|"C2"|"C3"|"C4"|"DATA"|"BYTES", "verdict": "PASS"|"WARN"|"FAIL",
                  "message": str,
                  "first_violation": {"position": int, "score_seq": int | null, "update_seq": int | null,
@@ -242,6 +245,7 @@ class DynamicResult:
             "reported": {"val_loss": _num(self.reported.get("val_loss")), "val_bpb": _num(self.reported.get("val_bpb"))},
             "reconstructed": {"val_loss": _num(self.reconstructed.get("val_loss")),
                               "val_bpb": _num(self.reconstructed.get("val_bpb"))},
+            "leak": _leak(self.reconstructed.get("leak")),
             "checks": [c.to_dict() for c in self.checks],
             "probes": [p.to_dict() for p in self.probes],
             "timeline": self.timeline.to_dict(),
@@ -254,10 +258,18 @@ class DynamicResult:
     def from_dict(cls, d: dict) -> "DynamicResult":
         return cls(
             mode=d["mode"], script=d.get("script"), ledger=dict(d.get("ledger") or {}),
-            reported=dict(d.get("reported") or {}), reconstructed=dict(d.get("reconstructed") or {}),
+            reported=dict(d.get("reported") or {}),
+            reconstructed={**(d.get("reconstructed") or {}), "leak": d.get("leak")},
             checks=[Check.from_dict(c) for c in d.get("checks", [])],
             probes=[Probe.from_dict(p) for p in d.get("probes", [])],
             timeline=Timeline.from_dict(d.get("timeline") or {}),
             agreement=[Agreement(a["condition"], a.get("static"), a.get("dynamic")) for a in d.get("agreement", [])],
             sandbox=SandboxInfo.from_dict(d.get("sandbox")),
         )
+
+
+def _leak(leak: dict | None) -> dict | None:
+    if not leak:
+        return None
+    return {**{k: _num(leak.get(k)) for k in ("reported_loss", "first_look_loss", "reported_bpb", "first_look_bpb",
+                                              "worth_bpb")}, "sentence": str(leak.get("sentence", ""))}

@@ -6,7 +6,8 @@ Events
     UPDATE  positions that fed the gradient (inputs and targets), parameters or adapters touched, the state version
             after the update
     LOOK    (traced scripts) a computation of the predictions for some positions, with NLL; flag bit 0 = made with
-            gradients enabled, bit 1 = its vocabulary-wide values left torch (kept on the SCORE derived from it).
+            gradients enabled, bit 1 = its vocabulary-wide values left torch (kept on the SCORE derived from it),
+            bit 2 = its ids' origin was lost and their window occurs in the training shards too (ambiguous).
             The tracer records every computation as a LOOK; the harness then derives which ones were the scores
             (``harness.dynamic``), keeping the rest as LOOKs
     META    a JSON object (run metadata, the evaluator's begin/end records, reported results)
@@ -49,6 +50,7 @@ SCORE, UPDATE, LOOK, META, SYNC = 1, 2, 3, 4, 5
 KIND_NAMES = {SCORE: "score", UPDATE: "update", LOOK: "look", META: "meta", SYNC: "sync"}
 FLAG_GRAD = 1    # LOOK made with gradients enabled
 FLAG_EXPORT = 2  # LOOK (or the SCORE derived from it) whose vocabulary-wide values left torch (numpy, tolist)
+FLAG_AMBIGUOUS = 4  # LOOK of token ids whose origin was lost and whose window occurs in both splits
 NONE = np.iinfo(np.int64).max  # "never" in per-position seq tables
 
 EVENT_DTYPE = np.dtype([

@@ -1,7 +1,9 @@
 """Dynamic probes of C1 and C2, with bounded cost; each result states exactly what was probed.
 
 C1 future perturbation (the #1240 design): evaluate a prefix of the validation stream, then evaluate it again with
-every token after position k replaced; the reported NLL of every position <= k must not change. In deterministic
+every token after position k replaced; the reported NLL of every position <= k must not change. Several cuts k lie
+inside the scored range, each followed by scored positions: a cut past every scored window proves nothing (a
+non-causal scorer passes it), so such a cut is reported as inconclusive, never as a pass. In deterministic
 fp32 on the CPU the requirement is bit-identical (``atol=0``); elsewhere (GPU kernels, bf16) a stated tolerance.
 Scoring schemes that let later tokens reach earlier scores — pre-eval TTT, multi-epoch or min-NLL TTT, re-scoring
 after TTT, SLOT on the scored region, bidirectional attention — change them.
@@ -24,14 +26,39 @@ DistFn = Callable[[np.ndarray, int], np.ndarray]     # (context tokens, realized
 
 
 def choose_k(tokens: np.ndarray, bos_id: int = 1, min_context: int = 2) -> int:
-    """A third of the way into the prefix, moved off a document boundary: positions before it share a document
-    with the perturbed ones (what a per-document leak such as multi-epoch TTT or SLOT changes), and with a TTT
-    chunk size below a third of the prefix it lies in a chunk that is trained on (what pre-eval TTT and re-scoring
-    change)."""
-    k = max(tokens.size // 3, min_context)
+    """A third of the way into the prefix, moved off a document boundary (see :func:`off_boundary`)."""
+    return off_boundary(tokens, max(tokens.size // 3, min_context), bos_id)
+
+
+def off_boundary(tokens: np.ndarray, k: int, bos_id: int = 1) -> int:
+    """k moved right while the token after it starts a document: positions up to k then share a document with the
+    perturbed ones (what a per-document leak such as multi-epoch TTT or SLOT changes)."""
     while k + 1 < tokens.size - 1 and tokens[k + 1] == bos_id:
         k += 1
     return min(k, tokens.size - 2)
+
+
+CUT_ALIGN, CUT_OFFSET = 128, 61
+
+
+def choose_cuts(tokens: np.ndarray, scored: np.ndarray, n: int = 3, bos_id: int = 1) -> list[int]:
+    """``n`` cuts spread over the scored range (at the quantiles (i+1)/(n+1) of the scored positions), each moved to
+    the middle of a 128-position block — inside a window for every power-of-two window length of 128 or more, where
+    a window that crosses the cut lets a non-causal scorer leak — and off a document boundary, and each followed by a
+    scored position (a cut past every scored window compares nothing that could have changed)."""
+    pos = np.flatnonzero(scored)
+    if pos.size < 2:
+        return []
+    last = int(pos[-1])
+    cuts: list[int] = []
+    for i in range(n):
+        k = int(pos[int((i + 1) * (pos.size - 1) / (n + 1))])
+        mid = k - k % CUT_ALIGN + CUT_OFFSET
+        k = mid if pos[0] <= mid < last else k
+        k = off_boundary(tokens, k, bos_id)
+        if pos[0] <= k < last and k not in cuts:
+            cuts.append(k)
+    return cuts
 
 
 def perturb_after(tokens: np.ndarray, k: int, vocab: int, seed: int = 0, avoid: Sequence[int] = (0, 1)) -> np.ndarray:
@@ -50,46 +77,81 @@ def perturb_after(tokens: np.ndarray, k: int, vocab: int, seed: int = 0, avoid: 
     return out
 
 
-def future_perturbation(eval_fn: EvalFn, tokens: np.ndarray, vocab: int, k: int | None = None, atol: float = 0.0,
-                        seed: int = 0, what: str = "evaluation") -> Probe:
-    """Run ``eval_fn`` on ``tokens`` and on a copy whose tokens after k are replaced; compare NLL at 1..k."""
-    k = choose_k(tokens) if k is None else int(k)
+def future_perturbation(eval_fn: EvalFn, tokens: np.ndarray, vocab: int, k: int | Sequence[int] | None = None,
+                        atol: float = 0.0, seed: int = 0, what: str = "evaluation", cuts: int = 3) -> Probe:
+    """Run ``eval_fn`` on ``tokens``, then once per cut k on a copy whose tokens after k are replaced, and compare the
+    NLL at 1..k. Cuts (``k``, else :func:`choose_cuts` over what the first run scored) lie inside the scored range; a
+    cut after which nothing is scored is inconclusive (nothing that could have changed was compared). FAIL at the
+    first cut where an NLL changed (the remaining cuts are not run); PASS when at least one cut was conclusive and
+    none changed; WARN (inconclusive) when none was conclusive."""
     a = np.asarray(eval_fn(tokens), dtype=np.float64)
-    b = np.asarray(eval_fn(perturb_after(tokens, k, vocab, seed)), dtype=np.float64)
-    sl = slice(1, k + 1)
-    both = ~np.isnan(a[sl]) & ~np.isnan(b[sl])
-    n_cmp = int(both.sum())
+    scored = ~np.isnan(a)
+    ks = choose_cuts(tokens, scored, cuts) if k is None else ([int(k)] if np.isscalar(k) else [int(x) for x in k])
     req = "bit-identical (deterministic fp32)" if atol == 0 else f"|diff| <= {atol:g}"
-    probed = (f"{what} of a {tokens.size:,}-token prefix, then again with tokens {k + 1:,}..{tokens.size - 1:,} "
-              f"replaced (seed {seed}); reported NLL compared at {n_cmp:,} positions 1..{k:,}, required {req}")
-    if n_cmp == 0:
-        return Probe("future-perturbation", "C1", "WARN", probed, None,
-                     "no position <= k was scored in both runs: nothing to compare")
-    scored_a, scored_b = ~np.isnan(a[sl]), ~np.isnan(b[sl])
-    diff = np.where(both, np.abs(a[sl] - b[sl]), 0.0)
-    mad = float(diff.max())
-    bad = np.flatnonzero((diff > atol) | (scored_a != scored_b))
-    if bad.size == 0:
-        return Probe("future-perturbation", "C1", "PASS", probed, mad,
-                     f"every reported NLL at positions <= {k:,} is unchanged when the tokens after {k:,} change")
-    p = int(bad[0]) + 1
-    return Probe("future-perturbation", "C1", "FAIL", probed, mad,
-                 f"{bad.size:,} of {n_cmp:,} reported NLLs at positions <= {k:,} changed when only tokens after "
-                 f"{k:,} changed (first at position {p:,}: {a[p]:.6f} -> {b[p]:.6f}): scores depend on future tokens")
+    head = f"{what} of a {tokens.size:,}-token split"
+    if not ks:
+        return Probe("future-perturbation", "C1", "WARN", f"{head}; no cut placed", None,
+                     "inconclusive: fewer than two positions were scored, so no cut has a scored position after it")
+    done, worst = [], 0.0
+    for kk in ks:
+        b = np.asarray(eval_fn(perturb_after(tokens, kk, vocab, seed)), dtype=np.float64)
+        sl = slice(1, kk + 1)
+        both = scored[sl] & ~np.isnan(b[sl])
+        n_cmp = int(both.sum())
+        after = int(scored[kk + 1 :].sum())
+        if n_cmp == 0 or after == 0:
+            why = "no position <= k was scored in both runs" if n_cmp == 0 else "no scored position follows it"
+            done.append((kk, "inconclusive", n_cmp, why))
+            continue
+        diff = np.where(both, np.abs(a[sl] - b[sl]), 0.0)
+        worst = max(worst, float(diff.max()))
+        bad = np.flatnonzero((diff > atol) | (scored[sl] != ~np.isnan(b[sl])))
+        if bad.size:
+            p = int(bad[0]) + 1
+            done.append((kk, "FAIL", n_cmp, f"{bad.size:,} of {n_cmp:,} reported NLLs at positions <= {kk:,} "
+                                            f"changed (first at position {p:,}: {a[p]:.6f} -> {b[p]:.6f})"))
+            break
+        done.append((kk, "PASS", n_cmp, f"{n_cmp:,} NLLs unchanged, {after:,} scored positions after it"))
+    sp = np.flatnonzero(scored)
+    span = f" (scored positions {int(sp[0]):,}..{int(sp[-1]):,})" if sp.size else " (nothing scored)"
+    probed = (f"{head}{span}, then again with every token after a cut replaced (seed "
+              f"{seed}), at {len(done)} of {len(ks)} cuts inside the scored range: "
+              + "; ".join(f"k={kk:,} {v.lower() if v != 'inconclusive' else v} ({n:,} compared)"
+                          for kk, v, n, _ in done) + f"; required {req} at 1..k")
+    verdicts = [v for _, v, _, _ in done]
+    if "FAIL" in verdicts:
+        kk, _, _, msg = done[-1]
+        return Probe("future-perturbation", "C1", "FAIL", probed, worst,
+                     f"cut at {kk:,}: {msg} when only tokens after {kk:,} changed: scores depend on future tokens")
+    if "PASS" in verdicts:
+        inc = verdicts.count("inconclusive")
+        return Probe("future-perturbation", "C1", "PASS", probed, worst,
+                     f"every reported NLL up to each cut is unchanged when the tokens after it change "
+                     f"({verdicts.count('PASS')} conclusive cuts" + (f", {inc} inconclusive" if inc else "") + ")")
+    return Probe("future-perturbation", "C1", "WARN", probed, None,
+                 "inconclusive: " + "; ".join(f"cut {kk:,}: {why}" for kk, _, _, why in done))
 
 
-def sample_positions(tokens: np.ndarray, n: int, min_context: int = 1, seed: int = 0) -> list[int]:
+def sample_positions(tokens: np.ndarray, n: int, min_context: int = 1, seed: int = 0,
+                     scored: np.ndarray | None = None) -> list[int]:
+    """``n`` positions drawn from those the evaluation scored (``scored`` mask), else from the whole prefix."""
     rng = np.random.default_rng(seed)
     pool = np.arange(min_context, tokens.size)
+    if scored is not None:
+        pool = pool[np.asarray(scored, dtype=bool)[min_context : tokens.size]]
     return sorted(int(p) for p in rng.choice(pool, size=min(n, pool.size), replace=False))
 
 
 def normalization(dist_fn: DistFn, tokens: np.ndarray, vocab: int, positions: Sequence[int] | None = None,
                   swaps: int = 3, sum_tol: float = 1e-4, atol: float = 0.0, context: int | None = None,
-                  seed: int = 0, what: str = "scorer") -> Probe:
-    """At each sampled position t: p_t = dist_fn(tokens[:t], x_t) must sum to 1 (within ``sum_tol``) and equal
+                  seed: int = 0, what: str = "scorer", scored: np.ndarray | None = None) -> Probe:
+    """At each sampled position t (drawn from the positions the evaluation scored, ``scored``, when given; WARN
+    inconclusive when it scored none): p_t = dist_fn(tokens[:t], x_t) must sum to 1 (within ``sum_tol``) and equal
     dist_fn(tokens[:t], v) for ``swaps`` other values v (within ``atol``; 0 = bit-identical)."""
-    positions = list(positions) if positions is not None else sample_positions(tokens, 8, seed=seed)
+    positions = list(positions) if positions is not None else sample_positions(tokens, 8, seed=seed, scored=scored)
+    if not positions:
+        return Probe("normalization", "C2", "WARN", f"{what}: no scored position to sample", None,
+                     "inconclusive: the evaluation scored no position of the probed prefix")
     rng = np.random.default_rng(seed)
     worst_sum, worst_swap, first_bad = 0.0, 0.0, None
     for t in positions:

@@ -72,7 +72,8 @@ def register(subparsers) -> None:
     prep.add_argument("--text-field", default="text", help="JSONL field holding the document text")
     prep.add_argument("--num-val-docs", type=int, help="documents in the validation split")
     prep.add_argument("--val-tokens", type=int, default=65_536,
-                      help="otherwise: whole documents until the validation split has this many tokens")
+                      help="otherwise: whole documents until the validation split holds this many targets "
+                           "(N targets = N+1 tokens)")
     prep.add_argument("--seed", type=int, default=1337, help="document shuffle seed")
     prep.add_argument("--shard-size", type=int, default=10**8, help="tokens per shard")
     prep.add_argument("--no-progress", action="store_true")
@@ -148,6 +149,11 @@ def prepare_data_cmd(args) -> int:
                       args.seed, args.shard_size, progress=not args.no_progress)
     print(f"wrote {summary['val_tokens']} validation tokens ({summary['val_documents']} documents) and "
           f"{summary['train_tokens']} training tokens to {summary['data_path']}")
+    dd = summary.get("dedup")
+    if dd:
+        print(f"removed {dd['train_tokens_removed']} training tokens in {dd['spans_removed']} spans "
+              f"({dd['documents_touched']} documents) covered by {dd['span_tokens']}-token windows that also occur in "
+              f"the validation split")
     print(f"tokenizer: {summary['tokenizer']}")
     return 0
 

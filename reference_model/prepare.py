@@ -2,6 +2,11 @@
 
 Documents are shuffled with a fixed seed, the first ones form the validation split (whole documents, so the
 validation stream ends right before a BOS) and the rest the training split; each becomes [BOS] + encode(text).
+
+Long spans shared by the two splits are removed from the training split: every training token covered by a
+``DEDUP_SPAN``-token window that also occurs in the validation split is dropped (the summary states how many). Text
+repeated across documents (licence blocks, shared docstrings) would otherwise put validation text in the training
+shards, so that any model trained on them has seen part of what it is scored on.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ from .errors import InputError
 from .progress import Progress
 from .tokenizer import BOS_ID, check_vocab, load_tokenizer, train_tokenizer
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: long train/val overlaps removed from the training split
 DEFAULT_VAL_TOKENS = 65_536
+DEDUP_SPAN = 16
 
 
 def prepare(docs: list[str], out_root: Path, vocab_size: int = 1024, tokenizer_path: Path | None = None,
@@ -50,14 +56,21 @@ def prepare(docs: list[str], out_root: Path, vocab_size: int = 1024, tokenizer_p
         old.unlink()
     writer = _ShardWriter(out_dir, shard_size)
     split, n_val_docs, n_val_tokens = "val", 0, 0
+    val_ids: list[int] = []
+    dedup = None
     with Progress(len(order), "prepare-data", "docs", enabled=progress) as bar:
         for i in order:
             ids = [BOS_ID] + sp.encode(docs[i])
             if split == "val" and n_val_docs > 0 and _val_full(n_val_docs, n_val_tokens, num_val_docs, val_tokens):
                 split = "train"
+                dedup = Dedup(np.asarray(val_ids, dtype=np.int64), DEDUP_SPAN)
             if split == "val":
                 n_val_docs, n_val_tokens = n_val_docs + 1, n_val_tokens + len(ids)
-            writer.add(split, ids)
+                val_ids.extend(ids)
+            else:
+                ids = dedup.strip(ids)
+            if len(ids) > 1:
+                writer.add(split, ids)
             bar.update(1)
     writer.flush_all()
     if writer.counts["train"] == 0:
@@ -65,16 +78,62 @@ def prepare(docs: list[str], out_root: Path, vocab_size: int = 1024, tokenizer_p
     summary = {"layout_version": LAYOUT_VERSION, "vocab_size": vocab_size, "pieces": sp.vocab_size(),
                "documents": len(docs),
                "val_documents": n_val_docs, "val_tokens": writer.counts["val"],
-               "train_tokens": writer.counts["train"], "seed": seed, "tokenizer": str(model_path),
+               "train_tokens": writer.counts["train"], "seed": seed,
+               "dedup": dedup.summary() if dedup else None, "tokenizer": str(model_path),
                "data_path": str(out_dir), "corpus_sha256": corpus.corpus_digest(docs)}
     (out_dir / "prepared.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
+def _gram_hashes(ids: np.ndarray, k: int) -> np.ndarray:
+    """A 64-bit polynomial hash of every k-token window (wrapping arithmetic)."""
+    n = ids.size - k + 1
+    if n <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    h = np.zeros(n, dtype=np.uint64)
+    u = ids.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(k):
+            h = h * np.uint64(1_000_003) + u[j : j + n]
+    return h
+
+
+class Dedup:
+    """Drops from training documents every token covered by a ``span``-token window that occurs in validation."""
+
+    def __init__(self, val: np.ndarray, span: int):
+        self.span = span
+        self.val_hashes = np.unique(_gram_hashes(val, span))
+        self.removed = self.spans = self.docs = 0
+
+    def strip(self, ids: list[int]) -> list[int]:
+        a = np.asarray(ids, dtype=np.int64)
+        h = _gram_hashes(a, self.span)
+        if not h.size or not self.val_hashes.size:
+            return ids
+        j = np.minimum(np.searchsorted(self.val_hashes, h), self.val_hashes.size - 1)
+        hit = (self.val_hashes[j] == h).astype(np.int32)
+        if not hit.any():
+            return ids
+        diff = np.zeros(a.size + 1, dtype=np.int32)
+        np.add.at(diff, np.flatnonzero(hit), 1)
+        np.add.at(diff, np.flatnonzero(hit) + self.span, -1)
+        cover = np.cumsum(diff[:-1]) > 0
+        cover[0] = False  # the document's BOS stays
+        self.removed += int(cover.sum())
+        self.spans += int(np.count_nonzero(np.diff(np.concatenate([[0], cover.astype(np.int8)])) == 1))
+        self.docs += 1
+        return a[~cover].tolist()
+
+    def summary(self) -> dict:
+        return {"span_tokens": self.span, "train_tokens_removed": self.removed, "spans_removed": self.spans,
+                "documents_touched": self.docs}
+
+
 def _val_full(n_docs: int, n_tokens: int, num_val_docs: int | None, val_tokens: int | None) -> bool:
     if num_val_docs is not None:
         return n_docs >= num_val_docs
-    return n_tokens >= (val_tokens or DEFAULT_VAL_TOKENS)
+    return n_tokens >= (val_tokens or DEFAULT_VAL_TOKENS) + 1  # N targets need N+1 tokens
 
 
 class _ShardWriter:

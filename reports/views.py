@@ -447,6 +447,11 @@ def dynamic_view(dyn: dict[str, Any], static: dict[str, str]) -> dict[str, Any]:
         diff = None if a is None or b is None else b - a
         bpb.append({"label": label, "reported": fnum(a, 6), "reconstructed": fnum(b, 6),
                     "diff": "—" if diff is None else f"{diff:+.6f}", "differs": diff is not None and abs(diff) > 1e-4})
+    leak = dyn.get("leak") if isinstance(dyn.get("leak"), dict) else None
+    if leak and finite(leak.get("reported_bpb")) is not None and finite(leak.get("first_look_bpb")) is not None:
+        a, b = finite(leak.get("reported_bpb")), finite(leak.get("first_look_bpb"))
+        bpb.append({"label": "val_bpb at each position's first look (the leak's worth)", "reported": fnum(a, 6),
+                    "reconstructed": fnum(b, 6), "diff": f"{b - a:+.6f}", "differs": abs(b - a) > 1e-4})
     checks = []
     for c in dyn.get("checks") or []:
         if not isinstance(c, dict):

@@ -3,9 +3,12 @@
 Observed (all through public PyTorch entry points, hooked once at start-up; the forward through one
 ``TorchFunctionMode`` that stays entered for the whole run, so every spelling of an operation is seen alike):
 
-* ``F.embedding`` with a vocabulary-sized weight: the input token ids. Each row is matched against the validation
-  stream (an index of its 8-grams), giving the validation position of every input token; rows that do not match
-  (training batches) are ignored.
+* ``F.embedding`` with a vocabulary-sized weight: the input token ids. Whether they are validation tokens is
+  decided by where they were read from (``scorefirst_provenance``): ids derived from a ``fineweb_val_*`` file are
+  matched against the validation stream (an index of its 8-grams), giving the validation position of every input
+  token; ids derived only from training shards are ignored, whatever their content. Ids whose origin was lost are
+  matched by content: a row whose matched window also occurs in the training shards is ambiguous (its looks are
+  flagged, and an update reading it is a META "ambiguous-read" event, not an UPDATE of those positions).
 * a contraction (``F.linear``, ``@``/``matmul``, ``mm``/``bmm``/``addmm``, ``einsum``, ``tensordot``) with a
   vocabulary-sized last dimension whose leading shape is the last matched input (or its flattening): the output
   projection, however it is written (``h @ tok_emb.weight.T`` with tied embeddings too). The last such contraction of
@@ -47,6 +50,7 @@ import weakref
 
 import numpy as np
 
+import scorefirst_provenance as prov
 from scorefirst_state import Lineage
 from scorefirst_tamper import Integrity, Spans
 
@@ -54,6 +58,8 @@ _REPORT = re.compile(r"val_loss[\s:=]+(-?[0-9]+(?:\.([0-9]+))?(?:[eE]-?[0-9]+)?)
                      r"val_bpb[\s:=]+(-?[0-9]+(?:\.([0-9]+))?(?:[eE]-?[0-9]+)?)")
 K = 8
 MAX_CANDIDATES = 64
+AMBIGUOUS_RANGES_CAP = 4096
+_FROMFILE = np.fromfile
 
 
 class WindowIndex:
@@ -106,11 +112,23 @@ class WindowIndex:
         return starts, lens
 
 
-class _Look:
-    __slots__ = ("logits", "final", "shape", "starts", "lens", "grad", "exported")
+def read_split(data_path: str | None, split: str) -> np.ndarray:
+    """Every token of a split's shards in the official layout (256 x int32 header, uint16 tokens)."""
+    import glob
 
-    def __init__(self, logits, shape, starts, lens, grad):
+    parts = []
+    for path in sorted(glob.glob(os.path.join(data_path or "", f"fineweb_{split}_*.bin"))) if data_path else []:
+        header = _FROMFILE(path, dtype="<i4", count=256)
+        parts.append(np.asarray(_FROMFILE(path, dtype="<u2", count=int(header[2]), offset=256 * 4)))
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
+
+
+class _Look:
+    __slots__ = ("logits", "final", "shape", "starts", "lens", "amb", "grad", "exported")
+
+    def __init__(self, logits, shape, starts, lens, amb, grad):
         self.logits, self.final, self.shape, self.starts, self.lens = logits, None, shape, starts, lens
+        self.amb = amb  # per row: matched by content alone, and the window occurs in the training shards too
         self.grad = grad  # gradients were enabled when the projection ran
         self.exported = False  # its vocabulary-wide values left torch
 
@@ -119,11 +137,13 @@ class Tracer:
     def __init__(self, ledger_dir: str, val_path: str, vocab: int, rank: int, world: int):
         import torch
 
-        from harness.ledger import FLAG_EXPORT, FLAG_GRAD, LedgerWriter, Ranges
+        from harness.ledger import FLAG_AMBIGUOUS, FLAG_EXPORT, FLAG_GRAD, LedgerWriter, Ranges
 
         self.torch = torch
         self.Ranges = Ranges
-        self.FLAG_GRAD, self.FLAG_EXPORT = FLAG_GRAD, FLAG_EXPORT
+        self.FLAG_GRAD, self.FLAG_EXPORT, self.FLAG_AMBIGUOUS = FLAG_GRAD, FLAG_EXPORT, FLAG_AMBIGUOUS
+        self.data_path = os.environ.get("DATA_PATH")
+        self.train_index: WindowIndex | None = None      # built when provenance is first lost
         self.vocab = vocab
         self.rank = rank
         val = np.load(val_path) if val_path.endswith(".npy") else np.fromfile(val_path, dtype="<u2")
@@ -138,10 +158,11 @@ class Tracer:
         self.version = 0
         self.device = None
         self.map_key = None
-        self.map = None            # (shape, starts, lens) of the last matched embedding input
+        self.map = None            # (shape, starts, lens, ambiguous rows) of the last matched embedding input
         self.look: _Look | None = None
         self.grad_looks: list[tuple] = []        # (ranges, ids of their autograd nodes) not yet back-propagated
         self.step_ranges: list[np.ndarray] = []   # positions whose loss reached a backward since the last update
+        self.amb_ranges: list[np.ndarray] = []    # the same, from rows of ambiguous provenance
         self.names: dict[int, str] = {}
         self.tracked: dict[int, tuple] = {}        # id -> (weakref, version counter, sampled sum)
         self.seen_modules: weakref.WeakSet = weakref.WeakSet()
@@ -190,14 +211,34 @@ class Tracer:
         torch = self.torch
         if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8) or ids.dim() == 0:
             return
-        same = self.map_key is not None and self.map_key[0]() is ids and self.map_key[1] == ids._version
+        same = self.map_key is not None and self.map_key[0]() is ids and self.map_key[1] == _counter(ids)
         if same and (self.look is None or self.look.final is None):
             return  # the same ids again in the same forward (value embeddings)
         self.finish_look()
-        self.map_key = (weakref.ref(ids), ids._version)
+        self.map_key = (weakref.ref(ids), _counter(ids))
+        bits = prov.tensor_bits(ids)
+        if bits == prov.TRAIN:
+            self.map = None  # read from the training shards: not validation tokens, whatever their content
+            return
         rows = ids.detach().reshape(-1, ids.shape[-1]).to("cpu", torch.int64).numpy()
         starts, lens = self.index.match(rows)
-        self.map = (tuple(ids.shape), starts, lens) if (starts >= 0).any() else None
+        if not (starts >= 0).any():
+            self.map = None
+            return
+        amb = np.zeros(starts.size, dtype=bool)
+        if not bits & prov.VAL:
+            amb = self.ambiguous(rows, starts, lens)
+        self.map = (tuple(ids.shape), starts, lens, amb)
+
+    def ambiguous(self, rows: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """Rows of unknown origin whose whole validation match also occurs in the training shards."""
+        if self.train_index is None:
+            self.train_index = WindowIndex(read_split(self.data_path, "train"))
+        amb = np.zeros(starts.size, dtype=bool)
+        sel = np.flatnonzero(starts >= 0)
+        _, tlens = self.train_index.match(rows[sel])
+        amb[sel] = tlens >= lens[sel]
+        return amb
 
     def on_projection(self, out) -> None:
         if self.map is None:
@@ -214,8 +255,8 @@ class Tracer:
                 self.spans.mark(self.version, self.alive())
             elif self.spans.due():
                 self.check_span("scoring forward")
-        _, starts, lens = self.map
-        self.look = _Look(out, shape, starts, lens, bool(out.requires_grad) or self.torch.is_grad_enabled())
+        _, starts, lens, amb = self.map
+        self.look = _Look(out, shape, starts, lens, amb, bool(out.requires_grad) or self.torch.is_grad_enabled())
 
     def on_normalizer(self, x, dim=None) -> None:
         lk = self.look
@@ -246,7 +287,7 @@ class Tracer:
                 if val is None:
                     val = self.val_dev[lg.device] = self.val_t.to(lg.device)
                 rows = np.flatnonzero(lk.starts >= 0)
-                pos_parts, nll_parts = [], []
+                pos_parts, nll_parts, amb_parts = [], [], []
                 for r in rows:
                     s, m = int(lk.starts[r]), int(lk.lens[r])
                     m = min(m, self.n - 1 - s)
@@ -255,15 +296,22 @@ class Tracer:
                     lp = torch.log_softmax(lg[r, :m].float(), dim=-1)
                     nll_parts.append(-lp.gather(-1, val[s + 1 : s + m + 1, None])[:, 0])
                     pos_parts.append((s + 1, s + m + 1))
+                    amb_parts.append(bool(lk.amb[r]))
                 if not pos_parts:
                     return
                 nll = torch.cat(nll_parts).cpu().numpy()
             rng = np.asarray(pos_parts, dtype=np.int64)
+            amb = np.asarray(amb_parts, dtype=bool)
             nodes = {id(t.grad_fn) for t in (lk.logits, lk.final) if t is not None and t.grad_fn is not None}
             flags = (self.FLAG_GRAD if (lk.grad or nodes) else 0) | (self.FLAG_EXPORT if lk.exported else 0)
-            self.writer.look(self.Ranges(rng), nll, self.version, flags)
-            if nodes:
-                self.grad_looks.append((rng, nodes))
+            sizes = rng[:, 1] - rng[:, 0]
+            ends = np.cumsum(sizes)
+            for part, extra in ((~amb, 0), (amb, self.FLAG_AMBIGUOUS)):
+                if part.any():
+                    idx = np.concatenate([np.arange(e - n, e) for e, n in zip(ends[part], sizes[part])])
+                    self.writer.look(self.Ranges(rng[part]), nll[idx], self.version, flags | extra)
+                    if nodes:
+                        self.grad_looks.append((rng[part], nodes, bool(extra)))
         except Exception as exc:
             self.error("look", exc)
 
@@ -281,11 +329,11 @@ class Tracer:
             return
         nodes, leaves = self.walk(tensors)
         keep = []
-        for rng, ids in self.grad_looks:
+        for rng, ids, amb in self.grad_looks:
             if ids & nodes:
-                self.step_ranges.append(rng)
+                (self.amb_ranges if amb else self.step_ranges).append(rng)
             else:
-                keep.append((rng, ids))
+                keep.append((rng, ids, amb))
         if len(keep) < len(self.grad_looks):
             for var in leaves:  # SLOT deltas, adapters: manual in-place updates of them must be seen too
                 self.track(var, f"leaf{tuple(var.shape)}")
@@ -353,6 +401,12 @@ class Tracer:
             self.clean.add(self.version)
         names = [self.names.get(id(t)) or f"tensor{tuple(t.shape)}" for t in tensors]
         self.writer.update(self.Ranges(rng), [how] + names, self.version)
+        if self.amb_ranges:
+            amb = np.concatenate(self.amb_ranges)
+            amb[:, 0] -= 1
+            self.amb_ranges = []
+            self.writer.meta(event="ambiguous-read", version=self.version, positions=int((amb[:, 1] - amb[:, 0]).sum()),
+                             ranges=amb[:AMBIGUOUS_RANGES_CAP].tolist(), ranges_total=int(len(amb)))
         return self.version
 
     # --- in-place changes -------------------------------------------------------------------------------------------
@@ -361,7 +415,7 @@ class Tracer:
             return
         if name is not None:
             self.names.setdefault(id(t), name)
-        self.tracked[id(t)] = (weakref.ref(t), t._version, self.sampled(t))
+        self.tracked[id(t)] = (weakref.ref(t), _counter(t), self.sampled(t))
 
     def sampled(self, t) -> float:
         with self.torch.no_grad():
@@ -383,7 +437,7 @@ class Tracer:
             if t is None:
                 del self.tracked[k]
             else:
-                self.tracked[k] = (ref, t._version, self.sampled(t))
+                self.tracked[k] = (ref, _counter(t), self.sampled(t))
 
     def check_inplace(self) -> None:
         changed = {}
@@ -392,7 +446,7 @@ class Tracer:
             if t is None:
                 del self.tracked[k]
                 continue
-            if t._version != ver or self.sampled(t) != fp:
+            if _counter(t) != ver or self.sampled(t) != fp:
                 changed[k] = t
         if not changed:
             return
@@ -444,6 +498,15 @@ class Tracer:
             self.writer.meta(event="trace-end", updates=len(self.lineage.updates), errors=self.errors)
         finally:
             self.writer.close(complete=True)
+
+
+def _counter(t) -> int | None:
+    """A tensor's in-place version counter; None for inference tensors (made under ``torch.inference_mode``), which
+    have none and raise on ``_version`` — scorers commonly run there, and their inputs must still be mapped."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
 
 
 def _spans(versions: list[int]) -> str:
@@ -585,6 +648,10 @@ def _observer(torch):
             if func is F.embedding and len(args) >= 2:
                 _embedding(args[0], args[1])
             out = func(*args, **kwargs)
+            try:
+                prov.propagate(torch, name, args, kwargs, out)
+            except Exception:
+                pass
             if name in _CONTRACTIONS:
                 if tensor(out) is not None:
                     _contraction(out)
@@ -615,6 +682,7 @@ def install() -> None:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     out = os.path.join(os.environ["SCOREFIRST_TRACE"], f"rank{rank}")
     _tracer = Tracer(out, os.environ["SCOREFIRST_VAL_TOKENS"], int(os.environ["SCOREFIRST_VOCAB"]), rank, world)
+    prov.install(torch)
 
     orig_backward, orig_grad = torch.autograd.backward, torch.autograd.grad
 

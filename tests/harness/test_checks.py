@@ -206,3 +206,38 @@ def test_traced_gap_without_training_is_a_c2_finding(tmp_path):
 def test_traced_without_gap_passes(tmp_path):
     out = check_ledger(_traced(tmp_path, "none"), bytes_at=BYTES, traced=True)
     assert set(_verdicts(out).values()) == {"PASS"}
+
+
+def test_a_c3_failure_states_what_the_leak_is_worth(tmp_path):
+    """Traced pre-eval TTT: the training forward looked at every position (NLL 2.0), the update read them, the
+    reported pass scored them after it (NLL 1.0): reported 1/(3 ln2) bpb, first look 2/(3 ln2)."""
+    from harness.ledger import FLAG_GRAD
+
+    def build(w):
+        w.look((1, N), np.full(N - 1, 2.0), 0, FLAG_GRAD)
+        w.update((0, N), ["blocks.0.w"], 1)
+        w.score((1, N), np.ones(N - 1), 1)
+        return N - 1.0, N - 1, 3 * (N - 1)
+
+    out = check_ledger(_ledger(tmp_path, build), bytes_at=BYTES, traced=True)
+    c3 = next(c for c in out.checks if c.id == "score-before-update")
+    rep, first = 1 / (3 * math.log(2)), 2 / (3 * math.log(2))
+    assert c3.verdict == "FAIL" and c3.message.endswith(
+        f"reported {rep:.4f} bpb; first-look {first:.4f} bpb: the leak is worth {first - rep:.4f} bpb")
+    leak = out.reconstructed["leak"]
+    assert leak["worth_bpb"] == pytest.approx(first - rep) and leak["first_look_loss"] == pytest.approx(2.0)
+
+
+def test_ambiguous_reads_before_the_score_warn_and_never_fail_c3(tmp_path):
+    def build(w):
+        w.update((0, 0), ["blocks.0.w"], 1)  # a training step whose validation-looking rows were ambiguous
+        w.meta(event="ambiguous-read", version=1, positions=40, ranges=[[10, 50]], ranges_total=1)
+        w.score((1, N), np.ones(N - 1), 1)
+        return N - 1.0, N - 1, 3 * (N - 1)
+
+    out = check_ledger(_ledger(tmp_path, build), bytes_at=BYTES)
+    by = {c.id: c for c in out.checks}
+    assert by["score-before-update"].verdict == "PASS"
+    amb = by["ambiguous-provenance"]
+    assert amb.verdict == "WARN" and amb.condition == "C3" and amb.first_violation.position == 10
+    assert amb.message.startswith("40 positions were read by updates before their first score")

@@ -28,8 +28,8 @@ def _num(x):
 
 def assert_dynamic_shape(d: dict) -> None:
     """The contract with the HTML report (harness/dynamic_result.py), key for key."""
-    assert set(d) == {"mode", "script", "ledger", "reported", "reconstructed", "checks", "probes", "timeline",
-                      "agreement", "sandbox", "verdict"}
+    assert set(d) == {"mode", "script", "ledger", "reported", "reconstructed", "leak", "checks", "probes",
+                      "timeline", "agreement", "sandbox", "verdict"}
     assert d["mode"] in ("reference", "script") and (d["script"] is None or isinstance(d["script"], str))
     led = d["ledger"]
     assert set(led) == {"positions", "events", "score_events", "update_events", "complete", "path"}
@@ -37,6 +37,10 @@ def assert_dynamic_shape(d: dict) -> None:
     assert isinstance(led["complete"], bool) and (led["path"] is None or isinstance(led["path"], str))
     for k in ("reported", "reconstructed"):
         assert set(d[k]) == {"val_loss", "val_bpb"} and all(_num(v) for v in d[k].values())
+    leak = d["leak"]
+    assert leak is None or (set(leak) == {"reported_loss", "first_look_loss", "reported_bpb", "first_look_bpb",
+                                          "worth_bpb", "sentence"} and isinstance(leak["sentence"], str)
+                            and all(_num(leak[k]) for k in leak if k != "sentence"))
     for c in d["checks"]:
         assert set(c) == {"id", "condition", "verdict", "message", "first_violation"}
         assert c["condition"] in {"C1", "C2", "C3", "C4", "DATA", "BYTES"} and c["verdict"] in V

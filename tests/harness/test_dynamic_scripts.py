@@ -101,7 +101,7 @@ def test_gold_token_mixing_is_a_distribution_finding(audits):
 def test_bidirectional_attention_fails_the_probe_with_the_first_position(audits):
     probe = audits["illegal_bidirectional_eval"].result.probes[0]
     assert probe.name == "future-perturbation" and probe.verdict == "FAIL"
-    assert "changed when only tokens after 341" in probe.message and probe.max_abs_diff > 0
+    assert "when only tokens after 317 changed" in probe.message and probe.max_abs_diff > 0
 
 
 def test_readme_run_command_switches_ttt_on_and_the_ledger_is_kept(cache, tmp_path):
@@ -173,3 +173,12 @@ def test_a_warmup_that_is_not_fully_undone_fails_c3(restore, evidence, cache):
     c = checks["score-before-update"]
     assert c.verdict == "FAIL" and c.first_violation.position == 640 and evidence in c.first_violation.detail
     assert "warmup-restored" not in checks and a.result.to_dict()["verdict"]["conditions"]["C3"] == "FAIL"
+
+
+def test_a_leak_inside_the_scored_range_past_the_first_cut_is_found(audits):
+    """The evaluation is causal for the first half of the split only: the cut a third of the way in compares causal
+    windows and passes, a later cut inside the scored range finds the leak."""
+    probe = audits["illegal_bidirectional_late"].result.probes[0]
+    assert probe.verdict == "FAIL"
+    assert "k=317 pass" in probe.probed and "k=829 fail" in probe.probed
+    assert probe.message.startswith("cut at 829:")

@@ -102,3 +102,55 @@ def test_the_c1_tolerance_follows_the_device_the_script_ran_on(tmp_path):
     assert dev.describe() == "cuda (NVIDIA H100 80GB HBM3)"
     assert Device("cpu").probe_atol(gpu=True) == 0.0 and Device(None).probe_atol(gpu=False) == 0.0
     assert Device(None).probe_atol(gpu=True) == 1e-3
+
+
+def _window_scorer(causal_until: int, window: int = 128, scored_upto: int | None = None):
+    """NLL of position p = a function of the tokens its window lets it see: p's own prefix inside its window where
+    p's window starts before ``causal_until``, the whole window (bidirectional) after it. Positions past
+    ``scored_upto`` are not scored."""
+    def run(tokens):
+        out = np.full(tokens.size, np.nan)
+        for p in range(1, tokens.size if scored_upto is None else scored_upto + 1):
+            ws = (p - 1) // window * window
+            end = p if ws < causal_until else min(ws + window, tokens.size - 1)
+            out[p] = float(np.sin(tokens[ws:end + 1].astype(np.float64)).sum())
+        return out
+    return run
+
+
+def test_cuts_spread_over_the_scored_range_find_a_leak_the_first_third_misses():
+    """A scorer causal up to position 640, bidirectional inside its windows after that: the single
+    cut a third of the way in passed it; the cut at the third quartile fails it."""
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(2, 64, 1025)
+    leaky = _window_scorer(causal_until=640)
+    assert future_perturbation(leaky, tokens, 64, k=choose_k(tokens)).verdict == "PASS"  # the old single cut
+    probe = future_perturbation(leaky, tokens, 64)
+    assert probe.verdict == "FAIL" and probe.message.startswith("cut at 829:")
+    assert "k=317 pass" in probe.probed and "k=573 pass" in probe.probed and "k=829 fail" in probe.probed
+    ok = future_perturbation(_window_scorer(causal_until=10**9), tokens, 64)
+    assert ok.verdict == "PASS" and ok.max_abs_diff == 0.0 and "3 conclusive cuts" in ok.message
+
+
+def test_cuts_follow_what_was_scored_and_a_cut_past_it_is_inconclusive():
+    """Only the first 300 targets are scored, by a bidirectional scorer: cuts inside 1..300 find it; a cut at 500,
+    past every scored window, compares positions that nothing after the cut could change: inconclusive, not PASS."""
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(2, 64, 1025)
+    bidir = _window_scorer(causal_until=0, scored_upto=300)
+    probe = future_perturbation(bidir, tokens, 64)
+    assert probe.verdict == "FAIL" and "scored positions 1..300" in probe.probed
+    late = future_perturbation(bidir, tokens, 64, k=500)
+    assert late.verdict == "WARN" and late.message.startswith("inconclusive") and "no scored position follows" in \
+        late.message
+
+
+def test_normalization_samples_scored_positions_only(make_model, val_prefix, tiny_cfg):
+    scored = np.zeros(val_prefix.size, dtype=bool)
+    scored[700:720] = True
+    probe = normalization(model_dist_fn(make_model()), val_prefix, 1024, context=tiny_cfg.eval.seq_len, scored=scored)
+    assert probe.verdict == "PASS"
+    shown = [int(x.replace(",", "")) for x in probe.probed.split("(")[1].split(")")[0].split(", ")]
+    assert all(700 <= p < 720 for p in shown)
+    none = normalization(model_dist_fn(make_model()), val_prefix, 1024, scored=np.zeros(val_prefix.size, bool))
+    assert none.verdict == "WARN" and none.message.startswith("inconclusive")

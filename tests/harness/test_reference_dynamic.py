@@ -72,7 +72,8 @@ def test_controls_fail_the_future_perturbation_probe(mode, make_model, val_prefi
 
     probe = future_perturbation(reference_eval_fn(mode, make_model, tiny_cfg), val_prefix, 1024)
     assert probe.verdict == "FAIL" and probe.max_abs_diff > 0
-    assert "changed when only tokens after" in probe.message and "1..366" in probe.probed
+    assert probe.message.startswith("cut at 317:") and "when only tokens after 317 changed" in probe.message
+    assert "k=317 fail" in probe.probed and "inside the scored range" in probe.probed
 
 
 def test_multi_epoch_scores_each_position_once_per_epoch(make_model, val_prefix, bytes_prefix, tiny_cfg, tmp_path):

@@ -113,3 +113,40 @@ def test_embedded_default_is_deterministic(default_data, embedded_docs):
     summary = json.loads((default_data[0] / "prepared.json").read_text())
     assert summary["corpus_sha256"] == corpus.corpus_digest(docs)
     assert 65_536 <= summary["val_tokens"] < 80_000
+
+
+def _shared(a, b, k):
+    """How many k-token windows of a also occur in b (by 64-bit window hash)."""
+    return int(np.isin(prepare._gram_hashes(a.astype(np.int64), k), prepare._gram_hashes(b.astype(np.int64), k)).sum())
+
+
+def test_prepare_removes_long_validation_spans_from_training(tmp_path, default_data):
+    """A training document that quotes a validation document keeps its own text and loses the quote; the summary
+    says how much was removed."""
+    rng = np.random.default_rng(0)
+    words = ["river", "stone", "cloud", "amber", "violet", "copper", "meadow", "harbor", "lantern", "orchard"]
+    docs = [" ".join(rng.choice(words) + str(rng.integers(0, 999)) for _ in range(120)) for _ in range(30)]
+    summary = prepare.prepare(docs, tmp_path, tokenizer_path=default_data[1], num_val_docs=1, progress=False)
+    ds = tmp_path / "datasets" / "fineweb10B_sp1024"
+    val = data.load_validation(ds)
+    assert summary["dedup"]["train_tokens_removed"] == 0  # unrelated documents: nothing shared
+    val_text = [d for d in docs if d.strip()]
+    quoted = docs + ["Quoted: " + d + " End of quote." for d in val_text]  # every document quoted once
+    out = tmp_path / "quoted"
+    summary = prepare.prepare(quoted, out, tokenizer_path=default_data[1], num_val_docs=1, progress=False)
+    ds = out / "datasets" / "fineweb10B_sp1024"
+    val, train = data.load_validation(ds), data.read_shard(ds / "fineweb_train_000000.bin")
+    dd = summary["dedup"]
+    assert dd["span_tokens"] == prepare.DEDUP_SPAN and dd["train_tokens_removed"] >= val.size - prepare.DEDUP_SPAN
+    assert dd["spans_removed"] >= 1 and dd["documents_touched"] >= 1
+    assert _shared(val, train, 32) == 0, "no 32-token window of validation is left in training"
+    assert summary["train_tokens"] == train.size
+
+
+def test_embedded_corpus_has_no_long_span_in_both_splits(default_data):
+    ds = default_data[0]
+    val = data.load_validation(ds)
+    train = np.concatenate([data.read_shard(p) for p in data.list_shards(ds, "train")])
+    summary = json.loads((ds / "prepared.json").read_text())
+    assert summary["dedup"]["train_tokens_removed"] > 0
+    assert _shared(val, train, 32) == 0
