@@ -135,6 +135,9 @@ class FuncFacts:
     optimizers: set[str]
     slot_optimizers: set[str]
     leaves: set[str]
+    # Optimizers over a module built in this function that never leaves it (a diagnostic probe `nn.Linear` fitted
+    # and scored here): their steps cannot change what scores outside this call.
+    contained_optimizers: set[str] = field(default_factory=set)
 
 
 def _reported_names(prog: Program, func: Func) -> set[str]:
@@ -180,7 +183,7 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
     cache = prog.memo.setdefault("facts", {})
     if func.qname in cache:
         return cache[func.qname]
-    optimizers, slot_opts, leaves = set(), set(), set()
+    optimizers, slot_opts, leaves, contained = set(), set(), set(), set()
     for n in func_nodes_of(func, cst.Assign):
         if type(n.value) is cst.Call:
             targets = [root_name(t.target) for t in n.targets]
@@ -190,6 +193,9 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
                 params = names_in(call.args[0].value) if call.args else set()
                 if params & leaves:
                     slot_opts.update(t for t in targets if t)
+                owner = _parameters_owner(call)
+                if owner and _stays_local(func, owner):
+                    contained.update(t for t in targets if t)
             elif any(a.keyword and a.keyword.value == "requires_grad" and dotted(a.value) == "True" for a in call.args):
                 leaves.update(t for t in targets if t)
             elif type(call.func) is cst.Attribute and call.func.attr.value == "requires_grad_":
@@ -207,9 +213,62 @@ def function_facts(prog: Program, func: Func) -> FuncFacts:
     for n in func_nodes_of(func, cst.AugAssign):
         if type(n.operator) is cst.AddAssign:
             accumulated |= names_in(n.value)
-    facts = FuncFacts(_reported_names(prog, func), accumulated, optimizers, slot_opts, leaves)
+    facts = FuncFacts(_reported_names(prog, func), accumulated, optimizers, slot_opts, leaves, contained)
     cache[func.qname] = facts
     return facts
+
+
+def _parameters_owner(opt_ctor: cst.Call) -> str | None:
+    """`Adam(probe.parameters(), ...)` -> `probe`: the one module whose parameters an optimizer steps."""
+    if not opt_ctor.args:
+        return None
+    arg = opt_ctor.args[0].value
+    if type(arg) is cst.Call and type(arg.func) is cst.Attribute and arg.func.attr.value in ("parameters",) and \
+            type(arg.func.value) is cst.Name:
+        return arg.func.value.value
+    return None
+
+
+def _stays_local(func: Func, name: str) -> bool:
+    """`name` is built here by a call (`probe = nn.Linear(...)`, possibly `.to(device)`) and only ever called or
+    asked for its attributes: never returned, stored, yielded or handed to another call."""
+    built = False
+    for n in func_nodes_of(func, cst.Assign):
+        if any(type(t.target) is cst.Name and t.target.value == name for t in n.targets):
+            if type(n.value) is not cst.Call or built:
+                return False
+            built = True
+    if not built or name in func.params:
+        return False
+    for n in func.statements:
+        t = type(n)
+        if t in (cst.Return, cst.Yield) and n.value is not None and name in names_in(n.value):
+            return False
+        if t is cst.Call:
+            for a in n.args:
+                if name in names_in(a.value) and not _through_call(a.value, name):
+                    return False
+        if t in (cst.Assign, cst.AugAssign, cst.AnnAssign) and getattr(n, "value", None) is not None and \
+                type(n.value) in (cst.Name, cst.Tuple, cst.List, cst.Dict) and name in names_in(n.value):
+            return False
+    return True
+
+
+def _through_call(expr: cst.CSTNode, name: str) -> bool:
+    """Every mention of `name` in `expr` is the module being run or asked something (`probe(h)`,
+    `probe.parameters()`), so only its outputs flow on."""
+    allowed: set[int] = set()
+    mentions: list[cst.Name] = []
+    for n in walk(expr):
+        if type(n) is cst.Call:
+            f = n.func
+            if type(f) is cst.Name and f.value == name:
+                allowed.add(id(f))
+            elif type(f) is cst.Attribute and type(f.value) is cst.Name and f.value.value == name:
+                allowed.add(id(f.value))
+        elif type(n) is cst.Name and n.value == name:
+            mentions.append(n)
+    return all(id(m) in allowed for m in mentions)
 
 
 def model_params(prog: Program, func: Func) -> frozenset[str]:
@@ -555,7 +614,8 @@ class TreeBuilder:
             rname = root_name(recv_node)
             if not P.NOT_OPTIMIZER.search(recv) and (rname in facts.optimizers or P.OPTIMIZER_NAME.search(rname)):
                 items.append(Event(UPDATE, node, line, func, name=rname,
-                                   detail={"slot": rname in facts.slot_optimizers, "closure": [a.value for a in node.args]}))
+                                   detail={"slot": rname in facts.slot_optimizers, "closure": [a.value for a in node.args],
+                                           "contained": rname in facts.contained_optimizers}))
                 return items
         if last == "backward" and recv_node is not None:
             return [Event(BACKWARD, node, line, func, frozenset(self.taint(recv_node)), name=recv)]

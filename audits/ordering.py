@@ -93,7 +93,8 @@ def analyze(flow: Flow) -> list[Ordering]:
         u_loops = {lp.uid for lp in u.loops}
         earlier = [s for s in scores if s.order < u.order and not exclusive(s, u) and s.order not in covered
                    and {lp.uid for lp in s.loops} <= u_loops]
-        later = [s for s in scores if s.order > u.order and not exclusive(s, u) and s.order not in covered]
+        later = [s for s in scores if s.order > u.order and not exclusive(s, u) and s.order not in covered
+                 and (not u.ev.detail.get("contained") or s.chain[: len(u.chain)] == u.chain)]
         # the innermost data loop around both the update and its first later score
         shared = next((lp for lp in reversed(u.loops) if lp.kind == "data" and later and _inside(later[0], lp.uid)), None)
         if shared is not None and not earlier and _loop_carried(flow, u, later[0], shared):
