@@ -74,16 +74,24 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def run_files(folder: Path) -> list[tuple[Path, str]]:
+    """The folder's README*.md and *.sh files with their text (capped; unreadable ones left out), where run
+    commands are stated. Raises OSError when the folder itself cannot be listed."""
+    out = []
+    for p in sorted(folder.iterdir()):
+        if not p.is_file() or p.is_symlink() or not (p.suffix == ".sh" or p.name.lower().startswith("readme")):
+            continue
+        try:
+            out.append((p, p.read_text(encoding="utf-8", errors="replace")[:2_000_000]))
+        except OSError:
+            continue
+    return out
+
+
 def run_commands_env(folder: Path) -> list[EnvSetting]:
     """Environment settings stated by run commands in README*.md and *.sh files of a submission folder."""
     out: list[EnvSetting] = []
-    candidates = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink()
-                        and (p.suffix == ".sh" or p.name.lower().startswith("readme")))
-    for p in candidates:
-        try:
-            text = p.read_text(encoding="utf-8", errors="replace")[:2_000_000]
-        except OSError:
-            continue
+    for p, text in run_files(folder):
         is_shell = p.suffix == ".sh"
         for lineno, line in _logical_lines(text):
             line = line.lstrip("$ ").strip("`")
@@ -100,8 +108,6 @@ def run_commands_env(folder: Path) -> list[EnvSetting]:
 
 
 _SCRIPT_WORD = re.compile(r"(?:^|[\s/=])([A-Za-z0-9_][A-Za-z0-9_.-]*\.py)\b")
-
-
 _LAUNCHER = re.compile(r"\b(torchrun|accelerate\s+launch|srun|mpirun|deepspeed)\b|torch\.distributed\.(run|launch)")
 
 
@@ -111,15 +117,10 @@ def launched_scripts(folder: Path) -> list[str]:
     preparation step, not the run that is scored."""
     out: dict[str, None] = {}
     try:
-        candidates = sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink()
-                            and (p.suffix == ".sh" or p.name.lower().startswith("readme")))
+        found = run_files(folder)
     except OSError:
         return []
-    for p in candidates:
-        try:
-            text = p.read_text(encoding="utf-8", errors="replace")[:2_000_000]
-        except OSError:
-            continue
+    for _p, text in found:
         for _lineno, line in _logical_lines(text):
             if _LAUNCHER.search(line):
                 for m in _SCRIPT_WORD.finditer(line):
