@@ -88,7 +88,7 @@ class _Plan:
     result: AuditResult
     slots: list[FileResult | None] = field(default_factory=list)
     not_run: dict[int, str] = field(default_factory=dict)  # slot -> why nothing in the scored run runs that file
-    docs: dict[int, str] = field(default_factory=dict)  # slot -> its folder's README/submission.json/log text
+    folder_of: dict[int, Path] = field(default_factory=dict)  # slot -> the folder whose documents describe its run
 
 
 def audit_paths(paths: Sequence[str | os.PathLike[str]], env_settings: Iterable[EnvSetting] = (),
@@ -120,10 +120,13 @@ def audit_targets(targets: Sequence[Target], env_settings: Iterable[EnvSetting] 
             cache.put(job.key, fr)
     out = []
     for plan in plans:
-        for slot, text in plan.docs.items():
+        docs: dict[Path, str] = {}
+        for slot, folder in plan.folder_of.items():
             fr = plan.slots[slot]
-            if fr is not None:
-                _warn_default_only(fr, text)
+            if fr is not None and any(f.default_keys for f in fr.findings):
+                if folder not in docs:  # read the README/logs only when a finding asks what they say
+                    docs[folder] = folder_text(folder)
+                _warn_default_only(fr, docs[folder])
         for slot, reason in plan.not_run.items():
             fr = plan.slots[slot]
             if fr is not None:
@@ -204,14 +207,10 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
                 plan.slots[slot] = hit
                 continue
         pending.append(_Job(ti, slot, src, env, key))
-    docs: dict[Path, str] = {}
     for folder in {p.parent for p in texts}:
         for path, reason in auxiliary_files(folder, texts).items():
             plan.not_run[slot_of[path]] = reason
-        docs[folder] = folder_text(folder)
-    for path, slot in slot_of.items():
-        if docs.get(path.parent):
-            plan.docs[slot] = docs[path.parent]
+    plan.folder_of.update({slot: path.parent for path, slot in slot_of.items()})
     seen_cli = {(s.key, s.value) for s in result.env}
     result.env[:0] = [s for s in cli_env if (s.key, s.value) not in seen_cli]
 
