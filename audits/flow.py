@@ -20,7 +20,8 @@ from audits.consteval import UNKNOWN
 from audits.configuration import branch_value, range_len
 from audits.functions import Func, bind_args, call_arguments, func_nodes_of
 from audits.program import Program
-from audits.syntax import MUTATOR_METHODS, assignment_edges, backward_closure, block_of, dotted, names_in, pairs, root_name
+from audits.syntax import (MUTATOR_METHODS, assignment_edges, backward_closure, binding_targets, block_of, dotted, names_in,
+                           pairs, root_name)
 from audits.taint import TARGET, TRAIN, VAL, local_taint
 from audits.walk import children, module_cache, walk
 
@@ -312,11 +313,7 @@ def _names_bound_in(stmts: Sequence[cst.CSTNode]) -> frozenset[str]:
         if got is None:
             found = set()
             for n in walk(stmt):
-                t = type(n)
-                targets = ([x.target for x in n.targets] if t is cst.Assign else
-                           [n.target] if t in (cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor, cst.NamedExpr) else
-                           [n.asname.name] if t is cst.WithItem and n.asname is not None else [])
-                for target in targets:
+                for target in binding_targets(n):
                     for leaf in walk(target):
                         if type(leaf) is cst.Name:
                             found.add(leaf.value)
@@ -364,6 +361,10 @@ class TreeBuilder:
 
     def view(self) -> ChainMap:
         return ChainMap(self.env, self.local)
+
+    def snapshot(self) -> ChainMap:
+        """The names as they stand at this point, kept for a call expanded later."""
+        return ChainMap(dict(self.env), self.local)
 
     def taint(self, node: cst.CSTNode) -> set[str]:
         return self.prog.expr_taint(node, self.func, self.view())
@@ -650,7 +651,7 @@ class TreeBuilder:
             taint = self.consumed(node)
             items.append(Event(CACHE_UPDATE, node, line, func, frozenset(taint), name=root_name(recv_node)))
         if resolved is not None and resolved is not func:
-            items.append(CallItem(node, line, resolved, env=ChainMap(dict(self.env), self.local)))
+            items.append(CallItem(node, line, resolved, env=self.snapshot()))
             items.extend(self.handed_functions(node, resolved))
         return items
 
@@ -670,8 +671,7 @@ class TreeBuilder:
             elif type(value) in (cst.Name, cst.Attribute):
                 target = self.prog.resolve_callee(value, self.func)
                 if target is not None and target is not self.func and type(target.node) is cst.FunctionDef:
-                    items.append(CallItem(node, self.prog.line(node), target, forwarded=True,
-                                          env=ChainMap(dict(self.env), self.local)))
+                    items.append(CallItem(node, self.prog.line(node), target, forwarded=True, env=self.snapshot()))
         return items
 
 
