@@ -705,6 +705,8 @@ def _bwrap_cmd(argv, workdir: Path, env: dict[str, str], ro_paths, limits: Limit
     for p in [*_visible(ro_paths, env), channel_dir]:
         if str(p) in made:
             continue
+        if drop and p.is_dir() and not p.stat().st_mode & 0o001:
+            continue  # an owner-only folder the unprivileged user could not enter: what it needs below is bound apart
         parents(p)
         cmd += ["--ro-bind", str(p), str(p)]
         made.add(str(p))
@@ -740,9 +742,27 @@ def _visible(ro_paths: Sequence[Path], env: dict[str, str]) -> list[Path]:
     out: list[Path] = []
     for p in [*ro_paths, *extra]:
         p = Path(p).resolve()
-        if p.exists() and p not in out and not any(p.is_relative_to(q) for q in out):
-            out = [q for q in out if not q.is_relative_to(p)] + [p]
+        if p.exists() and p not in out and not any(_covers(q, p) for q in out):
+            out = [q for q in out if not _covers(p, q)] + [p]
     return out
+
+
+def _covers(outer: Path, inner: Path) -> bool:
+    """Binding `outer` also makes `inner` usable inside: it lies below, and every folder on the way down lets the
+    sandbox's unprivileged user through. A virtualenv inside an owner-only clone (`mktemp -d`) is bound itself, on
+    parents the sandbox creates traversable, instead of through the owner-only folder it would be hidden behind."""
+    if not inner.is_relative_to(outer):
+        return False
+    folder = inner.parent if inner != outer else inner
+    while True:
+        try:
+            if not folder.stat().st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+        if folder == outer or folder == folder.parent:
+            return True
+        folder = folder.parent
 
 
 def _kill_tree(pid: int, cg: _Cgroups) -> None:
