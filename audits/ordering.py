@@ -10,6 +10,8 @@ trained on after. Everything else is classified here once, so each rule only pic
 - `pre_quant`: the same, with quantization/serialization in between (PG-TTT-002);
 - `warmup_restored`: the same, but weights/optimizer are restored before scoring (PG-TTT-006, gray);
 - `rescore`: tokens scored, trained on, then scored again (PG-TTT-004);
+- `ensemble`: the same, but the reported total blends the stashed first-look scores with the post-update ones
+  (adapters trained on a batch scoring that batch again as ensemble members: PG-TTT-007);
 - `cache_rescore`: tokens scored, fed to a cache, then scored again through that cache (PG-NG-003).
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ import libcst as cst
 
 from audits.flow import CACHE_UPDATE, OPT_NEW, QUANT, RESET, RESTORE, SCORE, VAL, Flow, Occ, common_split, exclusive
 from audits.functions import func_nodes_of
-from audits.syntax import block_of, names_in
+from audits.syntax import assignment_edges, backward_closure, block_of, names_in
 from audits.walk import children, walk
 
 
@@ -116,6 +118,11 @@ def analyze(flow: Flow) -> list[Ordering]:
         elif dominated or earlier:
             kind, line = "rescore", _split_line(u, s2)
             related = [(earlier[-1].line, "tokens scored here first"), (u.line, "then trained on here")]
+            blend = _blended_report(flow, all_scores, u, s2)
+            if blend is not None:
+                kind = "ensemble"
+                related += [(s2.line, f"the trained adapters score the same tokens again into `{s2.ev.name}`"),
+                            (blend.line, f"`{blend.ev.name}` mixes those scores with the first-look ones")]
         else:
             restores = [o for o in between if o.kind in (RESTORE, OPT_NEW)]
             related = [(s2.line, "the same validation tokens are scored later here")]
@@ -147,6 +154,23 @@ def analyze(flow: Flow) -> list[Ordering]:
                 (earlier[0].line, "first pass scores here"), (c.line, "cache filled from the scored tokens here")]))
     flow.memo["orderings"] = out
     return out
+
+
+def _blended_report(flow: Flow, all_scores: list[Occ], u: Occ, s2: Occ) -> Occ | None:
+    """The reported accumulation after `s2` whose value is computed from both scores stored before the update
+    (`own_nll[...] = nll` in the score-first pass) and scores stored after it (the re-scoring pass): an ensemble of
+    first-look and post-update predictions, which needs the stash of the first look to exist at all."""
+    before = {s.ev.name for s in all_scores if s.order < u.order and not exclusive(s, u)}
+    after = {s.ev.name for s in all_scores if u.order < s.order and not exclusive(s, u)}
+    for s in all_scores:
+        if s.order <= s2.order or s.ev.detail.get("assign") or exclusive(s, u):
+            continue
+        edges = [e for a in func_nodes_of(s.ev.func, cst.Assign, cst.AugAssign) for e in assignment_edges(a)]
+        reads = backward_closure(_names(s) - {s.ev.name}, edges)
+        first, second = (before - after) & reads, (after - before) & reads
+        if first and second:
+            return s
+    return None
 
 
 def _loop_carried(flow: Flow, u: Occ, s: Occ, L) -> bool:

@@ -40,7 +40,7 @@ def test_every_rule_has_examples_and_docs():
 
 def test_required_rule_ids_present():
     ids = {r.id for r in all_rules()}
-    required = {"PG-TTT-001", "PG-TTT-002", "PG-TTT-003", "PG-TTT-004", "PG-TTT-006", "PG-SLOT-001", "PG-NG-001",
+    required = {"PG-TTT-001", "PG-TTT-002", "PG-TTT-003", "PG-TTT-004", "PG-TTT-006", "PG-TTT-007", "PG-SLOT-001", "PG-NG-001",
                 "PG-NG-002", "PG-NG-003", "PG-NG-004", "PG-PPM-001", "PG-CAL-001", "PG-CAL-002", "PG-DATA-001",
                 "PG-DATA-002", "PG-DATA-004", "PG-NET", "PG-BPB-001", "PG-BOS-001"}
     assert required <= ids
