@@ -24,6 +24,7 @@ from audits.runevidence import default_mention, folder_text
 from audits.results import AuditResult, EnvSetting, FileResult
 from audits.runenv import effective_env, run_commands_env
 from audits.types import Severity, Status
+from audits.linking import imported_modules
 from audits.source import InputError, SourceFile, read_source, sibling_modules
 
 GRAMMAR_TARGET = "3.12"
@@ -132,6 +133,7 @@ def audit_targets(targets: Sequence[Target], env_settings: Iterable[EnvSetting] 
             if fr is not None:
                 _mark_not_run(fr, reason)
         plan.result.files = sorted((fr for fr in plan.slots if fr is not None), key=lambda fr: fr.path)
+        _place_linked(plan.result.files)
         out.append(plan.result)
     return out
 
@@ -200,7 +202,15 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
         texts[path] = src.text
         slot_of[path] = slot
         src.local_modules = sibling_modules(path)
-        key = cache.key(src.sha256, env, src.local_modules) if cache is not None else None
+        src.linked = _linked_sources(path, display, src)
+        planned = {p for p, *_ in files}
+        for mod in src.linked.values():  # a module audited with the script is a file of the submission too
+            mpath = path.parent / Path(mod.path).name
+            if mpath not in planned:
+                files.append((mpath, mod.path, root, root_display))
+                planned.add(mpath)
+        key = cache.key(src.sha256, env, src.local_modules, [m.sha256 for m in src.linked.values()]) \
+            if cache is not None else None
         if cache is not None and key is not None:
             hit = cache.get(key, display)
             if hit is not None:
@@ -213,6 +223,49 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
     plan.folder_of.update({slot: path.parent for path, slot in slot_of.items()})
     seen_cli = {(s.key, s.value) for s in result.env}
     result.env[:0] = [s for s in cli_env if (s.key, s.value) not in seen_cli]
+
+
+MAX_LINKED = 8
+
+
+def _linked_sources(path: Path, display: str, src: SourceFile) -> dict[str, SourceFile]:
+    """The same-folder module files `src` imports, and the ones they import, by module name in first-import
+    order (read as text like the script; never imported or run). One that cannot be read is left out: its
+    import stays a "cannot verify"."""
+    local = src.local_modules or {}
+    folder_display = display.rsplit("/", 1)[0] + "/" if "/" in display else ""
+    out: dict[str, SourceFile] = {}
+    todo = [src.text]
+    while todo and len(out) < MAX_LINKED:
+        for name in imported_modules(todo.pop(0)):
+            fname = local.get(name, "")
+            if not fname.endswith(".py") or name in out or len(out) >= MAX_LINKED:
+                continue
+            try:
+                mod = read_source(path.parent / fname, folder_display + fname)
+            except InputError:
+                continue
+            out[name] = mod
+            todo.append(mod.text)
+    return out
+
+
+def _place_linked(files: list[FileResult]) -> None:
+    """Findings a script's audit made inside a module it imports go to that module's own entry when it is
+    audited too, replacing what its audit alone reported on the same line (which lacked the calling context)."""
+    by_path = {fr.path: fr for fr in files if fr.error is None}
+    for fr in files:
+        moved = [f for f in fr.findings if f.path != fr.path and f.path in by_path]
+        if not moved:
+            continue
+        fr.findings = [f for f in fr.findings if f not in moved]
+        for f in moved:
+            other = by_path[f.path]
+            other.findings = [g for g in other.findings if (g.rule_id, g.line) != (f.rule_id, f.line)]
+        for f in moved:
+            by_path[f.path].findings.append(f)
+    for fr in files:
+        fr.findings.sort(key=lambda f: (f.origin.layer if f.origin else 0, f.path != fr.path, f.path, f.line, f.rule_id))
 
 
 def _is_under(path: Path, root: Path) -> bool:

@@ -16,6 +16,7 @@ import os
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 from audits.results import FileResult, fingerprint
 
@@ -64,10 +65,12 @@ class Cache:
         self.writes = 0
         self._usable = True
 
-    def key(self, content_sha256: str, env: dict[str, set[str]], local_modules: dict[str, str] | None = None) -> str:
+    def key(self, content_sha256: str, env: dict[str, set[str]], local_modules: dict[str, str] | None = None,
+            linked_sha256: Sequence[str] = ()) -> str:
+        """Content, tool, environment, the folder's module names, and the contents of the modules audited with it."""
         local = ",".join(f"{k}={v}" for k, v in sorted((local_modules or {}).items()))
         material = "\0".join([CACHE_FORMAT, self.tool_version, analyzer_hash(), content_sha256,
-                              env_fingerprint(env), local])
+                              env_fingerprint(env), local, ",".join(linked_sha256)])
         return hashlib.sha256(material.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
@@ -123,10 +126,20 @@ def relabel(result: FileResult, display: str) -> FileResult:
     result.path = display
     if result.error:
         result.error = result.error.replace(old, display)
+    old_dir, new_dir = old.rpartition("/")[0], display.rpartition("/")[0]
+
+    def moved(p: str) -> str:  # a linked module next to the file moves with it
+        if p == old:
+            return display
+        if p and p.rpartition("/")[0] == old_dir:
+            return (new_dir + "/" if new_dir else "") + p.rpartition("/")[2]
+        return p
+
     seen: dict[tuple, int] = {}
     for f in result.findings:
-        if f.path == old:
-            f.path = display
+        f.path = moved(f.path)
+        for r in f.related:
+            r.path = moved(r.path)
         f.message = f.message.replace(old, display)
         f.status_reason = f.status_reason.replace(old, display)
         key = (f.rule_id, " ".join(f.snippet.split()))

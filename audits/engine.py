@@ -11,6 +11,7 @@ from typing import Iterator
 import libcst as cst
 
 from audits.flow import build_flows
+from audits.linking import LineMap, link
 from audits.patterns import EXEC_FUNCS
 from audits.positions import Positions
 from audits.program import Program, build_program
@@ -143,15 +144,22 @@ def _hit_line(prog: Program, hit: Hit) -> int:
 
 
 def audit_layer(layer: Layer, path: str, env: dict[str, set[str]],
-                local_modules: dict[str, str] | None = None) -> tuple[list[Finding], list]:
+                local_modules: dict[str, str] | None = None,
+                linemap: LineMap | None = None, linked: frozenset[str] = frozenset()) -> tuple[list[Finding], list]:
+    """Findings and suppressions of one layer. With a `linemap`, the layer is the script followed by the
+    same-folder modules it imports (`linked`): findings are placed back in the file and line they came from,
+    and only the script's own suppressions are returned (each module reports its own)."""
     prog = build_program(layer.module, layer.text, env, layer.positions, layer.nodes)
     prog.local_modules = dict(local_modules or {})
+    prog.linked_modules = linked
     prog.resolved_execs = layer.resolved_execs
     prog.unpack_failures = layer.unpack_failures
     regions = inactive_regions(prog)
     ctx_cfg = Context(prog, build_flows(prog, prune=True))
     ctx_all = Context(prog, build_flows(prog, prune=False))
     sups, applies = parse_suppressions(layer.text, path)
+    if linemap is not None:
+        sups = [sup for sup in sups if sup.line <= linemap.own_lines]
     findings: list[Finding] = []
     hygiene = []
     for rule in all_rules():
@@ -190,7 +198,20 @@ def audit_layer(layer: Layer, path: str, env: dict[str, set[str]],
         ctx_cfg.suppressions = sups  # type: ignore[attr-defined]
         for hit in rule().check(ctx_cfg):
             findings.append(_finding(rule, prog, hit, _hit_line(prog, hit), path, layer.origin, Status.ACTIVE, ""))
+    if linemap is not None:
+        for f in findings:
+            _relocate(f, linemap)
     return findings, sups
+
+
+def _relocate(f: Finding, linemap: LineMap) -> None:
+    """A finding of the combined text, in the file and line a person opens."""
+    path, line = linemap.locate(f.line)
+    shift = f.line - line
+    f.path, f.line, f.end_line = path, line, f.end_line - shift
+    for r in f.related:
+        rpath, rline = linemap.locate(r.line)
+        r.line, r.path = rline, ("" if rpath == path else rpath)
 
 
 def _finding(rule, prog: Program, hit: Hit, line: int, path: str, origin: Origin | None, status: Status,
@@ -203,7 +224,7 @@ def _finding(rule, prog: Program, hit: Hit, line: int, path: str, origin: Origin
         text = prog.source_line(line)
         start_line, col, end_line, end_col = line, len(text) - len(text.lstrip()) + 1, line, len(text) + 1
     return Finding(
-        rule_id=rule.id, rule_name=rule.name, conditions=list(rule.conditions), severity=rule.severity,
+        rule_id=rule.id, rule_name=rule.name, conditions=list(rule.conditions), severity=hit.severity or rule.severity,
         confidence=rule.confidence, message=hit.message, path=path, line=start_line, column=col, end_line=end_line,
         end_column=end_col, snippet=prog.source_line(start_line).strip(), status=status, status_reason=reason,
         related=[Related(ln, msg) for ln, msg in hit.related], origin=origin,
@@ -232,16 +253,31 @@ def audit_source(src: SourceFile, env: dict[str, set[str]]) -> FileResult:
             release_caches()
 
 
+def _linked_layers(src: SourceFile) -> tuple[list[Layer], LineMap | None]:
+    """The script's layers, its first one joined with the same-folder modules it imports; unjoined when they
+    add nothing or the joined text does not parse (then each import stays a "cannot verify")."""
+    if src.linked:
+        text, linemap = link(src.text, src.path, [(m.path, m.text) for m in src.linked.values()], MAX_LINES)
+        if linemap.segments:
+            try:
+                return decode_layers(text, src.path), linemap
+            except InputError:
+                pass
+    return decode_layers(src.text, src.path), None
+
+
 def _audit_source(src: SourceFile, env: dict[str, set[str]]) -> FileResult:
     result = FileResult(path=src.path, sha256=src.sha256, lines=src.text.count("\n") + 1, source=src.text)
-    layers = decode_layers(src.text, src.path)
+    layers, linemap = _linked_layers(src)
+    linked = frozenset(name for name, m in src.linked.items() if linemap is not None and m.path in linemap.linked_paths)
     for layer in layers:
-        findings, sups = audit_layer(layer, src.path, env, src.local_modules)
+        own = linemap if layer.origin is None else None
+        findings, sups = audit_layer(layer, src.path, env, src.local_modules, own, linked if own else frozenset())
         result.findings.extend(findings)
         result.suppressions.extend(sups)
         if layer.origin is not None:
             result.decoded.append(DecodedSource(layer.origin.layer, layer.origin.outer_line, layer.origin.codecs, layer.text))
-    result.findings.sort(key=lambda f: (f.origin.layer if f.origin else 0, f.line, f.rule_id))
+    result.findings.sort(key=lambda f: (f.origin.layer if f.origin else 0, f.path != src.path, f.path, f.line, f.rule_id))
     seen: dict[tuple, int] = {}
     for f in result.findings:
         key = (f.rule_id, " ".join(f.snippet.split()))

@@ -48,6 +48,7 @@ class Program:
     # Facts the engine supplies from outside the tree: modules an absolute import would load from the file's own
     # folder (file names only; never read or run), and the exec calls whose packed payload was (or was not) decoded.
     local_modules: dict[str, str] = field(default_factory=dict)
+    linked_modules: frozenset[str] = frozenset()  # those of them appended to this program (audits/linking.py)
     resolved_execs: set[int] = field(default_factory=set)
     unpack_failures: list[tuple[cst.Call, str]] = field(default_factory=list)
 

@@ -18,9 +18,10 @@ SCHEMA_VERSION = "1.1"
 class Related:
     line: int
     message: str
+    path: str = ""  # another file of the same program (a linked same-folder module); "" is the finding's own
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"line": self.line, "message": self.message, **({"path": self.path} if self.path else {})}
 
 
 @dataclass

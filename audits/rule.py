@@ -40,6 +40,7 @@ class Hit:
     message: str
     line: int = 0
     related: list[tuple[int, str]] = field(default_factory=list)
+    severity: Severity | None = None  # a rule's lesser hits (a note where it otherwise warns); None: the rule's
 
 
 @dataclass

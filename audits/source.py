@@ -5,7 +5,7 @@ import hashlib
 import io
 import os
 import tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_FILE_BYTES = 20_000_000  # far above any real train_gpt.py (the whole artifact is capped at 16 MB)
@@ -27,6 +27,8 @@ class SourceFile:
     # Modules an absolute import would find next to the file: name -> "helper.py" / "helpers/". None for a
     # source with no real folder (only its relative imports are then known to be local).
     local_modules: dict[str, str] | None = None
+    # The same-folder modules it imports (and theirs), by module name: audited with it as one program.
+    linked: dict[str, "SourceFile"] = field(default_factory=dict)
 
 
 def read_source(path: Path, display: str) -> SourceFile:

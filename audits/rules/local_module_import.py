@@ -1,4 +1,4 @@
-"""SF-IMPORT-001: code imported from the submission's own folder, which the per-file audit never sees."""
+"""SF-IMPORT-001: code imported from the submission's own folder: audited with the script, not counted in its bytes."""
 from __future__ import annotations
 
 import libcst as cst
@@ -17,6 +17,8 @@ from audits.rulekit import (
 
 _DYNAMIC_IMPORTS = ("importlib.import_module", "import_module", "__import__")
 _UNSEEN = "its code is neither audited here nor counted in the artifact"
+_LINKED = ("audited here with this file as one program, but its bytes are not counted in the artifact "
+           "(PG-SIZE-001: all counted code should live in train_gpt.py)")
 
 
 def _full(node: cst.CSTNode | None) -> str:
@@ -24,21 +26,23 @@ def _full(node: cst.CSTNode | None) -> str:
 
 
 class LocalModuleImport(Rule):
-    """Warns about imports of code from the submission's own folder, which the per-file audit does not see.
+    """Notes imports of code from the submission's own folder; warns where that code cannot be followed.
 
     What it flags:
         Every relative import (`from . import x`, `from .x import y`), and every absolute import (`import x`,
         `from x import y`, `importlib.import_module("x")`) whose top-level module is `x.py` or a package folder
-        `x/` next to the audited file. Only file names are looked at: the imported file is never read, imported
-        or run. Stdlib and third-party imports (`torch`, `numpy`, `sentencepiece`) are never flagged. A source with
+        `x/` next to the audited file. A module file imported by name (`import x`, `from x import y`,
+        `from .x import y`) is read as text and audited with the script as one program (audits/linking.py): the
+        calls enter its functions and findings point into it; its import is then an info note about bytes only.
+        Everything else (a package folder, `from . import x`, `importlib.import_module`, a module that does not
+        parse) is a warning. Stdlib and third-party imports (`torch`, `numpy`) are never flagged; a source with
         no folder (an in-memory snippet) has only its relative imports flagged.
 
     Why it is illegal:
-        It is not illegal by itself, but the static audit is per file: whatever the imported module does (pre-eval
-        TTT, re-scoring, a target-keyed cache) is invisible here, so none of C1–C4 can be confirmed: "cannot
-        verify", never silence. Audit the imported file too (pass the folder) and run the dynamic audit. Separately,
+        It is not illegal by itself. Code the audit cannot follow (pre-eval TTT, re-scoring, a target-keyed cache
+        in a package) leaves C1–C4 unconfirmed: "cannot verify", never silence; run the dynamic audit. Separately,
         PG-SIZE-001 counts only `train_gpt.py`'s bytes in the artifact: "All counted code should live in
-        `train_gpt.py`", so code in another file is uncounted.
+        `train_gpt.py`", so code in another file is uncounted even when it is audited.
 
     Example:
         from pg_base import eval_val, train_model  # pg_base.py next to train_gpt.py
@@ -84,21 +88,25 @@ class LocalModuleImport(Rule):
 
     def check(self, ctx):
         prog = ctx.prog
-        local = prog.local_modules
+        local, linked = prog.local_modules, prog.linked_modules
         for n in prog.nodes_of(cst.Import, cst.ImportFrom):
             if type(n) is cst.ImportFrom and n.relative:
-                yield Hit(n, self._relative(n, local))
+                first = _full(n.module).split(".")[0]
+                if len(n.relative) == 1 and first in linked:
+                    yield self._note(n, f".{_full(n.module)}", first, local, linked)
+                else:
+                    yield Hit(n, self._relative(n, local))
             elif type(n) is cst.ImportFrom:
                 mod = _full(n.module)
                 top = mod.split(".")[0]
                 if top in local:
-                    yield Hit(n, f"`{mod}` is {self._where(top, local)}: {_UNSEEN}")
+                    yield self._note(n, mod, top, local, linked)
             else:
                 for alias in n.names:
                     mod = _full(alias.name)
                     top = mod.split(".")[0]
                     if top in local:
-                        yield Hit(n, f"`{mod}` is {self._where(top, local)}: {_UNSEEN}")
+                        yield self._note(n, mod, top, local, linked)
                         break
         for n in prog.nodes_of(cst.Call):
             if dotted(n.func) not in _DYNAMIC_IMPORTS or not n.args or type(n.args[0].value) is not cst.SimpleString:
@@ -114,6 +122,12 @@ class LocalModuleImport(Rule):
                 yield Hit(n, f"relative import of `{mod}`: code from the submission's own package; {_UNSEEN}")
             elif top in local:
                 yield Hit(n, f"`{mod}` is {self._where(top, local)}: {_UNSEEN}")
+
+    def _note(self, n, mod: str, top: str, local: dict[str, str], linked: frozenset[str]) -> Hit:
+        """An import of a module audited with the script is a note about bytes; any other, "cannot verify"."""
+        if top in linked:
+            return Hit(n, f"`{mod}` is {self._where(top, local)}: {_LINKED}", severity=Severity.INFO)
+        return Hit(n, f"`{mod}` is {self._where(top, local)}: {_UNSEEN}")
 
     @staticmethod
     def _where(top: str, local: dict[str, str]) -> str:
