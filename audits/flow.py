@@ -810,6 +810,34 @@ def _lossy_value(value: cst.CSTNode | None) -> bool:
     return any(P.SCORE_ACC.search(n) for n in names) and not any(P.COUNT_NAME.search(n) for n in names)
 
 
+def _loss_derived(prog: Program, func: Func, value: cst.CSTNode | None) -> bool:
+    """Is the accumulated value computed, through the function's assignments, from a loss call (`cross_entropy`,
+    `log_softmax`, ...)? Names alone miss an accumulator and its inputs renamed to neutral words."""
+    if value is None or any(P.COUNT_NAME.search(n) for n in names_in(value)):
+        return False
+    cache = prog.memo.setdefault("loss_sources", {})
+    facts = cache.get(func.qname)
+    if facts is None:
+        edges: list[tuple[set[str], set[str]]] = []
+        losses: set[str] = set()
+        for n in func_nodes_of(func, cst.Assign, cst.AnnAssign, cst.AugAssign):
+            if n.value is None:
+                continue
+            for targets, sources in assignment_edges(n):
+                edges.append((targets, sources))
+            if _calls_loss(n.value):
+                losses |= {t for targets, _ in assignment_edges(n) for t in targets}
+        facts = cache[func.qname] = (edges, frozenset(losses))
+    edges, losses = facts
+    if _calls_loss(value):
+        return True
+    return bool(losses & backward_closure(set(names_in(value)), edges))
+
+
+def _calls_loss(node: cst.CSTNode) -> bool:
+    return any(type(n) is cst.Call and P.LOSS_CALL.search(dotted(n.func) or "") for n in walk(node))
+
+
 def _string_key(target: cst.CSTNode | None) -> str | None:
     if type(target) is cst.Subscript and len(target.slice) == 1 and type(target.slice[0].slice) is cst.Index:
         v = target.slice[0].slice.value
@@ -832,8 +860,10 @@ def classify_scores(prog: Program, occs: list[Occ]) -> None:
             continue
         if key is not None and (P.COUNT_NAME.search(key) or not P.SCORE_ACC.search(key)):
             continue
+        value = o.ev.detail.get("value")
         if name in facts.reported and not P.NOT_SCORE_ACC.search(name) and (
-                P.SCORE_ACC.search(name) or key is not None or _lossy_value(o.ev.detail.get("value"))):
+                P.SCORE_ACC.search(name) or key is not None or _lossy_value(value)
+                or _loss_derived(prog, o.ev.func, value)):
             o.ev = Event(SCORE, o.ev.node, o.ev.line, o.ev.func, o.ev.taint, name, o.ev.detail)
 
 

@@ -26,6 +26,9 @@ TARGET_NAME = re.compile(
 # Events ------------------------------------------------------------------------------------------------
 SCORE_ACC = re.compile(r"(loss|nll|bits|logp|log_prob|logprob|(^|_)ce(_|$)|(^|_)ptl(_|$)|score|bpb|entropy|cross_entropy|"
                        r"log_softmax)", re.I)
+# Calls whose result is a loss or log-probability of the targets: an accumulation computed from one holds a loss,
+# whatever the accumulator is called (`acc += out.sum()` after `out = F.cross_entropy(...)`).
+LOSS_CALL = re.compile(r"(^|\.)(cross_entropy|nll_loss|log_softmax|binary_cross_entropy\w*|kl_div|log_prob)$")
 NOT_SCORE_ACC = re.compile(r"^(train|tr|running|avg_train|warmup|ttt_train|grad)_?|train_loss", re.I)
 COUNT_NAME = re.compile(r"(byte|bytes|count|numel|tok_cnt|n_tok|ntok)", re.I)
 REPORTED_NAME = re.compile(r"(val_loss|val_bpb|bpb|bits_per_byte|final_loss|q_val|quant_val)", re.I)
