@@ -137,137 +137,179 @@ def _literal(node: cst.SimpleString | cst.Integer | cst.Float) -> Any:
 
 
 def evaluate(node: cst.BaseExpression, scope: ConfigScope, depth: int = 0) -> Value:
+    """The value an expression has under the configuration, with the environment keys it read; UNKNOWN where it
+    cannot be decided (one evaluator per node type below)."""
     if depth > 40:
         return Value(UNKNOWN)
-    d = depth + 1
-    if type(node) in (cst.SimpleString, cst.Integer, cst.Float):
-        return Value(_literal(node))
-    if type(node) is cst.ConcatenatedString:
-        v = node.evaluated_value
-        return Value(v if isinstance(v, (str, bytes)) else UNKNOWN)
-    if type(node) is cst.Name:
-        if node.value in ("True", "False", "None"):
-            return Value({"True": True, "False": False, "None": None}[node.value])
-        if node.value == "__name__":
-            return Value("__main__")
-        return scope.lookup(node.value)
-    if type(node) is cst.Attribute:
-        if type(node.value) is cst.Subscript:  # os.environ["K"] handled below
-            return Value(UNKNOWN)
-        return scope.lookup(node.attr.value)
-    if type(node) is cst.Subscript:
-        if _dotted(node.value) in ("os.environ", "environ") and len(node.slice) == 1:
-            el = node.slice[0].slice
-            if type(el) is cst.Index:
-                key = evaluate(el.value, scope, d).value
-                if isinstance(key, str):
-                    stated = scope.env.get(key)
-                    if stated and len(stated) == 1:
-                        return Value(next(iter(stated)), (key,))
-        return Value(UNKNOWN)
-    if type(node) is cst.FormattedString:
-        parts, keys = [], ()
-        for part in node.parts:
-            if type(part) is cst.FormattedStringText:
-                parts.append(part.value)
-            elif type(part) is cst.FormattedStringExpression and part.format_spec is None and part.conversion is None:
-                v = evaluate(part.expression, scope, d)
-                keys += v.keys
-                if v.value is UNKNOWN:
-                    return Value(UNKNOWN, keys)
-                parts.append(str(v.value))
-            else:
-                return Value(UNKNOWN, keys)
-        return Value("".join(parts), keys)
-    if type(node) is cst.Call:
-        env = _env_read(node, scope)
-        if env is not None:
-            return env
-        fn = _dotted(node.func)
-        if fn in ("os.path.join", "path.join", "posixpath.join") and node.args:
-            vals = [evaluate(a.value, scope, d) for a in node.args]
-            keys = tuple(k for v in vals for k in v.keys)
-            if all(isinstance(v.value, str) for v in vals):
-                import posixpath
+    ev = _EVALUATORS.get(type(node))
+    return ev(node, scope, depth + 1) if ev is not None else Value(UNKNOWN)
 
-                return Value(posixpath.join(*(v.value for v in vals)), keys)
-            # the glob pattern is what matters: keep the last component when the folder is unknown
-            if isinstance(vals[-1].value, str):
-                return Value("<dir>/" + vals[-1].value, keys)
-            return Value(UNKNOWN, keys)
-        if fn in ("int", "float", "bool", "str") and len(node.args) == 1:
-            inner = evaluate(node.args[0].value, scope, d)
-            return Value(_cast(fn, inner.value), inner.keys)
-        if type(node.func) is cst.Attribute and node.func.attr.value in ("lower", "strip", "upper") and not node.args:
-            inner = evaluate(node.func.value, scope, d)
-            if isinstance(inner.value, str):
-                return Value(getattr(inner.value, node.func.attr.value)(), inner.keys)
-            return Value(UNKNOWN, inner.keys)
+
+def _literal_value(node, scope: ConfigScope, d: int) -> Value:
+    return Value(_literal(node))
+
+
+def _concatenated(node: cst.ConcatenatedString, scope: ConfigScope, d: int) -> Value:
+    v = node.evaluated_value
+    return Value(v if isinstance(v, (str, bytes)) else UNKNOWN)
+
+
+def _name(node: cst.Name, scope: ConfigScope, d: int) -> Value:
+    if node.value in ("True", "False", "None"):
+        return Value({"True": True, "False": False, "None": None}[node.value])
+    if node.value == "__name__":
+        return Value("__main__")
+    return scope.lookup(node.value)
+
+
+def _attribute(node: cst.Attribute, scope: ConfigScope, d: int) -> Value:
+    if type(node.value) is cst.Subscript:  # os.environ["K"] is a subscript of its own
         return Value(UNKNOWN)
-    if type(node) is cst.UnaryOperation:
-        inner = evaluate(node.expression, scope, d)
-        if inner.value is UNKNOWN:
-            return inner
-        try:
-            if type(node.operator) is cst.Not:
-                return Value(not inner.value, inner.keys)
-            if type(node.operator) is cst.Minus:
-                return Value(-inner.value, inner.keys)
-        except TypeError:
-            pass
-        return Value(UNKNOWN, inner.keys)
-    if type(node) is cst.BooleanOperation:
-        left = evaluate(node.left, scope, d)
-        right = evaluate(node.right, scope, d)
-        keys = left.keys + right.keys
-        if type(node.operator) is cst.And:
-            if left.value is not UNKNOWN and not left.value:
-                return Value(left.value, left.keys)
-            if right.value is not UNKNOWN and not right.value and left.value is UNKNOWN:
-                return Value(False, right.keys)
-            return Value(right.value if left.value is not UNKNOWN else UNKNOWN, keys)
-        if left.value is not UNKNOWN and left.value:
-            return Value(left.value, left.keys)
-        if right.value is not UNKNOWN and right.value and left.value is UNKNOWN:
-            return Value(True, right.keys)
-        return Value(right.value if left.value is not UNKNOWN else UNKNOWN, keys)
-    if type(node) is cst.Comparison:
-        left = evaluate(node.left, scope, d)
-        keys = left.keys
-        result: Any = True
-        for target in node.comparisons:
-            right = evaluate(target.comparator, scope, d)
-            keys += right.keys
-            op = _CMP.get(type(target.operator))
-            if op is None or left.value is UNKNOWN or right.value is UNKNOWN:
-                return Value(UNKNOWN, keys)
-            try:
-                if not op(left.value, right.value):
-                    result = False
-            except TypeError:
-                return Value(UNKNOWN, keys)
-            left = right
-        return Value(result, keys)
-    if type(node) is cst.BinaryOperation:
-        left = evaluate(node.left, scope, d)
-        right = evaluate(node.right, scope, d)
-        op = _BIN.get(type(node.operator))
-        if op is None or left.value is UNKNOWN or right.value is UNKNOWN:
-            return Value(UNKNOWN, left.keys + right.keys)
-        try:
-            return Value(op(left.value, right.value), left.keys + right.keys)
-        except Exception:
-            return Value(UNKNOWN, left.keys + right.keys)
-    if type(node) in (cst.Tuple, cst.List, cst.Set):
-        items = [evaluate(e.value, scope, d) for e in node.elements if type(e) is cst.Element]
-        if any(i.value is UNKNOWN for i in items):
-            return Value(UNKNOWN)
-        vals = [i.value for i in items]
-        return Value(tuple(vals) if type(node) is not cst.Set else frozenset(vals))
-    if type(node) is cst.IfExp:
-        test = evaluate(node.test, scope, d)
-        if test.value is UNKNOWN:
-            return Value(UNKNOWN, test.keys)
-        branch = evaluate(node.body if test.value else node.orelse, scope, d)
-        return Value(branch.value, test.keys + branch.keys)
+    return scope.lookup(node.attr.value)
+
+
+def _subscript(node: cst.Subscript, scope: ConfigScope, d: int) -> Value:
+    if _dotted(node.value) in ("os.environ", "environ") and len(node.slice) == 1:
+        el = node.slice[0].slice
+        if type(el) is cst.Index:
+            key = evaluate(el.value, scope, d).value
+            if isinstance(key, str):
+                stated = scope.env.get(key)
+                if stated and len(stated) == 1:
+                    return Value(next(iter(stated)), (key,))
     return Value(UNKNOWN)
+
+
+def _formatted(node: cst.FormattedString, scope: ConfigScope, d: int) -> Value:
+    parts, keys = [], ()
+    for part in node.parts:
+        if type(part) is cst.FormattedStringText:
+            parts.append(part.value)
+        elif type(part) is cst.FormattedStringExpression and part.format_spec is None and part.conversion is None:
+            v = evaluate(part.expression, scope, d)
+            keys += v.keys
+            if v.value is UNKNOWN:
+                return Value(UNKNOWN, keys)
+            parts.append(str(v.value))
+        else:
+            return Value(UNKNOWN, keys)
+    return Value("".join(parts), keys)
+
+
+def _call(node: cst.Call, scope: ConfigScope, d: int) -> Value:
+    env = _env_read(node, scope)
+    if env is not None:
+        return env
+    fn = _dotted(node.func)
+    if fn in ("os.path.join", "path.join", "posixpath.join") and node.args:
+        return _path_join(node, scope, d)
+    if fn in ("int", "float", "bool", "str") and len(node.args) == 1:
+        inner = evaluate(node.args[0].value, scope, d)
+        return Value(_cast(fn, inner.value), inner.keys)
+    if type(node.func) is cst.Attribute and node.func.attr.value in ("lower", "strip", "upper") and not node.args:
+        inner = evaluate(node.func.value, scope, d)
+        if isinstance(inner.value, str):
+            return Value(getattr(inner.value, node.func.attr.value)(), inner.keys)
+        return Value(UNKNOWN, inner.keys)
+    return Value(UNKNOWN)
+
+
+def _path_join(node: cst.Call, scope: ConfigScope, d: int) -> Value:
+    import posixpath
+
+    vals = [evaluate(a.value, scope, d) for a in node.args]
+    keys = tuple(k for v in vals for k in v.keys)
+    if all(isinstance(v.value, str) for v in vals):
+        return Value(posixpath.join(*(v.value for v in vals)), keys)
+    # the glob pattern is what matters: keep the last component when the folder is unknown
+    if isinstance(vals[-1].value, str):
+        return Value("<dir>/" + vals[-1].value, keys)
+    return Value(UNKNOWN, keys)
+
+
+def _unary(node: cst.UnaryOperation, scope: ConfigScope, d: int) -> Value:
+    inner = evaluate(node.expression, scope, d)
+    if inner.value is UNKNOWN:
+        return inner
+    try:
+        if type(node.operator) is cst.Not:
+            return Value(not inner.value, inner.keys)
+        if type(node.operator) is cst.Minus:
+            return Value(-inner.value, inner.keys)
+    except TypeError:
+        pass
+    return Value(UNKNOWN, inner.keys)
+
+
+def _boolean(node: cst.BooleanOperation, scope: ConfigScope, d: int) -> Value:
+    left = evaluate(node.left, scope, d)
+    right = evaluate(node.right, scope, d)
+    keys = left.keys + right.keys
+    decided = left.value is not UNKNOWN
+    if type(node.operator) is cst.And:
+        if decided and not left.value:
+            return Value(left.value, left.keys)
+        if right.value is not UNKNOWN and not right.value and not decided:
+            return Value(False, right.keys)
+        return Value(right.value if decided else UNKNOWN, keys)
+    if decided and left.value:
+        return Value(left.value, left.keys)
+    if right.value is not UNKNOWN and right.value and not decided:
+        return Value(True, right.keys)
+    return Value(right.value if decided else UNKNOWN, keys)
+
+
+def _comparison(node: cst.Comparison, scope: ConfigScope, d: int) -> Value:
+    left = evaluate(node.left, scope, d)
+    keys = left.keys
+    result: Any = True
+    for target in node.comparisons:
+        right = evaluate(target.comparator, scope, d)
+        keys += right.keys
+        op = _CMP.get(type(target.operator))
+        if op is None or left.value is UNKNOWN or right.value is UNKNOWN:
+            return Value(UNKNOWN, keys)
+        try:
+            if not op(left.value, right.value):
+                result = False
+        except TypeError:
+            return Value(UNKNOWN, keys)
+        left = right
+    return Value(result, keys)
+
+
+def _binary(node: cst.BinaryOperation, scope: ConfigScope, d: int) -> Value:
+    left = evaluate(node.left, scope, d)
+    right = evaluate(node.right, scope, d)
+    op = _BIN.get(type(node.operator))
+    if op is None or left.value is UNKNOWN or right.value is UNKNOWN:
+        return Value(UNKNOWN, left.keys + right.keys)
+    try:
+        return Value(op(left.value, right.value), left.keys + right.keys)
+    except Exception:
+        return Value(UNKNOWN, left.keys + right.keys)
+
+
+def _sequence(node, scope: ConfigScope, d: int) -> Value:
+    items = [evaluate(e.value, scope, d) for e in node.elements if type(e) is cst.Element]
+    if any(i.value is UNKNOWN for i in items):
+        return Value(UNKNOWN)
+    vals = [i.value for i in items]
+    return Value(tuple(vals) if type(node) is not cst.Set else frozenset(vals))
+
+
+def _if_exp(node: cst.IfExp, scope: ConfigScope, d: int) -> Value:
+    test = evaluate(node.test, scope, d)
+    if test.value is UNKNOWN:
+        return Value(UNKNOWN, test.keys)
+    branch = evaluate(node.body if test.value else node.orelse, scope, d)
+    return Value(branch.value, test.keys + branch.keys)
+
+
+_EVALUATORS = {
+    cst.SimpleString: _literal_value, cst.Integer: _literal_value, cst.Float: _literal_value,
+    cst.ConcatenatedString: _concatenated, cst.Name: _name, cst.Attribute: _attribute, cst.Subscript: _subscript,
+    cst.FormattedString: _formatted, cst.Call: _call, cst.UnaryOperation: _unary, cst.BooleanOperation: _boolean,
+    cst.Comparison: _comparison, cst.BinaryOperation: _binary, cst.Tuple: _sequence, cst.List: _sequence,
+    cst.Set: _sequence, cst.IfExp: _if_exp,
+}

@@ -594,22 +594,12 @@ class TreeBuilder:
     def call(self, node: cst.Call) -> list:
         prog, func, facts = self.prog, self.func, self.facts
         line = prog.line(node)
-        fn = dotted(node.func)
-        recv_node = node.func.value if type(node.func) is cst.Attribute else None
-        if type(node.func) is cst.Call and dotted(node.func.func) == "getattr" and len(node.func.args) >= 2:
-            attr = node.func.args[1].value
-            if type(attr) is cst.SimpleString and isinstance(attr.evaluated_value, str):
-                fn = f"{dotted(node.func.args[0].value)}.{attr.evaluated_value}"
-                recv_node = node.func.args[0].value
+        fn, recv_node = _callee(node)
         last = P.last_part(fn)
         recv = dotted(recv_node) if recv_node is not None else ""
         items: list = []
         if last in MUTATOR_METHODS and recv_node is not None and node.args:
-            name = root_name(recv_node)  # `windows.append((x, y))`: the container now holds what it was given
-            if name and name not in ("self", "cls"):
-                kinds = set().union(*(self.taint(a.value) for a in node.args))
-                if kinds:
-                    self.env[name] = self.view().get(name, set()) | kinds
+            self._mutated(node, recv_node)
         resolved = prog.resolve_call(node, func)
         if last == "step" and recv_node is not None:
             rname = root_name(recv_node)
@@ -629,6 +619,25 @@ class TreeBuilder:
             items.append(self.acc(node, recv_node, value))
         if last in ("zero_", "fill_") and recv_node is not None:
             items.append(Event(RESET, node, line, func, name=root_name(recv_node)))
+        items.extend(self._effects(node, fn, recv_node, resolved))
+        if resolved is not None and resolved is not func:
+            items.append(CallItem(node, line, resolved, env=self.snapshot()))
+            items.extend(self.handed_functions(node, resolved))
+        return items
+
+    def _mutated(self, node: cst.Call, recv_node: cst.CSTNode) -> None:
+        """`windows.append((x, y))`: the container now holds what it was given."""
+        name = root_name(recv_node)
+        if name and name not in ("self", "cls"):
+            kinds = set().union(*(self.taint(a.value) for a in node.args))
+            if kinds:
+                self.env[name] = self.view().get(name, set()) | kinds
+
+    def _effects(self, node: cst.Call, fn: str, recv_node: cst.CSTNode | None, resolved: Func | None) -> list:
+        """Restores, quantization, calibration, network, training-data reads and cache fills a call makes."""
+        func, line, last = self.func, self.prog.line(node), P.last_part(fn)
+        recv = dotted(recv_node) if recv_node is not None else ""
+        items: list = []
         if P.RESTORE_CALL.search(last) and resolved is None:
             # torch's own restores; a script helper named `restore_*` is judged by what its body does when it is
             # expanded (a dtype cast named `restore_fp32_params` restores nothing)
@@ -650,9 +659,6 @@ class TreeBuilder:
                 P.CACHE_TABLE.search(root_name(recv_node)):
             taint = self.consumed(node)
             items.append(Event(CACHE_UPDATE, node, line, func, frozenset(taint), name=root_name(recv_node)))
-        if resolved is not None and resolved is not func:
-            items.append(CallItem(node, line, resolved, env=self.snapshot()))
-            items.extend(self.handed_functions(node, resolved))
         return items
 
     def handed_functions(self, node: cst.Call, callee: Func) -> list:
@@ -676,6 +682,18 @@ class TreeBuilder:
 
 
 _CALLS = module_cache()
+
+
+def _callee(node: cst.Call) -> tuple[str, cst.CSTNode | None]:
+    """The dotted name a call runs and its receiver; `getattr(opt, "step")()` is `opt.step`."""
+    fn = dotted(node.func)
+    recv_node = node.func.value if type(node.func) is cst.Attribute else None
+    if type(node.func) is cst.Call and dotted(node.func.func) == "getattr" and len(node.func.args) >= 2:
+        attr = node.func.args[1].value
+        if type(attr) is cst.SimpleString and isinstance(attr.evaluated_value, str):
+            fn = f"{dotted(node.func.args[0].value)}.{attr.evaluated_value}"
+            recv_node = node.func.args[0].value
+    return fn, recv_node
 
 
 def _calls_in_order(node: cst.CSTNode) -> tuple[cst.Call, ...]:
