@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from itertools import chain
 
 import libcst as cst
 
@@ -109,71 +110,66 @@ class InstrumentationTampering(Rule):
     def check(self, ctx):
         prog = ctx.prog
         aliases = _aliases(prog.nodes_of(cst.Import, cst.ImportFrom))
-
-        def canonical(name: str) -> str:
-            head, _, rest = name.partition(".")
-            base = aliases.get(head, head)
-            return f"{base}.{rest}" if rest else base
-
         seen: set[int] = set()
-
-        def once(node, message):
+        for node, message in chain(_imports(prog), _attributes(prog, aliases), _calls(prog, aliases),
+                                   _assignments(prog, aliases), _mentions(prog)):
             line = prog.line(node)
-            if line not in seen:
+            if line not in seen:  # one finding per line
                 seen.add(line)
-                return Hit(node, message)
-            return None
+                yield Hit(node, message)
 
-        for n in prog.nodes_of(cst.Import, cst.ImportFrom):
-            text = prog.node_text(n)
-            if _OURS.search(text):
-                hit = once(n, "imports the audit's own instrumentation")
-            elif type(n) is cst.ImportFrom and type(n.names) is not cst.ImportStar and any(
-                    _MODE_MEMBERS.match(cst.helpers.get_full_name_for_node(a.name) or "") for a in n.names):
-                hit = once(n, "imports a switch of torch's mode stacks or global hook registries")
-            else:
-                hit = None
-            if hit:
-                yield hit
-        for n in prog.nodes_of(cst.Attribute):
-            full = canonical(dotted(n))
-            if full.startswith("torch.") and _MODE_MEMBERS.match(n.attr.value):
-                hit = once(n, f"`{full}` switches off or rearranges what the tracer observes through")
-            elif full == "sys.monitoring" or full.startswith("sys.monitoring."):
-                hit = once(n, "`sys.monitoring` can intercept the audit's instrumentation")
-            else:
-                hit = None
-            if hit:
-                yield hit
-        for n in prog.nodes_of(cst.Call):
-            fn = canonical(dotted(n.func))
-            hit = None
-            if fn in _TRACE_CALLS:
-                hit = once(n, f"`{fn}` installs a tracing hook over the audited run")
-            elif fn in ("setattr", "delattr") and n.args:
-                target = canonical(dotted(n.args[0].value))
-                if _PATCHED_BASES.match(target):
-                    hit = once(n, f"`{fn}` on `{target}` replaces what the tracer observes at run time")
-            if hit:
-                yield hit
-        for n in prog.nodes_of(cst.Assign, cst.AugAssign, cst.AnnAssign):
-            targets = [t.target for t in n.targets] if type(n) is cst.Assign else [n.target]
-            for t in targets:
-                if type(t) is not cst.Attribute:
-                    continue
-                base = canonical(dotted(t.value))
+
+def _canonical(aliases: dict[str, str], name: str) -> str:
+    head, _, rest = name.partition(".")
+    base = aliases.get(head, head)
+    return f"{base}.{rest}" if rest else base
+
+
+def _imports(prog):
+    for n in prog.nodes_of(cst.Import, cst.ImportFrom):
+        if _OURS.search(prog.node_text(n)):
+            yield n, "imports the audit's own instrumentation"
+        elif type(n) is cst.ImportFrom and type(n.names) is not cst.ImportStar and any(
+                _MODE_MEMBERS.match(cst.helpers.get_full_name_for_node(a.name) or "") for a in n.names):
+            yield n, "imports a switch of torch's mode stacks or global hook registries"
+
+
+def _attributes(prog, aliases):
+    for n in prog.nodes_of(cst.Attribute):
+        full = _canonical(aliases, dotted(n))
+        if full.startswith("torch.") and _MODE_MEMBERS.match(n.attr.value):
+            yield n, f"`{full}` switches off or rearranges what the tracer observes through"
+        elif full == "sys.monitoring" or full.startswith("sys.monitoring."):
+            yield n, "`sys.monitoring` can intercept the audit's instrumentation"
+
+
+def _calls(prog, aliases):
+    for n in prog.nodes_of(cst.Call):
+        fn = _canonical(aliases, dotted(n.func))
+        if fn in _TRACE_CALLS:
+            yield n, f"`{fn}` installs a tracing hook over the audited run"
+        elif fn in ("setattr", "delattr") and n.args:
+            target = _canonical(aliases, dotted(n.args[0].value))
+            if _PATCHED_BASES.match(target):
+                yield n, f"`{fn}` on `{target}` replaces what the tracer observes at run time"
+
+
+def _assignments(prog, aliases):
+    for n in prog.nodes_of(cst.Assign, cst.AugAssign, cst.AnnAssign):
+        targets = [t.target for t in n.targets] if type(n) is cst.Assign else [n.target]
+        for t in targets:
+            if type(t) is cst.Attribute:
+                base = _canonical(aliases, dotted(t.value))
                 if _PATCHED_BASES.match(base):
-                    hit = once(n, f"replaces `{base}.{t.attr.value}` at run time, which the tracer observes")
-                    if hit:
-                        yield hit
-        for n in prog.nodes_of(cst.SimpleString, cst.Name):
-            value = n.value
-            if _OURS.search(value):
-                hit = once(n, "names the audit's own instrumentation"
-                           + (f" ({value[:60]})" if type(n) is cst.SimpleString else f" (`{value}`)"))
-                if hit:
-                    yield hit
+                    yield n, f"replaces `{base}.{t.attr.value}` at run time, which the tracer observes"
 
+
+def _mentions(prog):
+    for n in prog.nodes_of(cst.SimpleString, cst.Name):
+        value = n.value
+        if _OURS.search(value):
+            yield n, ("names the audit's own instrumentation"
+                      + (f" ({value[:60]})" if type(n) is cst.SimpleString else f" (`{value}`)"))
 
 def _aliases(imports) -> dict[str, str]:
     """Local name -> dotted module path: `import torch.nn.functional as F`, `from torch.optim import Optimizer`."""
