@@ -49,13 +49,21 @@ def analyze(flow: Flow) -> list[Ordering]:
     cached = flow.memo.get("orderings")
     if cached is not None:
         return cached
-    out: list[Ordering] = []
     all_scores = flow.val_scores()
     scores = [s for s in all_scores if not s.ev.detail.get("assign")]  # accumulations: what gets reported
     updates = [u for u in flow.val_updates() if not u.slot]
-    covered: set[int] = set()
+    out, covered = _epoch_orderings(flow, all_scores, scores, updates)
+    out += _update_orderings(flow, all_scores, scores, updates, covered)
+    out += _cache_orderings(flow, scores)
+    flow.memo["orderings"] = out
+    return out
 
-    # epoch loops that score and update the same data
+
+def _epoch_orderings(flow: Flow, all_scores: list[Occ], scores: list[Occ],
+                     updates: list[Occ]) -> tuple[list[Ordering], set[int]]:
+    """Repeat loops that score and update the same data, and the events they cover (reported once, there)."""
+    out: list[Ordering] = []
+    covered: set[int] = set()
     epoch_loops = []
     for uid, (loop, _path, _chain) in flow.loops.items():
         if loop.kind != "repeat":
@@ -85,6 +93,13 @@ def analyze(flow: Flow) -> list[Ordering]:
                 if value_names & names:
                     covered.add(s.order)
 
+    return out, covered
+
+
+def _update_orderings(flow: Flow, all_scores: list[Occ], scores: list[Occ], updates: list[Occ],
+                      covered: set[int]) -> list[Ordering]:
+    """Each update on validation tokens against the scores around it: pre-eval, pre-quant, warm-up, re-score."""
+    out: list[Ordering] = []
     seen_lines: set[tuple[str, int]] = set()
     for u in updates:
         if u.order in covered:
@@ -136,7 +151,13 @@ def analyze(flow: Flow) -> list[Ordering]:
             seen_lines.add((kind, line))
             out.append(Ordering(kind, line, u, s2, related))
 
-    # caches filled from validation tokens, then the same tokens scored again through the cache
+    return out
+
+
+def _cache_orderings(flow: Flow, scores: list[Occ]) -> list[Ordering]:
+    """Caches filled from validation tokens, then the same tokens scored again through the cache."""
+    out: list[Ordering] = []
+    seen_lines: set[tuple[str, int]] = set()
     for c in flow.of_kind(CACHE_UPDATE):
         if VAL not in c.taint:
             continue
@@ -152,7 +173,6 @@ def analyze(flow: Flow) -> list[Ordering]:
             seen_lines.add(key)
             out.append(Ordering("cache_rescore", line, c, later[0], [
                 (earlier[0].line, "first pass scores here"), (c.line, "cache filled from the scored tokens here")]))
-    flow.memo["orderings"] = out
     return out
 
 
