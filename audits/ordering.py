@@ -204,7 +204,6 @@ def _loop_carried(flow: Flow, u: Occ, s: Occ, L) -> bool:
     if entry is None or func is None:
         return False
     loop, lpath, _chain = entry
-    local = flow.loop_locals.get(L.uid)
     if len(u.path) <= len(lpath) or len(s.path) <= len(lpath):
         return False
     stmts = list(block_of(loop.node))
@@ -220,34 +219,9 @@ def _loop_carried(flow: Flow, u: Occ, s: Occ, L) -> bool:
         return False
     S = stmts[ui]
     loop_vars = set(names_in(loop.node.target)) if type(loop.node) is cst.For else set()
-
-    def assigned(node) -> set[str]:
-        out: set[str] = set()
-        for n in walk(node):
-            if type(n) is cst.Assign:
-                for t in n.targets:
-                    out |= _target_names(t.target)
-            elif type(n) in (cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor):
-                out |= _target_names(n.target)
-            elif type(n) is cst.WithItem and n.asname is not None:
-                out |= _target_names(n.asname.name)
-            elif type(n) is cst.NamedExpr:
-                out |= _target_names(n.target)
-        return out
-
-    in_loop = {id(n) for n in walk(loop.node)}
-    skip = assigned(S) | loop_vars
-    parent: dict[int, cst.CSTNode] = {}
-    for n in walk(S):
-        for c in children(n):
-            parent[id(c)] = n
-    reads: dict[str, list[cst.Name]] = {}
-    for n in walk(S):
-        p = parent.get(id(n))
-        if type(n) is not cst.Name or n.value in skip or (type(p) is cst.Attribute and p.attr is n) or \
-                (type(p) is cst.Arg and p.keyword is n):
-            continue
-        reads.setdefault(n.value, []).append(n)
+    parent = _parents(S)
+    reads = _name_reads(S, _assigned(S) | loop_vars, parent)
+    local = flow.loop_locals.get(L.uid)
     evidence = False
     for name, nodes in sorted(reads.items()):
         if VAL not in flow.prog.expr_taint(nodes[0], func, local):
@@ -255,35 +229,80 @@ def _loop_carried(flow: Flow, u: Occ, s: Occ, L) -> bool:
         data = [n for n in nodes if _data_read(n, parent)]  # not `prev is not None`, `num_chunks - 1`, `x.numel()`
         if not data:
             continue
-        where = [k for k, st in enumerate(stmts) if name in assigned(st)]
+        where = [k for k, st in enumerate(stmts) if name in _assigned(st)]
         if where:
-            if min(where) <= si:
-                return False  # this iteration's data (or assigned before its score)
-            # (a) carried: on the first iteration it must not hold validation data yet, and what the loop puts
-            # in it must be what the score's statement read (`prev = chunk`), not a chunk still to be scored
-            scored_reads = {n.value for n in walk(stmts[si]) if type(n) is cst.Name}
-            for a in func_nodes_of(func, cst.Assign):
-                if not any(name in _target_names(t.target) for t in a.targets):
-                    continue
-                if id(a) not in in_loop:
-                    if not (type(a.value) is cst.Name and a.value.value == "None"):
-                        return False
-                elif any(type(t.target) is not cst.Name for t in a.targets) or \
-                        type(a.value) is not cst.Name or a.value.value not in scored_reads:
-                    return False
-            evidence = True
-            continue
-        # (b) loop-invariant validation tensor: only `name[<previous-iteration index>]`
-        for n in data:
-            p = parent.get(id(n))
-            if not (type(p) is cst.Subscript and p.value is n):
-                return False  # the tensor itself (an argument, a view): cannot tell which part is read
-            # on the first iteration `i - 1` is -1 (the last chunk): the statement must be guarded on i
-            guarded = type(S) is cst.If and bool(names_in(S.test) & loop_vars)
-            if not loop_vars or not guarded or not _previous_index(p, loop_vars):
+            # (a) carried from a later statement of the previous iteration
+            if min(where) <= si or not _carried_from_score(func, loop, name, stmts[si]):
                 return False
-            evidence = True
+        elif not _previous_slices(S, data, parent, loop_vars):
+            return False  # (b) fails: not only an earlier iteration's part of a loop-invariant tensor
+        evidence = True
     return evidence
+
+
+def _assigned(node) -> set[str]:
+    out: set[str] = set()
+    for n in walk(node):
+        if type(n) is cst.Assign:
+            for t in n.targets:
+                out |= _target_names(t.target)
+        elif type(n) in (cst.AnnAssign, cst.AugAssign, cst.For, cst.CompFor):
+            out |= _target_names(n.target)
+        elif type(n) is cst.WithItem and n.asname is not None:
+            out |= _target_names(n.asname.name)
+        elif type(n) is cst.NamedExpr:
+            out |= _target_names(n.target)
+    return out
+
+
+def _parents(node) -> dict[int, cst.CSTNode]:
+    parent: dict[int, cst.CSTNode] = {}
+    for n in walk(node):
+        for c in children(n):
+            parent[id(c)] = n
+    return parent
+
+
+def _name_reads(S, skip: set[str], parent: dict[int, cst.CSTNode]) -> dict[str, list[cst.Name]]:
+    """The names a statement reads (not attribute names, keywords, or what it binds itself)."""
+    reads: dict[str, list[cst.Name]] = {}
+    for n in walk(S):
+        p = parent.get(id(n))
+        if type(n) is not cst.Name or n.value in skip or (type(p) is cst.Attribute and p.attr is n) or \
+                (type(p) is cst.Arg and p.keyword is n):
+            continue
+        reads.setdefault(n.value, []).append(n)
+    return reads
+
+
+def _carried_from_score(func, loop, name: str, score_stmt) -> bool:
+    """On the first iteration `name` must not hold validation data yet (`prev = None` before the loop), and what
+    the loop puts in it must be what the score's statement read (`prev = chunk`), not a chunk still to be scored."""
+    in_loop = {id(n) for n in walk(loop.node)}
+    scored_reads = {n.value for n in walk(score_stmt) if type(n) is cst.Name}
+    for a in func_nodes_of(func, cst.Assign):
+        if not any(name in _target_names(t.target) for t in a.targets):
+            continue
+        if id(a) not in in_loop:
+            if not (type(a.value) is cst.Name and a.value.value == "None"):
+                return False
+        elif any(type(t.target) is not cst.Name for t in a.targets) or \
+                type(a.value) is not cst.Name or a.value.value not in scored_reads:
+            return False
+    return True
+
+
+def _previous_slices(S, data: list[cst.Name], parent: dict[int, cst.CSTNode], loop_vars: set[str]) -> bool:
+    """Every read is `name[<previous-iteration index>]`, under a guard on the loop variable (on the first
+    iteration `i - 1` is -1, the last chunk)."""
+    guarded = type(S) is cst.If and bool(names_in(S.test) & loop_vars)
+    for n in data:
+        p = parent.get(id(n))
+        if not (type(p) is cst.Subscript and p.value is n):
+            return False  # the tensor itself (an argument, a view): cannot tell which part is read
+        if not loop_vars or not guarded or not _previous_index(p, loop_vars):
+            return False
+    return True
 
 
 _META_ATTRS = frozenset({"param_groups", "step", "zero_grad", "numel", "size", "shape", "dim", "ndim", "device",
