@@ -369,9 +369,9 @@ class TreeBuilder:
     def taint(self, node: cst.CSTNode) -> set[str]:
         return self.prog.expr_taint(node, self.func, self.view())
 
-    def bind(self, target: cst.CSTNode, value: cst.CSTNode, weak: bool = False) -> None:
+    def bind(self, target: cst.CSTNode, value: cst.CSTNode, weak: bool = False, unpack_calls: bool = False) -> None:
         """Record what a binding puts in its names: replaced for a plain name, added for an item or augmented write."""
-        for sub_value, names in pairs(target, value):
+        for sub_value, names in pairs(target, value, unpack_calls):
             kinds = self.taint(sub_value)
             strong = not weak and type(target) in (cst.Name, cst.Tuple, cst.List)
             for name in names:
@@ -520,7 +520,7 @@ class TreeBuilder:
         if type(node) is cst.Assign:
             items.extend(self.expr_events(node.value))
             for t in node.targets:
-                self.bind(t.target, node.value)
+                self.bind(t.target, node.value, unpack_calls=True)
             for t in node.targets:
                 target = t.target
                 if type(target) is cst.Subscript:
@@ -544,7 +544,7 @@ class TreeBuilder:
             if node.value is None:
                 return []
             items.extend(self.expr_events(node.value))
-            self.bind(node.target, node.value)
+            self.bind(node.target, node.value, unpack_calls=True)
             return items
         if type(node) is cst.AugAssign:
             items.extend(self.expr_events(node.value))

@@ -155,7 +155,7 @@ def bindings(func: Func) -> tuple[list, list, list]:
             continue
         aug = n.target if t is cst.AugAssign else None
         for target in binding_targets(n):
-            for sub_value, names in pairs(target, value):
+            for sub_value, names in pairs(target, value, unpack_calls=t in (cst.Assign, cst.AnnAssign)):
                 binds.append((sub_value, names, aug))
     if type(func.node) is cst.Lambda:
         rets.append(func.node.body)

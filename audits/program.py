@@ -39,6 +39,7 @@ class Program:
     param_taint: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     return_taint: dict[str, set[str]] = field(default_factory=dict)
     return_own: dict[str, set[str]] = field(default_factory=dict)  # methods: returned taint not read through self
+    return_elements: dict[str, list[set[str]]] = field(default_factory=dict)  # per slot of a fixed tuple return
     attr_taint: dict[str, set[str]] = field(default_factory=dict)  # "Class.attr" for self-bindings, and "attr"
     blind_self: bool = False  # while computing `return_own`
     self_bound: set[str] = field(default_factory=set)  # "Class.attr" for every `self.attr = ...` in a method
@@ -66,7 +67,11 @@ class Program:
         return {}
 
     @cached_property
-    def _passthrough(self) -> dict[str, frozenset[str]]:
+    def _passthrough(self) -> dict[tuple[str, int | None], frozenset[str]]:
+        return {}
+
+    @cached_property
+    def _tuple_returns(self) -> dict[str, list[list[cst.CSTNode]] | None]:
         return {}
 
     @cached_property
@@ -221,7 +226,7 @@ class Program:
                 k = attr_taint.get(x)
                 if k:
                     kinds |= k
-        for call in calls:
+        for call, index in calls:
             callee = self.resolve_call(call, scope) if scope else None
             if callee is None or callee.name == "__init__":
                 # library calls, and constructors (the object keeps what it is given): the result may carry any
@@ -233,24 +238,47 @@ class Program:
                 type(call.func.value) is cst.Name and call.func.value.value in ("self", "cls"))
             # `train_loader.next_batch()`: what the method returns of its own, plus what the object holds (its
             # receiver's taint, already in the expression), not what other objects of the class were built from
-            k = (self.return_own if on_object else self.return_taint).get(callee.qname, self.return_taint.get(callee.qname))
+            slots = self.return_elements.get(callee.qname) if index is not None and not on_object else None
+            if slots is not None and 0 <= index < len(slots):
+                k = slots[index]  # `f(...)[i]`, `a, b = f(...)`: that slot of its tuple, not the whole return
+            else:
+                index = None
+                k = (self.return_own if on_object else self.return_taint).get(callee.qname, self.return_taint.get(callee.qname))
             if k:
                 kinds |= k
-            passes = self.passthrough(callee)
+            passes = self.passthrough(callee, index)
             if passes:
                 for pname, arg in call_arguments(call, callee):
                     if pname is None or pname in passes:
                         kinds |= self.expr_taint(arg.value, scope, local)
         return kinds
 
-    def passthrough(self, func: Func) -> frozenset[str]:
+    def tuple_returns(self, func: Func) -> list[list[cst.CSTNode]] | None:
+        """Per slot, the expressions a function returns there when every return is a tuple of one size
+        (`return args, luts, val_tokens`); None for anything else (a generator, a bare return, mixed shapes)."""
+        cache = self._tuple_returns
+        if func.qname in cache:
+            return cache[func.qname]
+        rets = self.binds[func.qname][1]
+        got = None
+        shapes = {len(r.elements) if type(r) is cst.Tuple and
+                  not any(type(e) is cst.StarredElement for e in r.elements) else -1 for r in rets}
+        if len(shapes) == 1 and min(shapes) > 0 and not any(type(n) is cst.Yield for n in func.statements):
+            got = [[r.elements[i].value for r in rets] for i in range(len(rets[0].elements))]
+        cache[func.qname] = got
+        return got
+
+    def passthrough(self, func: Func, index: int | None = None) -> frozenset[str]:
         """The parameters of a script function whose value can reach what it returns (a function summary):
         `train_model(h, device, val_data)` returns a model built from `h`, not from `val_data`, which only
-        feeds its periodic validation logging. Approximate upward: nested calls pass every argument on."""
+        feeds its periodic validation logging; with `index`, what reaches that slot of its tuple return.
+        Approximate upward: nested calls pass every argument on."""
         cache = self._passthrough
-        got = cache.get(func.qname)
+        got = cache.get((func.qname, index))
         if got is None:
             binds, rets, _calls = self.binds[func.qname]
+            if index is not None:
+                rets = self.tuple_returns(func)[index]
             seeds: set[str] = set()
             for r in rets:
                 seeds |= names_in(r)
@@ -259,7 +287,7 @@ class Program:
                 sources = names_in(value) | (names_in(aug) if aug is not None else frozenset())
                 edges.append(({b.lstrip(".") for b in bound}, sources))
             reach = backward_closure(seeds, edges) if seeds else set()
-            got = cache[func.qname] = frozenset(p for p in func.params if p in reach)
+            got = cache[(func.qname, index)] = frozenset(p for p in func.params if p in reach)
         return got
 
 

@@ -139,8 +139,36 @@ def leaf_name(leaf: cst.CSTNode) -> str | None:
     return bound_name(leaf) or (root_name(leaf) if type(leaf) is cst.Subscript else None)
 
 
-def pairs(target: cst.CSTNode, value: cst.CSTNode) -> list[tuple[cst.CSTNode, list[str]]]:
-    """`a, b = e1, e2` binds element-wise, so `x, y = chunk[:-1], chunk[1:]` does not make x a target."""
+_ELEMENTS = module_cache()
+
+
+def call_element(call: cst.Call, index: int) -> cst.Subscript:
+    """`call(...)[index]`, the value `a, b = call(...)` puts in its index-th name; one node per (call, index) for
+    the module's lifetime, so caches keyed by node id stay valid."""
+    key = (id(call), index)
+    got = _ELEMENTS.get(key)
+    if got is None:
+        got = _ELEMENTS[key] = cst.Subscript(call, [cst.SubscriptElement(cst.Index(cst.Integer(str(index))))])
+    return got
+
+
+def indexed_call(node: cst.CSTNode) -> tuple[cst.Call, int] | None:
+    """`f(...)[2]`: the call and the constant index, else None."""
+    if type(node) is not cst.Subscript or type(node.value) is not cst.Call or len(node.slice) != 1:
+        return None
+    sl = node.slice[0].slice
+    if type(sl) is not cst.Index or type(sl.value) is not cst.Integer:
+        return None
+    try:
+        return node.value, int(sl.value.value, 0)
+    except ValueError:
+        return None
+
+
+def pairs(target: cst.CSTNode, value: cst.CSTNode, unpack_calls: bool = False) -> list[tuple[cst.CSTNode, list[str]]]:
+    """`a, b = e1, e2` binds element-wise, so `x, y = chunk[:-1], chunk[1:]` does not make x a target. With
+    `unpack_calls` (assignments, not loops), `a, b = f(...)` binds a to `f(...)[0]` and b to `f(...)[1]`, so what
+    a script function returns in one slot of its tuple does not reach the names unpacked from the others."""
     if type(target) in (cst.Tuple, cst.List) and type(value) is cst.Call and \
             dotted(value.func) in ("zip", "enumerate") and not any(a.star or a.keyword for a in value.args):
         # `for i, (prev, tgt) in enumerate(zip(x, y))`: element-wise, the index carries nothing
@@ -154,8 +182,11 @@ def pairs(target: cst.CSTNode, value: cst.CSTNode) -> list[tuple[cst.CSTNode, li
             not any(type(e) is cst.StarredElement for e in (*target.elements, *value.elements)):
         out = []
         for te, ve in zip(target.elements, value.elements):
-            out.extend(pairs(te.value, ve.value))
+            out.extend(pairs(te.value, ve.value, unpack_calls))
         return out
+    if unpack_calls and type(target) in (cst.Tuple, cst.List) and type(value) is cst.Call and \
+            not any(type(e) is cst.StarredElement for e in target.elements):
+        return [p for i, te in enumerate(target.elements) for p in pairs(te.value, call_element(value, i))]
     names = [x for x in (leaf_name(leaf) for leaf in flat_targets(target)) if x]
     return [(value, names)] if names else []
 

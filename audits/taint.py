@@ -9,7 +9,7 @@ import libcst as cst
 
 from audits import patterns as P
 from audits.functions import Func, bind_args, bindings, class_bindings
-from audits.syntax import dotted
+from audits.syntax import dotted, indexed_call
 from audits.walk import children, module_cache
 
 if TYPE_CHECKING:
@@ -37,12 +37,12 @@ def name_kinds(name: str) -> frozenset[str]:
     return kinds
 
 
-def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...], tuple[cst.Call, ...],
-                                             tuple[str, ...]]:
+def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...],
+                                             tuple[tuple[cst.Call, int | None], ...], tuple[str, ...]]:
     """The parts of an expression that can carry taint, split into what its words say on their own (names,
     attribute names, strings, validation-loading calls) and what needs a lookup: the names and attribute names
-    (their bindings), the calls, and the attributes read through `self`/`cls` (bound per class, not across every
-    class that has an attribute of that name). The arguments of a call are not part of the expression's own leaves: what a
+    (their bindings), the calls (with the constant index taken of their result, `f(...)[1]`, or None), and the
+    attributes read through `self`/`cls` (bound per class, not across every class that has an attribute of that name). The arguments of a call are not part of the expression's own leaves: what a
     call passes on is decided per callee (`expr_taint`), so `train_model(h, val_data)` is not validation data
     just because one argument is. Cached per node."""
     got = _LEAVES.get(id(node))
@@ -52,11 +52,19 @@ def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tu
     names: dict[str, None] = {}
     attrs: dict[str, None] = {}
     own: dict[str, None] = {}
-    calls: list[cst.Call] = []
+    calls: list[tuple[cst.Call, int | None]] = []
     todo = [node]
     while todo:
         n = todo.pop()
         t = type(n)
+        if t is cst.Subscript:
+            element = indexed_call(n)
+            if element is not None:
+                calls.append(element)
+                if P.VAL_CALL.search(P.last_part(dotted(element[0].func))):
+                    static.add(VAL)
+                todo.append(element[0].func)
+                continue
         if t is cst.Name:
             names[n.value] = None
             static |= name_kinds(n.value)
@@ -76,7 +84,7 @@ def taint_leaves(node: cst.CSTNode) -> tuple[frozenset[str], tuple[str, ...], tu
                 static.add(TRAIN)
             continue
         if t is cst.Call:
-            calls.append(n)
+            calls.append((n, None))
             if P.VAL_CALL.search(P.last_part(dotted(n.func))):
                 static.add(VAL)
             todo.append(n.func)
@@ -148,6 +156,7 @@ def compute_taint(prog: Program) -> None:
             if not ret <= prog.return_taint.get(func.qname, set()):
                 prog.return_taint[func.qname] = prog.return_taint.get(func.qname, set()) | ret
                 changed = True
+            changed |= _element_returns(prog, func, intrinsic)
             local = prog.taint[func.qname]
             for p, kinds in prog.param_taint[func.qname].items():
                 if not kinds <= local.get(p, set()):
@@ -184,3 +193,19 @@ def compute_taint(prog: Program) -> None:
             prog.return_own[func.qname] = ret
     finally:
         prog.blind_self = False
+
+
+def _element_returns(prog: Program, func: Func, intrinsic: dict[str, set[str]]) -> bool:
+    """What each slot of a function's fixed-size tuple return carries of its own (`return args, luts, val_tokens`):
+    `args, luts, val_tokens = setup()` then gives `args` only what the first slot holds. Grows monotonically."""
+    elements = prog.tuple_returns(func)
+    if elements is None:
+        return False
+    have = prog.return_elements.setdefault(func.qname, [set() for _ in elements])
+    grew = False
+    for i, exprs in enumerate(elements):
+        kinds = set().union(*(prog.expr_taint(e, func, intrinsic) for e in exprs))
+        if not kinds <= have[i]:
+            have[i] |= kinds
+            grew = True
+    return grew

@@ -1,8 +1,9 @@
 """`scorefirst gate --dynamic` (a GPU runner, or a CPU one for CPU-capable scripts): each folder's script is also
 run sandboxed and traced, and the dynamic verdict and any static/dynamic disagreement reach the legality check.
 
-The submission here is the synthetic pre-eval-TTT script of tests/fixtures/dynamic: its validation tokens come from
-an imported helper, so the static audit passes it; only the dynamic audit proves the train-then-score.
+The submission here is the synthetic pre-eval-TTT script of tests/fixtures/dynamic whose helper module cannot be
+merged with it (illegal_pre_eval_ttt_unlinked.py), so the static audit can only warn; only the dynamic audit proves
+the train-then-score. With a helper that links, the static audit already fails it.
 """
 from __future__ import annotations
 
@@ -25,12 +26,12 @@ pytestmark = [
 
 
 def test_gate_dynamic_blocks_what_only_a_run_proves(repo, make, gate_cli, tmp_path, monkeypatch):
-    sub = make(script=(DYNAMIC / "illegal_pre_eval_ttt.py").read_text())
+    sub = make(script=(DYNAMIC / "illegal_pre_eval_ttt_unlinked.py").read_text())
     repo.pr(sub, files={f"{sub.folder}/pg_base.py": (DYNAMIC / "pg_base.py").read_text()})
     out = tmp_path / "gate.json"
     args = ("--repo", repo.path, "--base", "main", "--head", "pr")
     static = gate_cli(*args, "--json", out)
-    # statically only a "cannot verify" warning: the evaluation lives in the imported pg_base.py (SF-IMPORT-001)
+    # statically only a "cannot verify" warning: the evaluation lives in pg_base.py, not linked (SF-IMPORT-001)
     assert json.loads(out.read_text())["folders"][0]["checks"]["legality"]["status"] == "WARN", static.out
 
     # the embedded corpus and tokenizer the dynamic audit builds are cached here

@@ -126,11 +126,12 @@ def test_an_untrusted_guard_record_fails_data_and_proves_no_net_pass():
 
 @needs_sandbox
 def test_audit_dynamic_end_to_end(cli, tmp_path, ref_data, monkeypatch):
-    """The static auditor cannot see this fixture's pre-eval TTT (its evaluation is in an imported helper, so it only
-    warns, SF-IMPORT-001); the dynamic audit proves it, and the disagreement is printed, not resolved."""
+    """The static auditor cannot see this fixture's pre-eval TTT (its evaluation is in a helper module that cannot
+    be linked with it, so it only warns, SF-IMPORT-001); the dynamic audit proves it, and the disagreement is
+    printed, not resolved."""
     monkeypatch.setenv("SCOREFIRST_CACHE_DIR", str(Path(ref_data[0]).parents[3]))  # the prepared default corpus
     out = tmp_path / "r.json"
-    run = cli("audit", "--dynamic", FIXTURES / "illegal_pre_eval_ttt.py", "--val-tokens", "1024", "--iterations",
+    run = cli("audit", "--dynamic", FIXTURES / "illegal_pre_eval_ttt_unlinked.py", "--val-tokens", "1024", "--iterations",
               "6", "--no-probes", "--json", out, "--no-cache", "--ledger-dir", tmp_path / "ledgers")
     assert run.code == 1, run.err
     assert "dynamic audit:" in run.out and "score-before-update" in run.out and "first violation: position 1" in run.out
