@@ -1,7 +1,8 @@
 """The dynamic audit on real third-party record scripts, on a GPU machine, and the tracer's cost on one of them.
 
     python3 benchmarks/audit_real_scripts_gpu.py audit --corpus DIR --tokenizer FILE --out DIR \
-        --case PR:folder-substring ... [--val-tokens N] [--iterations N] [--probe-case PR]
+        --case PR:folder-substring ... [--case-env PR:KEY=VALUE ...] [--val-tokens N] [--iterations N] \
+        [--probe-case PR] [--save-traces DIR]
     python3 benchmarks/audit_real_scripts_gpu.py overhead --corpus DIR --tokenizer FILE --out DIR --case PR:substr
 
 The corpus (``../shared/corpus``: one folder per PR with ``manifest.tsv`` giving each one's label and ruled rule)
@@ -137,6 +138,28 @@ def trace_summary(workdir: Path, n: int, bucket: int = 16384) -> dict:
             "metas": [m for m in raw.metas if m.get("event") in ("tracer-error", "report", "device")][:30]}
 
 
+def case_env(specs: list[str] | None, pr: str) -> dict[str, str]:
+    """``PR:KEY=VALUE`` options that apply to this case (the settings a case's own README runs it with)."""
+    out = {}
+    for spec in specs or []:
+        who, _, kv = spec.partition(":")
+        if who == pr:
+            k, _, v = kv.partition("=")
+            out[k] = v
+    return out
+
+
+def save_trace(workdir: Path, dest: Path) -> None:
+    """The raw trace and the derived ledger of one case, xz-compressed, for re-checking elsewhere."""
+    import tarfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(dest, "w:xz", preset=1) as tf:
+        for sub in ("work-main/.scorefirst-trace", "ledger"):
+            if (workdir / sub).exists():
+                tf.add(workdir / sub, arcname=sub)
+
+
 def audit(args) -> int:
     from harness.dynamic import ScriptOptions, audit_script
     from harness.sandbox import Limits
@@ -159,9 +182,11 @@ def audit(args) -> int:
         t0 = time.monotonic()
         row = {"pr": pr, "folder": str(folder.relative_to(corpus)), "label": m.get("label"), "rule": m.get("rule"),
                "expected": expect, "probes": probes}
+        env = dict(RUN_ENV, **case_env(args.case_env, pr))
+        row["run_env"] = env
         try:
             a = audit_script(ScriptOptions(path=folder, data_path=dd, tokenizer_path=tok, val_tokens=args.val_tokens,
-                                           iterations=args.iterations, env=dict(RUN_ENV), gpu=gpu, nproc=1,
+                                           iterations=args.iterations, env=env, gpu=gpu, nproc=1,
                                            probes=probes, probe_cuts=args.probe_cuts, keep=base / f"keep-{pr}",
                                            limits=Limits(cpu_seconds=args.timeout * 4, memory_mb=65536,
                                                          wall_seconds=args.timeout)))
@@ -177,6 +202,8 @@ def audit(args) -> int:
             row["script_lines"] = [ln for ln in a.sandbox.stdout.splitlines()
                                    if re.search(r"val_loss|val_bpb|ttt|eval", ln)][-40:]
             row["trace"] = trace_summary(a.workdir, args.val_tokens + 1)
+            if args.save_traces:
+                save_trace(a.workdir, Path(args.save_traces) / f"trace-{pr}.tar.xz")
         except Exception as exc:  # one case failing to run must not lose the others
             row.update({"error": repr(exc)[:1500], "match": False})
         row["seconds"] = round(time.monotonic() - t0, 1)
@@ -278,6 +305,8 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--eager-only", action="store_true", help="overhead: skip the compiled pair")
+    ap.add_argument("--case-env", action="append", help="PR:KEY=VALUE run setting for one case (repeatable)")
+    ap.add_argument("--save-traces", help="audit: write each case's raw trace and ledger here (tar.xz)")
     ap.add_argument("--timeout", type=int, default=420)
     args = ap.parse_args()
     return audit(args) if args.what == "audit" else overhead(args)
