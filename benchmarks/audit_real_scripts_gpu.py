@@ -217,11 +217,11 @@ def audit(args) -> int:
             print(f"        {e['verdict']} {e['condition']} {e['id']}: {e['message'][:300]}", flush=True)
         if row.get("stderr_tail"):
             print("        stderr: " + row["stderr_tail"][-600:].replace("\n", "\n        "), flush=True)
-    res = {"machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-           "torch": torch.__version__, "val_targets": args.val_tokens, "train_tokens": args.train_tokens,
-           "iterations": args.iterations, "run_env": RUN_ENV, "cases": rows,
-           "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    (out / "real_scripts_audit.json").write_text(json.dumps(res, indent=1) + "\n")
+        res = {"machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+               "torch": torch.__version__, "val_targets": args.val_tokens, "train_tokens": args.train_tokens,
+               "iterations": args.iterations, "run_env": RUN_ENV, "cases": rows,
+               "date": time.strftime("%Y-%m-%d", time.gmtime())}
+        (out / "real_scripts_audit.json").write_text(json.dumps(res, indent=1) + "\n")  # after every case
     print(f"{sum(r['match'] for r in rows)}/{len(rows)} cases as expected")
     return 0 if all(r["match"] for r in rows) else 1
 
