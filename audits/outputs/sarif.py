@@ -21,7 +21,7 @@ from typing import Any
 from audits.outputs import decoded_note, file_line
 from audits.outputs.ruledoc import help_uri, rule_markdown, rule_text
 from audits.registry import all_rules
-from audits.results import AuditResult, Finding
+from audits.results import AuditResult, Finding, fingerprint
 from audits.rule import Rule
 from audits.types import Confidence, Severity, Status
 
@@ -168,6 +168,7 @@ def _dynamic_results(result: AuditResult) -> list[tuple[str, str, dict[str, Any]
             "message": {"text": text},
             "locations": [{"physicalLocation": {"artifactLocation": _location(script),
                                                 "region": {"startLine": 1}}}],
+            "partialFingerprints": {FINGERPRINT_KEY: fingerprint(f"dynamic/{cid}", script, c["condition"], 0)},
             "properties": {"dynamic": True, "condition": c["condition"], "verdict": c["verdict"],
                            "firstViolation": fv, "leak": dyn.get("leak")},
         }))
