@@ -364,7 +364,7 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
     if amb is not None:
         checks.append(amb)
     recon["leak"] = leak = leak_of(ledger, scores, looks if traced else ledger.kind_ranges(LOOK), bytes_at, reported,
-                                   tile)
+                                   tile, repeats[0] if repeats is not None else None)
     if leak is not None:
         for c in checks:
             if c.verdict == "FAIL" and c.condition in ("C3", "C4"):
@@ -603,11 +603,14 @@ def ambiguous_check(ledger: Ledger, scores: KindRanges, tile: int) -> Check | No
 
 
 def leak_of(ledger: Ledger, scores: KindRanges, looks: KindRanges, bytes_at: Any, reported: dict | None,
-            tile: int) -> dict | None:
+            tile: int, repeat_pos: Any = None) -> dict | None:
     """The reported score against the score of each scored position's first look (its earliest prediction in the
     reported evaluation, SCORE or LOOK — a traced script's evaluations before it, with another state, are not the
     one claimed): ``{"reported_loss", "first_look_loss", "reported_bpb", "first_look_bpb", "worth_bpb", "sentence"}``;
-    None without a reported loss or scored positions."""
+    None without a reported loss or scored positions. ``repeat_pos``: positions the reported mean counts again
+    (a re-scored tail); the first-look score counts them as often, so only the leak is measured, not the weighting."""
+    extra = np.bincount(np.asarray(repeat_pos, dtype=np.int64), minlength=ledger.positions) \
+        if repeat_pos is not None and len(repeat_pos) else None
     rep_loss = _f((reported or {}).get("val_loss"))
     rep_bpb = _f((reported or {}).get("val_bpb"))
     if rep_loss is None or not len(scores):
@@ -620,10 +623,13 @@ def leak_of(ledger: Ledger, scores: KindRanges, looks: KindRanges, bytes_at: Any
     lo, hi = int(scores.start.min()), int(scores.stop.max())
     for t in iter_tiles(ledger, tile, lo, hi, both, empty):
         scored = first_seqs(scores, t.lo, t.hi) != NONE
-        loss_sum += float(t.first_nll[scored].astype(np.float64).sum())
-        tokens += int(scored.sum())
+        weight = scored.astype(np.int64)
+        if extra is not None:
+            weight += np.where(scored, extra[t.lo : t.hi], 0)
+        loss_sum += float((t.first_nll.astype(np.float64) * weight)[scored].sum())
+        tokens += int(weight.sum())
         if bytes_at is not None:
-            nbytes += int(np.asarray(bytes_at[t.lo : t.hi])[scored].sum(dtype=np.int64))
+            nbytes += int((np.asarray(bytes_at[t.lo : t.hi]).astype(np.int64) * weight).sum())
     if not tokens:
         return None
     fl_loss = loss_sum / tokens
