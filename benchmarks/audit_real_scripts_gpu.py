@@ -1,7 +1,8 @@
 """The dynamic audit on real third-party record scripts, on a GPU machine, and the tracer's cost on one of them.
 
     python3 benchmarks/audit_real_scripts_gpu.py audit --corpus DIR --tokenizer FILE --out DIR \
-        --case PR:folder-substring ... [--val-tokens N] [--iterations N] [--probe-case PR]
+        --case PR:folder-substring ... [--case-env PR:KEY=VALUE ...] [--val-tokens N] [--iterations N] \
+        [--probe-case PR] [--save-traces DIR]
     python3 benchmarks/audit_real_scripts_gpu.py overhead --corpus DIR --tokenizer FILE --out DIR --case PR:substr
 
 The corpus (``../shared/corpus``: one folder per PR with ``manifest.tsv`` giving each one's label and ruled rule)
@@ -13,7 +14,8 @@ writes ``OUT/real_scripts_audit.json``: the manifest's label and rule, the expec
 condition, the wall time, the leak magnitude, and the evidence behind every verdict that is not a PASS.
 
 ``overhead`` runs one script four times in one process on the same data — plain and traced, eager and compiled
-(``TORCHDYNAMO_DISABLE`` 1 / 0), plain and traced alternating — and writes ``OUT/real_scripts_overhead.json``:
+(``TORCHDYNAMO_DISABLE`` 1 / 0; ``--modes`` picks them and their order), plain and traced alternating — and writes
+``OUT/real_scripts_overhead.json`` after every run:
 wall time of each run and the ``eval_time`` the script printed for each evaluation, and the traced/plain ratios.
 
 Needs torch, numpy and sentencepiece (no libcst: only the dynamic path runs).
@@ -137,6 +139,28 @@ def trace_summary(workdir: Path, n: int, bucket: int = 16384) -> dict:
             "metas": [m for m in raw.metas if m.get("event") in ("tracer-error", "report", "device")][:30]}
 
 
+def case_env(specs: list[str] | None, pr: str) -> dict[str, str]:
+    """``PR:KEY=VALUE`` options that apply to this case (the settings a case's own README runs it with)."""
+    out = {}
+    for spec in specs or []:
+        who, _, kv = spec.partition(":")
+        if who == pr:
+            k, _, v = kv.partition("=")
+            out[k] = v
+    return out
+
+
+def save_trace(workdir: Path, dest: Path) -> None:
+    """The raw trace and the derived ledger of one case, xz-compressed, for re-checking elsewhere."""
+    import tarfile
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(dest, "w:xz", preset=1) as tf:
+        for sub in ("work-main/.scorefirst-trace", "ledger"):
+            if (workdir / sub).exists():
+                tf.add(workdir / sub, arcname=sub)
+
+
 def audit(args) -> int:
     from harness.dynamic import ScriptOptions, audit_script
     from harness.sandbox import Limits
@@ -159,9 +183,11 @@ def audit(args) -> int:
         t0 = time.monotonic()
         row = {"pr": pr, "folder": str(folder.relative_to(corpus)), "label": m.get("label"), "rule": m.get("rule"),
                "expected": expect, "probes": probes}
+        env = dict(RUN_ENV, **case_env(args.case_env, pr))
+        row["run_env"] = env
         try:
             a = audit_script(ScriptOptions(path=folder, data_path=dd, tokenizer_path=tok, val_tokens=args.val_tokens,
-                                           iterations=args.iterations, env=dict(RUN_ENV), gpu=gpu, nproc=1,
+                                           iterations=args.iterations, env=env, gpu=gpu, nproc=1,
                                            probes=probes, probe_cuts=args.probe_cuts, keep=base / f"keep-{pr}",
                                            limits=Limits(cpu_seconds=args.timeout * 4, memory_mb=65536,
                                                          wall_seconds=args.timeout)))
@@ -177,6 +203,8 @@ def audit(args) -> int:
             row["script_lines"] = [ln for ln in a.sandbox.stdout.splitlines()
                                    if re.search(r"val_loss|val_bpb|ttt|eval", ln)][-40:]
             row["trace"] = trace_summary(a.workdir, args.val_tokens + 1)
+            if args.save_traces:
+                save_trace(a.workdir, Path(args.save_traces) / f"trace-{pr}.tar.xz")
         except Exception as exc:  # one case failing to run must not lose the others
             row.update({"error": repr(exc)[:1500], "match": False})
         row["seconds"] = round(time.monotonic() - t0, 1)
@@ -189,17 +217,43 @@ def audit(args) -> int:
             print(f"        {e['verdict']} {e['condition']} {e['id']}: {e['message'][:300]}", flush=True)
         if row.get("stderr_tail"):
             print("        stderr: " + row["stderr_tail"][-600:].replace("\n", "\n        "), flush=True)
-    res = {"machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-           "torch": torch.__version__, "val_targets": args.val_tokens, "train_tokens": args.train_tokens,
-           "iterations": args.iterations, "run_env": RUN_ENV, "cases": rows,
-           "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    (out / "real_scripts_audit.json").write_text(json.dumps(res, indent=1) + "\n")
+        res = {"machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+               "torch": torch.__version__, "val_targets": args.val_tokens, "train_tokens": args.train_tokens,
+               "iterations": args.iterations, "run_env": RUN_ENV, "cases": rows,
+               "date": time.strftime("%Y-%m-%d", time.gmtime())}
+        (out / "real_scripts_audit.json").write_text(json.dumps(res, indent=1) + "\n")  # after every case
     print(f"{sum(r['match'] for r in rows)}/{len(rows)} cases as expected")
     return 0 if all(r["match"] for r in rows) else 1
 
 
+def write_overhead(out: Path, runs: list[dict], meta: dict) -> dict:
+    """Traced/plain ratios per mode from the runs so far, written to ``OUT/real_scripts_overhead.json`` (after
+    every run, so a call cut short keeps what finished)."""
+    import numpy as np
+    import torch
+
+    summary = {}
+    for compiled in (False, True):
+        sel = [r for r in runs if r["compiled"] == compiled and r["exit_code"] == 0]
+        plain = [r for r in sel if not r["traced"]]
+        traced = [r for r in sel if r["traced"]]
+        if plain and traced:
+            key = "compiled" if compiled else "eager"
+            pw, tw = np.median([r["wall_s"] for r in plain]), np.median([r["wall_s"] for r in traced])
+            pe = np.median([sum(v for _, v in r["eval_time_ms"]) for r in plain])
+            te = np.median([sum(v for _, v in r["eval_time_ms"]) for r in traced])
+            summary[key] = {"wall_plain_s": float(pw), "wall_traced_s": float(tw), "wall_ratio": float(tw / pw),
+                            "eval_plain_ms": float(pe), "eval_traced_ms": float(te),
+                            "eval_ratio": float(te / pe) if pe else None}
+    res = {**meta, "machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+           "torch": torch.__version__, "run_env": RUN_ENV, "runs": runs, "summary": summary,
+           "date": time.strftime("%Y-%m-%d", time.gmtime())}
+    (out / "real_scripts_overhead.json").write_text(json.dumps(res, indent=1) + "\n")
+    return summary
+
+
 def overhead(args) -> int:
-    """Plain vs traced runs of one script (eager, then compiled), alternating, same data and environment."""
+    """Plain vs traced runs of one script (in the order of ``--modes``), alternating, same data and environment."""
     import numpy as np
 
     from harness.tracer import python_path
@@ -218,7 +272,10 @@ def overhead(args) -> int:
             "VOCAB_SIZE": "1024", "ITERATIONS": str(args.iterations), "MAX_WALLCLOCK_SECONDS": "0",
             "WARMUP_STEPS": "0", "VAL_LOSS_EVERY": "0", "SEED": "1337", "PYTHONUNBUFFERED": "1"}
     runs = []
-    for compiled in (False, True)[: 1 if args.eager_only else 2]:
+    meta = {"pr": pr, "folder": str(folder.relative_to(corpus)), "val_targets": args.val_tokens,
+            "iterations": args.iterations}
+    summary = {}
+    for compiled in [m == "compiled" for m in args.modes.split(",")]:
         for traced in (False, True, False, True)[: 2 * args.reps]:
             work = Path(tempfile.mkdtemp(prefix="run-", dir=base))
             for p in folder.iterdir():
@@ -232,34 +289,20 @@ def overhead(args) -> int:
             else:
                 env["PYTHONPATH"] = python_path().split(":", 1)[1] if ":" in python_path() else ""
             t0 = time.monotonic()
-            p = subprocess.run([sys.executable, "train_gpt.py"], cwd=work, env=env, capture_output=True, text=True,
-                               timeout=args.timeout)
+            try:
+                p = subprocess.run([sys.executable, "train_gpt.py"], cwd=work, env=env, capture_output=True,
+                                   text=True, timeout=args.timeout)
+            except subprocess.TimeoutExpired as e:
+                p = subprocess.CompletedProcess(e.cmd, 124, (e.stdout or b"").decode(errors="replace")
+                                                if isinstance(e.stdout, bytes) else (e.stdout or ""),
+                                                f"timed out after {args.timeout} s")
             wall = time.monotonic() - t0
             evals = [(m.group(1), float(m.group(2))) for m in map(EVAL_TIME.match, p.stdout.splitlines()) if m]
             runs.append({"compiled": compiled, "traced": traced, "exit_code": p.returncode, "wall_s": round(wall, 2),
                          "eval_time_ms": evals, "stderr_tail": p.stderr[-800:] if p.returncode else ""})
             print(f"{'compiled' if compiled else 'eager':8} {'traced' if traced else 'plain':6} exit {p.returncode} "
                   f"wall {wall:.1f} s evals {evals}" + (f"\n{p.stderr[-800:]}" if p.returncode else ""), flush=True)
-    summary = {}
-    for compiled in (False, True):
-        sel = [r for r in runs if r["compiled"] == compiled and r["exit_code"] == 0]
-        plain = [r for r in sel if not r["traced"]]
-        traced = [r for r in sel if r["traced"]]
-        if plain and traced:
-            key = "compiled" if compiled else "eager"
-            pw, tw = np.median([r["wall_s"] for r in plain]), np.median([r["wall_s"] for r in traced])
-            pe = np.median([sum(v for _, v in r["eval_time_ms"]) for r in plain])
-            te = np.median([sum(v for _, v in r["eval_time_ms"]) for r in traced])
-            summary[key] = {"wall_plain_s": float(pw), "wall_traced_s": float(tw), "wall_ratio": float(tw / pw),
-                            "eval_plain_ms": float(pe), "eval_traced_ms": float(te),
-                            "eval_ratio": float(te / pe) if pe else None}
-    import torch
-
-    res = {"machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-           "torch": torch.__version__, "pr": pr, "folder": str(folder.relative_to(corpus)),
-           "val_targets": args.val_tokens, "iterations": args.iterations, "run_env": RUN_ENV, "runs": runs,
-           "summary": summary, "date": time.strftime("%Y-%m-%d", time.gmtime())}
-    (out / "real_scripts_overhead.json").write_text(json.dumps(res, indent=1) + "\n")
+            summary = write_overhead(out, runs, meta)
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -277,7 +320,9 @@ def main() -> int:
     ap.add_argument("--train-tokens", type=int, default=2_000_000)
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--reps", type=int, default=1)
-    ap.add_argument("--eager-only", action="store_true", help="overhead: skip the compiled pair")
+    ap.add_argument("--modes", default="eager,compiled", help="overhead: which pairs, in this order")
+    ap.add_argument("--case-env", action="append", help="PR:KEY=VALUE run setting for one case (repeatable)")
+    ap.add_argument("--save-traces", help="audit: write each case's raw trace and ledger here (tar.xz)")
     ap.add_argument("--timeout", type=int, default=420)
     args = ap.parse_args()
     return audit(args) if args.what == "audit" else overhead(args)

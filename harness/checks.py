@@ -143,9 +143,11 @@ def scoped_updates(ledger: Ledger, updates: KindRanges, doc_starts: Any = None) 
 def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = None,
                  domain: tuple[int, int] | None = None, tol: Tolerance | None = None, traced: bool = False,
                  look_window: tuple[int, int] | None = None, doc_starts: Any = None,
-                 tile: int = 1 << 20) -> Outcome:
+                 repeats: tuple[Any, Any] | None = None, tile: int = 1 << 20) -> Outcome:
     """Every check on one ledger. ``reported`` defaults to the evaluation's end record; ``domain`` to its begin
-    record; ``doc_starts`` (BOS positions) lets per-document adapters be scoped (see :func:`scoped_updates`)."""
+    record; ``doc_starts`` (BOS positions) lets per-document adapters be scoped (see :func:`scoped_updates`);
+    ``repeats`` (positions, NLL): same-state predictions the reported mean counts again (a sliding window's
+    re-scored tail, :func:`harness.derive.derive`), counted in the comparison with the reported pair."""
     reported = reported if reported is not None else _reported_from(ledger)
     tol = tol or (SCRIPT_TOLERANCE if traced else REFERENCE_TOLERANCE)
     first_pos, last_pos = domain or domain_of(ledger)
@@ -296,8 +298,17 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
                                                f"{_touched_note(ledger, u)}, reverted by the restore at seq {r}"
                                                f"{_restore_note(ledger, r)}, first scored at seq {s}")))
 
-    # reported vs reconstructed
+    # reported vs reconstructed (counting the repeats the reported mean counts)
     rep_loss, rep_bpb = _f(reported.get("val_loss")), _f(reported.get("val_bpb"))
+    counted_loss, counted_tokens, counted_bytes = loss_sum, tokens, nbytes
+    if repeats is not None and len(repeats[0]) and tokens:
+        rp, rv = np.asarray(repeats[0], dtype=np.int64), np.asarray(repeats[1], dtype=np.float64)
+        counted_loss, counted_tokens = loss_sum + float(rv.sum()), tokens + rp.size
+        if bytes_at is not None:
+            counted_bytes = nbytes + int(np.asarray(bytes_at)[rp].sum(dtype=np.int64))
+        checks.append(_repeats_check(rp, loss_sum, tokens, nbytes, counted_loss, counted_tokens, counted_bytes,
+                                     bytes_at is not None))
+        rec_loss = counted_loss / counted_tokens
     gap = None
     if rep_loss is None or rec_loss is None:
         checks.append(Check("reported-loss", "C4", "WARN",
@@ -307,6 +318,8 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
         gap = rep_loss - rec_loss
         lim = tol.loss()
         what = "the first computation of each position's prediction" if traced else "the first score of each position"
+        if counted_tokens != tokens:
+            what += f" and the {counted_tokens - tokens:,} repeats it counts"
         if abs(gap) <= lim:
             checks.append(Check("reported-loss", "C4", "PASS",
                                 f"reported val_loss {rep_loss:.6f} = {rec_loss:.6f} from {what} "
@@ -335,11 +348,12 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
         checks.append(Check("reported-bpb", "BYTES", "WARN", "no reported val_bpb to compare"
                             + (f"; reconstructed val_bpb {rec_bpb:.6f}" if rec_bpb is not None else "")))
     else:
-        implied = rep_loss * tokens / (LN2 * rep_bpb)
-        rel = implied / nbytes - 1 if nbytes else float("inf")
+        implied = rep_loss * counted_tokens / (LN2 * rep_bpb)
+        rel = implied / counted_bytes - 1 if counted_bytes else float("inf")
         lim = tol.bytes_rel + tol.rel_printed(rep_loss) + tol.rel_printed(rep_bpb)
         msg = (f"reported val_bpb {rep_bpb:.6f}, reconstructed {rec_bpb:.6f}; the reported pair implies "
-               f"{implied:,.0f} bytes, the canonical byte table gives {nbytes:,}")
+               f"{implied:,.0f} bytes, the canonical byte table gives {counted_bytes:,}"
+               + (" (counting the repeats)" if counted_tokens != tokens else ""))
         checks.append(Check("reported-bpb", "BYTES", "PASS" if abs(rel) <= lim else "FAIL",
                             msg + (f" (rel. diff {rel:+.2e})" if abs(rel) > lim else "")))
     if traced:
@@ -350,7 +364,7 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
     if amb is not None:
         checks.append(amb)
     recon["leak"] = leak = leak_of(ledger, scores, looks if traced else ledger.kind_ranges(LOOK), bytes_at, reported,
-                                   tile)
+                                   tile, repeats[0] if repeats is not None else None)
     if leak is not None:
         for c in checks:
             if c.verdict == "FAIL" and c.condition in ("C3", "C4"):
@@ -359,6 +373,26 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
     return Outcome(checks, recon, _spread(samples, VIOLATION_CAP),
                    {"multi": multi.n, "unscored": unscored.n, "outside": outside.n, "c3": c3.n,
                     "relook": relook.n, "expected": expected, "updates": n_upd})
+
+
+def _repeats_check(rp, loss_sum, tokens, nbytes, counted_loss, counted_tokens, counted_bytes, has_bytes) -> Check:
+    """DATA WARN: the reported mean counts some targets more than once (from the state that first scored them, so
+    nothing leaks), which is not the canonical once-per-target mean; says by how much it moves the score."""
+    uniq = np.unique(rp)
+    what = (f"{rp.size:,} repeated predictions of the split's last {uniq.size:,} targets ({int(uniq.min())}.."
+            f"{int(uniq.max())}), each from the state that first scored it, by windows running past the split's "
+            f"end, are counted in the reported mean")
+    if has_bytes and nbytes and counted_bytes:
+        once, counted = loss_sum / (nbytes * LN2), counted_loss / (counted_bytes * LN2)
+        effect = f"{counted:.4f} bpb as counted, {once:.4f} bpb with every target once ({counted - once:+.4f} bpb)"
+    else:
+        once, counted = loss_sum / tokens, counted_loss / counted_tokens
+        effect = f"{counted:.4f} nats/token as counted, {once:.4f} with every target once ({counted - once:+.4f})"
+    return Check("repeated-targets", "DATA", "WARN",
+                 f"{what}: no information reaches them (C3, C4 unaffected), but the score is not the canonical "
+                 f"once-per-target mean: {effect}",
+                 Violation(int(uniq.min()), None, None, f"positions {int(uniq.min())}..{int(uniq.max())} counted "
+                                                        f"{rp.size / uniq.size + 1:.0f} times on average"))
 
 
 def _traced_checks(gap, tol, relook, relook_first, scores, recon, exported: bool) -> list[Check]:
@@ -569,11 +603,14 @@ def ambiguous_check(ledger: Ledger, scores: KindRanges, tile: int) -> Check | No
 
 
 def leak_of(ledger: Ledger, scores: KindRanges, looks: KindRanges, bytes_at: Any, reported: dict | None,
-            tile: int) -> dict | None:
+            tile: int, repeat_pos: Any = None) -> dict | None:
     """The reported score against the score of each scored position's first look (its earliest prediction in the
     reported evaluation, SCORE or LOOK — a traced script's evaluations before it, with another state, are not the
     one claimed): ``{"reported_loss", "first_look_loss", "reported_bpb", "first_look_bpb", "worth_bpb", "sentence"}``;
-    None without a reported loss or scored positions."""
+    None without a reported loss or scored positions. ``repeat_pos``: positions the reported mean counts again
+    (a re-scored tail); the first-look score counts them as often, so only the leak is measured, not the weighting."""
+    extra = np.bincount(np.asarray(repeat_pos, dtype=np.int64), minlength=ledger.positions) \
+        if repeat_pos is not None and len(repeat_pos) else None
     rep_loss = _f((reported or {}).get("val_loss"))
     rep_bpb = _f((reported or {}).get("val_bpb"))
     if rep_loss is None or not len(scores):
@@ -586,10 +623,13 @@ def leak_of(ledger: Ledger, scores: KindRanges, looks: KindRanges, bytes_at: Any
     lo, hi = int(scores.start.min()), int(scores.stop.max())
     for t in iter_tiles(ledger, tile, lo, hi, both, empty):
         scored = first_seqs(scores, t.lo, t.hi) != NONE
-        loss_sum += float(t.first_nll[scored].astype(np.float64).sum())
-        tokens += int(scored.sum())
+        weight = scored.astype(np.int64)
+        if extra is not None:
+            weight += np.where(scored, extra[t.lo : t.hi], 0)
+        loss_sum += float((t.first_nll.astype(np.float64) * weight)[scored].sum())
+        tokens += int(weight.sum())
         if bytes_at is not None:
-            nbytes += int(np.asarray(bytes_at[t.lo : t.hi])[scored].sum(dtype=np.int64))
+            nbytes += int((np.asarray(bytes_at[t.lo : t.hi]).astype(np.int64) * weight).sum())
     if not tokens:
         return None
     fl_loss = loss_sum / tokens

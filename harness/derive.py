@@ -4,7 +4,9 @@ The tracer records every computation of a prediction as a LOOK; which of them we
 reported evaluation is the span back from the reported ``val_loss … val_bpb …`` line to the latest earlier
 reported line such that the predictions in between cover the whole split, and inside it a position's SCORE is its
 first prediction — counting every computation, or only gradient-free ones when that (and not the first)
-reproduces the reported score ("score under no_grad, train with grad"). Everything else stays a LOOK.
+reproduces the reported score ("score under no_grad, train with grad"). Everything else stays a LOOK. A scorer
+whose windows past the split's end score its last targets again is recognised, and the repeats it counted are
+handed to the checks: they are same-state predictions, so no leak, but they weight the reported mean.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.checks import SCRIPT_TOLERANCE, Tolerance
-from harness.ledger import FLAG_EXPORT, FLAG_GRAD, LOOK, META, SYNC, UPDATE, Ledger, LedgerWriter, Ranges, iter_tiles
+from harness.ledger import (FLAG_EXPORT, FLAG_GRAD, LOOK, META, NONE, SYNC, UPDATE, Ledger, LedgerWriter, Ranges,
+                            iter_tiles)
 
 
 @dataclass
@@ -26,6 +29,7 @@ class Derived:
     window: tuple[int, int] | None            # derived seqs [lo, hi) of the reported evaluation
     hypothesis: str
     notes: list[str]
+    repeats: tuple[np.ndarray, np.ndarray]     # positions the reported score counts again, and their NLL
 
 
 def _reports(raw: Ledger) -> list[dict]:
@@ -137,18 +141,58 @@ def _concurrent(raw: Ledger, looks: list, seen: np.ndarray):
         seen[pos] = True
 
 
-def _first_look_loss(raw: Ledger, lo: int, hi: int, grad_ok: bool) -> tuple[float, int]:
+def _first_look_loss(raw: Ledger, lo: int, hi: int, grad_ok: bool) -> tuple[float, int, np.ndarray, np.ndarray]:
+    """(NLL sum and count of the first predictions, and the tail repeats: positions and NLL, see below)."""
     total, count = 0.0, 0
-    for _, _, vals, new in _window_looks(raw, lo, hi, grad_ok):
+    ev = raw.events
+    end = raw.positions
+    version = np.full(end, NONE, dtype=np.int64)
+    row_new: list[int] = []
+    tails = []
+    for i, pos, vals, new in _window_looks(raw, lo, hi, grad_ok):
         total += float(vals[new].astype(np.float64).sum())
         count += int(new.sum())
-    return total, count
+        v = int(ev["version"][i])
+        version[pos[new]] = v
+        at = 0
+        for a, b in raw.event_ranges(i):
+            m = int(b - a)
+            k = int(new[at : at + m].sum())
+            if k:
+                row_new.append(k)
+            if b == end:
+                tails.append((pos[at : at + m], vals[at : at + m], new[at : at + m], v))
+            at += m
+    rp, rv = _tail_repeats(tails, row_new, version)
+    return total, count, rp, rv
+
+
+def _tail_repeats(tails, row_new: list[int], version: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Repeats of the split's last targets by windows that run past its end, as sliding-window scorers written
+    ``s = max(wlen - stride, 0)`` make them: each such row scores its last ``stride`` targets (``stride``: the
+    usual number of new targets per row), so the rows after the first that reaches the end score the same final
+    targets again, with less context. Only a repeat from the state that first scored the target counts (nothing
+    learned since can reach it)."""
+    if not tails or not row_new:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    vals, counts = np.unique(np.asarray(row_new), return_counts=True)
+    stride = int(vals[np.argmax(counts)])
+    pos_out, nll_out = [], []
+    for pos, nll, new, v in tails:
+        k = min(stride, pos.size)
+        p, x, fresh = pos[-k:], nll[-k:], new[-k:]
+        again = ~fresh & (version[p] == v)
+        pos_out.append(p[again])
+        nll_out.append(x[again])
+    return np.concatenate(pos_out).astype(np.int64), np.concatenate(nll_out).astype(np.float32)
 
 
 def derive(raw: Ledger, out: Path, label: str | None = None, tol: Tolerance | None = None) -> Derived:
     """The ledger of the reported evaluation: SCORE = the first prediction of each position inside it, counting
     every computation (hypothesis "all"), or only those made without gradients ("no-grad": score under no_grad,
-    train with grad) when that, and not the first, reproduces the reported score. Other computations stay LOOKs."""
+    train with grad) when that, and not the first, reproduces the reported score. Other computations stay LOOKs.
+    When neither does, but one of them with the split's last targets counted again as a tail-rescoring sliding
+    window counts them (see :func:`_tail_repeats`) does, those repeats are returned for the checks to count."""
     tol = tol or SCRIPT_TOLERANCE
     notes: list[str] = []
     final = _pick_report(_reports(raw), label)
@@ -156,16 +200,27 @@ def derive(raw: Ledger, out: Path, label: str | None = None, tol: Tolerance | No
         notes.append("no line with val_loss and val_bpb was printed: nothing reported to compare")
     lo, hi = evaluation_window(raw, final)
     hypothesis = "all"
+    repeats = (np.zeros(0, np.int64), np.zeros(0, np.float32))
     if final is not None:
         t = Tolerance(tol.loss_abs, tol.bytes_rel, final.get("decimals"))
-        fits = {}
-        for h, grad_ok in (("all", True), ("no-grad", False)):
-            s, c = _first_look_loss(raw, lo, hi, grad_ok)
-            fits[h] = c > 0 and abs(s / c - float(final["val_loss"])) <= t.loss()
+        got = {h: _first_look_loss(raw, lo, hi, grad_ok) for h, grad_ok in (("all", True), ("no-grad", False))}
+
+        def close(total: float, count: int) -> bool:
+            return count > 0 and abs(total / count - float(final["val_loss"])) <= t.loss()
+
+        fits = {h: close(s, c) for h, (s, c, _, _) in got.items()}
+        tails = {h: rp.size > 0 and close(s + float(rv.sum(dtype=np.float64)), c + rp.size)
+                 for h, (s, c, rp, rv) in got.items()}
         if not fits["all"] and fits["no-grad"]:
             hypothesis = "no-grad"
             notes.append("the reported score is reproduced by the predictions made without gradients; the "
                          "gradient-enabled computations before them are training, not scoring")
+        elif not any(fits.values()) and any(tails.values()):
+            hypothesis = "all" if tails["all"] else "no-grad"
+            repeats = got[hypothesis][2:]
+            notes.append(f"the reported score counts the split's last targets again each time a window running "
+                         f"past its end scored them ({repeats[0].size:,} repeats, each from the state that first "
+                         f"scored it)")
     n = raw.positions
     w = LedgerWriter(out, positions=n, meta={"source": "trace", "trace": str(raw.path), "hypothesis": hypothesis})
     w.meta(event="begin", mode="traced script", n_tokens=n, first_position=1, last_position=n - 1,
@@ -205,7 +260,7 @@ def derive(raw: Ledger, out: Path, label: str | None = None, tol: Tolerance | No
     w.meta(event="end", **reported)
     w.close(complete=raw.complete)
     window = (d_lo, d_hi) if d_lo is not None else None
-    return Derived(out, reported, window, hypothesis, notes)
+    return Derived(out, reported, window, hypothesis, notes, repeats)
 
 
 

@@ -365,7 +365,7 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
                 led = Ledger(ledger_path)
                 tol = Tolerance(SCRIPT_TOLERANCE.loss_abs, SCRIPT_TOLERANCE.bytes_rel, derived.reported.get("decimals"))
                 outcome = check_ledger(led, bytes_at=ds.bytes_at, reported=derived.reported, tol=tol, traced=True,
-                                       look_window=derived.window)
+                                       look_window=derived.window, repeats=derived.repeats)
             except Exception as e:  # the trace was written inside the sandbox: hostile input, never trusted
                 unreadable = f"the trace could not be read ({type(e).__name__}: {str(e)[:300]})"
         if raw_path is None or unreadable:

@@ -10,6 +10,7 @@ import pytest
 from audits.api import audit_paths
 from audits.outputs.sarif import FINGERPRINT_KEY, to_obj
 from audits.registry import all_rules
+from audits.results import AuditResult
 from audits.runenv import parse_env_args
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
@@ -153,3 +154,31 @@ def test_decoded_findings_point_at_the_exec_line(write):
     assert res["locations"][0]["physicalLocation"]["region"]["startLine"] == 3
     assert res["properties"]["decoded"]["layer"] == 1 and res["properties"]["decoded"]["line"] == 1
     assert "decoded line 1" in res["message"]["text"]
+
+
+def test_dynamic_failures_are_results_that_say_what_the_leak_is_worth():
+    """`audit --dynamic --sarif`: each dynamic check that did not pass is a result on the script; a C3/C4 FAIL's
+    message states the leak magnitude and the first violation (figures of a real multi-epoch TTT run)."""
+    sentence = "reported 2.1538 bpb; first-look 2.9276 bpb: the leak is worth 0.7738 bpb"
+    detail = "position 1: first scored at seq 174, trained on at seq 175, predicted again at seq 306"
+    dyn = {"script": "sub/train_gpt.py", "probes": [],
+           "leak": {"reported_loss": 5.16, "first_look_loss": 7.01, "reported_bpb": 2.1538, "first_look_bpb": 2.9276,
+                    "worth_bpb": 0.7738, "sentence": sentence},
+           "checks": [{"id": "reported-loss", "condition": "C4", "verdict": "FAIL", "first_violation":
+                       {"position": 1, "score_seq": 306, "update_seq": 175, "detail": detail},
+                       "message": "reported val_loss 5.159837 differs from 7.013697: not the first-pass score"},
+                      {"id": "score-before-update", "condition": "C3", "verdict": "FAIL", "first_violation": None,
+                       "message": "57 positions were read by an update before they were scored; " + sentence},
+                      {"id": "coverage", "condition": "DATA", "verdict": "PASS", "message": "covered",
+                       "first_violation": None}]}
+    obj = to_obj([AuditResult(target="sub", dynamic=dyn)])
+    validate(obj)
+    run = obj["runs"][0]
+    res = {r["ruleId"]: r for r in run["results"]}
+    assert set(res) == {"dynamic/reported-loss", "dynamic/score-before-update"}  # PASS checks are no results
+    c4 = res["dynamic/reported-loss"]
+    assert c4["level"] == "error" and sentence in c4["message"]["text"] and detail in c4["message"]["text"]
+    assert res["dynamic/score-before-update"]["message"]["text"].count(sentence) == 1
+    assert c4["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "sub/train_gpt.py"
+    assert run["tool"]["driver"]["rules"][c4["ruleIndex"]]["id"] == "dynamic/reported-loss"
+    assert c4["partialFingerprints"][FINGERPRINT_KEY]

@@ -7,7 +7,9 @@ target's verdict and environment are listed under the run's `properties.targets`
 Columns are 1-based with an exclusive end (as `Finding` already stores them); `partialFingerprints` carry the
 line-independent `Finding.fingerprint`, so an alert survives code moving; suppressed findings keep a
 `suppressions[]` entry with the reason; inactive findings are notes with `properties.status = "inactive"`;
-files that could not be audited are `toolExecutionNotifications` and make `executionSuccessful` false.
+files that could not be audited are `toolExecutionNotifications` and make `executionSuccessful` false. Dynamic
+checks and probes that did not pass (`audit --dynamic`) are results of rules `dynamic/<check id>` on the script,
+their message the check's own (with what a C3/C4 leak is worth).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from typing import Any
 from audits.outputs import decoded_note, file_line
 from audits.outputs.ruledoc import help_uri, rule_markdown, rule_text
 from audits.registry import all_rules
-from audits.results import AuditResult, Finding
+from audits.results import AuditResult, Finding, fingerprint
 from audits.rule import Rule
 from audits.types import Confidence, Severity, Status
 
@@ -131,6 +133,48 @@ def _result(f: Finding, index: int) -> dict[str, Any]:
     return res
 
 
+def _dynamic_descriptor(check_id: str, condition: str) -> dict[str, Any]:
+    return {
+        "id": f"dynamic/{check_id}",
+        "name": check_id,
+        "shortDescription": {"text": f"dynamic audit check {check_id} ({condition})"},
+        "fullDescription": {"text": f"A check of the dynamic audit (the script run under the tracer): {check_id}, "
+                                    f"condition {condition}."},
+        "help": {"text": "See docs/dynamic_audit.md (checks and probes)."},
+        "defaultConfiguration": {"level": "error"},
+        "properties": {"tags": ["parameter-golf", "compliance", "dynamic", f"condition/{condition}"]},
+    }
+
+
+def _dynamic_results(result: AuditResult) -> list[tuple[str, str, dict[str, Any]]]:
+    """(check id, condition, SARIF result) for each dynamic check or probe that did not pass, on the audited
+    script: the check's message (a C3/C4 FAIL's ends with what the leak is worth) and its first violation."""
+    dyn = result.dynamic or {}
+    script = dyn.get("script") or result.target
+    leak = (dyn.get("leak") or {}).get("sentence")
+    out = []
+    for c in list(dyn.get("checks") or []) + list(dyn.get("probes") or []):
+        if c.get("verdict") not in ("FAIL", "WARN"):
+            continue
+        cid = c.get("id") or c.get("name")
+        text = c["message"]
+        if leak and c["verdict"] == "FAIL" and c["condition"] in ("C3", "C4") and leak not in text:
+            text += "; " + leak
+        fv = c.get("first_violation")
+        if fv:
+            text += f". First violation: {fv['detail']}"
+        out.append((cid, c["condition"], {
+            "level": "error" if c["verdict"] == "FAIL" else "warning",
+            "message": {"text": text},
+            "locations": [{"physicalLocation": {"artifactLocation": _location(script),
+                                                "region": {"startLine": 1}}}],
+            "partialFingerprints": {FINGERPRINT_KEY: fingerprint(f"dynamic/{cid}", script, c["condition"], 0)},
+            "properties": {"dynamic": True, "condition": c["condition"], "verdict": c["verdict"],
+                           "firstViolation": fv, "leak": dyn.get("leak")},
+        }))
+    return out
+
+
 def _target_properties(result: AuditResult) -> dict[str, Any]:
     return {
         "target": result.target,
@@ -157,6 +201,12 @@ def run_for(results: AuditResult | list[AuditResult], root: str | None = None) -
                 index[f.rule_id] = len(descriptors)
                 descriptors.append(_adhoc_descriptor(f))
             out.append(_result(f, index[f.rule_id]))
+        for cid, condition, res in _dynamic_results(result):
+            key = f"dynamic/{cid}"
+            if key not in index:
+                index[key] = len(descriptors)
+                descriptors.append(_dynamic_descriptor(cid, condition))
+            out.append({"ruleId": key, "ruleIndex": index[key], **res})
         for fr in result.errors:
             notifications.append({
                 "level": "error",

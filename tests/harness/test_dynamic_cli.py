@@ -130,9 +130,9 @@ def test_audit_dynamic_end_to_end(cli, tmp_path, ref_data, monkeypatch):
     be linked with it, so it only warns, SF-IMPORT-001); the dynamic audit proves it, and the disagreement is
     printed, not resolved."""
     monkeypatch.setenv("SCOREFIRST_CACHE_DIR", str(Path(ref_data[0]).parents[3]))  # the prepared default corpus
-    out = tmp_path / "r.json"
+    out, sarif = tmp_path / "r.json", tmp_path / "r.sarif"
     run = cli("audit", "--dynamic", FIXTURES / "illegal_pre_eval_ttt_unlinked.py", "--val-tokens", "1024", "--iterations",
-              "6", "--no-probes", "--json", out, "--no-cache", "--ledger-dir", tmp_path / "ledgers")
+              "6", "--no-probes", "--json", out, "--sarif", sarif, "--no-cache", "--ledger-dir", tmp_path / "ledgers")
     assert run.code == 1, run.err
     assert "dynamic audit:" in run.out and "score-before-update" in run.out and "first violation: position 1" in run.out
     assert "static vs dynamic: " in run.out and "C3 WARN/FAIL DISAGREE" in run.out
@@ -147,6 +147,14 @@ def test_audit_dynamic_end_to_end(cli, tmp_path, ref_data, monkeypatch):
     assert d["verdict"]["conditions"]["C3"] == "FAIL"
     assert {a["condition"]: a["agree"] for a in d["agreement"]}["C3"] is False
     assert Path(d["ledger"]["path"]).is_dir() and str(tmp_path / "ledgers") in d["ledger"]["path"]
+    # the SARIF view names the same C3 FAIL on the script, with its first violation and what the leak is worth
+    run_ = json.loads(sarif.read_text())["runs"][0]
+    c3 = next(c for c in d["checks"] if c["id"] == "score-before-update")
+    res = next(r for r in run_["results"] if r["ruleId"] == "dynamic/score-before-update")
+    assert res["level"] == "error" and d["leak"]["sentence"] in res["message"]["text"]
+    assert "the leak is worth" in res["message"]["text"] and c3["first_violation"]["detail"] in res["message"]["text"]
+    assert res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("illegal_pre_eval_ttt_unlinked.py")
+    assert run_["tool"]["driver"]["rules"][res["ruleIndex"]]["id"] == "dynamic/score-before-update"
 
 
 @needs_sandbox

@@ -182,3 +182,28 @@ def test_a_leak_inside_the_scored_range_past_the_first_cut_is_found(audits):
     assert probe.verdict == "FAIL"
     assert "k=317 pass" in probe.probed and "k=829 fail" in probe.probed
     assert probe.message.startswith("cut at 829:")
+
+
+def test_tail_rescored_by_windows_past_the_end_is_counted_not_accused(audits):
+    """A legal score-first TTT whose sliding windows past the split's end score its last targets again (same state,
+    shorter context) reports a mean that counts them: no C3/C4 accusation, the repeats named and counted."""
+    a = audits["legal_tail_rescored_ttt"]
+    checks = _checks(a.result)
+    rep = checks["repeated-targets"]
+    assert rep.verdict == "WARN" and rep.first_violation.position == 1024 - 64 + 1
+    assert "64 repeated predictions" in rep.message and "once-per-target" in rep.message
+    assert checks["reported-loss"].verdict == "PASS" and "64 repeats" in checks["reported-loss"].message
+    assert checks["reported-bpb"].verdict == "PASS" and checks["reported-from-trained-state"].verdict == "PASS"
+    assert a.result.to_dict()["verdict"]["overall"] == "WARN"
+
+
+def test_a_rescored_tail_neither_excuses_training_first_nor_inflates_the_leak(audits):
+    """Training on the validation tokens, then the tail-rescoring scorer: the repeats explain the reported mean, the
+    training before the scores is still C3, and the leak magnitude counts the repeats on both sides."""
+    d = audits["illegal_pre_eval_ttt_tail"].result.to_dict()
+    checks = {c["id"]: c for c in d["checks"]}
+    c3 = checks["score-before-update"]
+    assert c3["verdict"] == "FAIL" and c3["first_violation"]["position"] == 1 and d["leak"]["sentence"] in c3["message"]
+    assert checks["repeated-targets"]["verdict"] == "WARN" and checks["reported-loss"]["verdict"] == "PASS"
+    leak = d["leak"]
+    assert leak["worth_bpb"] == pytest.approx(leak["first_look_bpb"] - leak["reported_bpb"]) and leak["worth_bpb"] > 0
