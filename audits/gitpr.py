@@ -127,21 +127,38 @@ def resolve_change(repo: Path, n: int, head: str, branch: Branch) -> PRChange:
     else:
         merged = _git(repo, "merge-base", "--is-ancestor", head, branch.tip, check=False).returncode == 0
     if merged:
-        if head in branch.first_parent:  # fast-forwarded or pushed straight to the branch: the head is the merge
-            merge = head
-        else:
-            path = _git(repo, "rev-list", "--first-parent", "--ancestry-path", f"{head}..{branch.tip}").stdout.split()
-            if not path:
-                raise GitPRError(f"PR #{n} ({head[:12]}) is in {branch.name} but no merge commit brings it in")
-            merge = path[-1]
-        parent = _git(repo, "rev-parse", "--verify", "--quiet", f"{merge}^1", check=False).stdout.strip()
-        base = parent or EMPTY_TREE
+        found = merging_commit(repo, head, branch.tip, branch.first_parent)
+        if found is None:
+            raise GitPRError(f"PR #{n} ({head[:12]}) is in {branch.name} but no merge commit brings it in")
+        merge, base = found
         return PRChange(n, head, True, base, merge, changed_records(repo, base, merge))
     mb = _git(repo, "merge-base", branch.tip, head, check=False)
     if mb.returncode != 0 or not mb.stdout.strip():
         raise GitPRError(f"PR #{n} ({head[:12]}) shares no history with {branch.name}")
     base = mb.stdout.strip()
     return PRChange(n, head, False, base, head, changed_records(repo, base, head))
+
+
+def merging_commit(repo: Path, head: str, tip: str, first_parent: frozenset[str] | None = None) -> tuple[str, str] | None:
+    """(the commit of `tip`'s first-parent line that brought `head` in, that commit's first parent), for a `head`
+    that `tip` already contains; None when no such commit exists (`head` is `tip` itself, or off its line).
+
+    A merged PR is what its merge commit changed against the branch before it; a head that was fast-forwarded or
+    pushed straight to the branch is its own merge. `first_parent` (the line's commits, when already read) saves
+    asking git whether `head` is on it."""
+    def parent(commit: str) -> str:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^1", check=False).stdout.strip()
+
+    if first_parent is not None and head in first_parent:
+        merge = head
+    else:
+        path = _git(repo, "rev-list", "--first-parent", "--ancestry-path", f"{head}..{tip}").stdout.split()
+        if not path:
+            return None
+        merge = path[-1]
+        if first_parent is None and parent(merge) == head:
+            merge = head  # the line's next commit sits on `head`: `head` is on the line itself
+    return merge, parent(merge) or EMPTY_TREE
 
 
 def changed_records(repo: Path, base: str, head: str) -> list[str]:
