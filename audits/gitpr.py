@@ -112,7 +112,14 @@ class PRChange:
 
     @property
     def folders(self) -> list[str]:
-        return sorted({submission_folder(p) for p in self.changed})
+        """The folders to audit: each submission folder changed, and a folder that holds submissions only for a
+        Python file changed in it (a README there is nothing to audit)."""
+        out = set()
+        for path in self.changed:
+            folder = submission_folder(path)
+            if not holds_submissions(folder) or path.endswith(".py"):
+                out.add(folder)
+        return sorted(out)
 
     def describe(self, branch: str) -> str:
         if self.merged:
@@ -176,6 +183,12 @@ def submission_folder(path: str) -> str:
     return "/".join(parts[:-1]) or RECORDS
 
 
+def holds_submissions(folder: str) -> bool:
+    """`records/` and `records/<track>/`: a PR that changes a file there (a README, a stray script) changed that
+    file, not the submissions below it, which are other PRs' work and are never audited as its own."""
+    return len(PurePosixPath(folder).parts) < 3
+
+
 def _safe_rel(path: str) -> PurePosixPath:
     p = PurePosixPath(path)
     if p.is_absolute() or any(part in ("..", "", ".git") for part in p.parts):
@@ -235,10 +248,12 @@ class BlobReader:
 
 def extract_folder(repo: Path, commit: str, folder: str, dest: Path, blobs: BlobReader | None = None,
                    keep: Callable[[str], bool] | None = None) -> list[str]:
-    """Copy `folder` as it is at `commit` into `dest/folder` (only the files `keep` accepts, when given).
+    """Copy `folder` as it is at `commit` into `dest/folder` (only the files `keep` accepts, when given); of a
+    folder that holds submissions (`records/`, `records/<track>/`), only its own files.
 
     Returns the paths whose blob the clone lacks (a partial clone); the caller decides what that means."""
-    listing = _git(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", commit, "--", folder).stdout
+    recursive = ["-r"] if not holds_submissions(folder) else []
+    listing = _git(repo, "ls-tree", *recursive, "-l", "-z", "--full-tree", commit, "--", f"{folder}/").stdout
     reader = blobs or BlobReader(repo)
     missing = []
     try:
@@ -284,8 +299,8 @@ def pr_targets(repo: Path, n: int, branch: Branch | None = None) -> tuple[tempfi
     head = resolve_pr(repo, n)
     branch = branch or read_branch(repo)
     change = resolve_change(repo, n, head, branch)
-    if not change.changed:
-        raise GitPRError(f"PR #{n} adds or modifies nothing under {RECORDS}/ ({change.describe(branch.name)})")
+    if not change.folders:
+        raise GitPRError(f"PR #{n} adds or modifies nothing to audit under {RECORDS}/ ({change.describe(branch.name)})")
     tmp = tempfile.TemporaryDirectory(prefix=f"scorefirst-pr{n}-")
     try:
         root = Path(tmp.name)
