@@ -7,6 +7,7 @@ command line uses. A file that cannot be audited never stops the others: it beco
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from audits import jsonguard
-from audits.cache import Cache
+from audits.cache import Cache, EnvReads
 from audits.entrypoints import auxiliary_files
 from audits.runevidence import default_mention, folder_text
 from audits.results import AuditResult, EnvSetting, FileResult
@@ -81,7 +82,6 @@ class _Job:
     slot: int
     src: SourceFile
     env: dict[str, set[str]]
-    key: str | None = None
 
 
 @dataclass
@@ -115,10 +115,10 @@ def audit_targets(targets: Sequence[Target], env_settings: Iterable[EnvSetting] 
         plan = _Plan(AuditResult(target=target.name, pr=target.pr, pr_url=target.pr_url, tool=dict(info)))
         plans.append(plan)
         _plan_target(ti, target, cli_env, plan, pending, cache)
-    for job, fr in zip(pending, _run_jobs(pending, jobs)):
+    for job, (fr, reads) in zip(pending, _run_jobs(pending, jobs)):
         plans[job.target].slots[job.slot] = fr
-        if cache is not None and job.key is not None and _cacheable(fr):
-            cache.put(job.key, fr)
+        if cache is not None and _cacheable(fr):
+            cache.store(_content_id(job.src), job.env, job.src.local_modules, reads, fr)
     out = []
     for plan in plans:
         docs: dict[Path, str] = {}
@@ -209,14 +209,12 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
             if mpath not in planned:
                 files.append((mpath, mod.path, root, root_display))
                 planned.add(mpath)
-        key = cache.key(src.sha256, env, src.local_modules, [m.sha256 for m in src.linked.values()]) \
-            if cache is not None else None
-        if cache is not None and key is not None:
-            hit = cache.get(key, display)
+        if cache is not None:
+            hit = cache.find(_content_id(src), env, src.local_modules, display)
             if hit is not None:
                 plan.slots[slot] = hit
                 continue
-        pending.append(_Job(ti, slot, src, env, key))
+        pending.append(_Job(ti, slot, src, env))
     for folder in {p.parent for p in texts}:
         for path, reason in auxiliary_files(folder, texts).items():
             plan.not_run[slot_of[path]] = reason
@@ -226,6 +224,14 @@ def _plan_target(ti: int, target: Target, cli_env: list[EnvSetting], plan: _Plan
 
 
 MAX_LINKED = 8
+
+
+def _content_id(src: SourceFile) -> str:
+    """What a cached result depends on in the files: the script and the modules audited with it."""
+    if not src.linked:
+        return src.sha256
+    parts = [src.sha256] + [m.sha256 for m in src.linked.values()]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 def _linked_sources(path: Path, display: str, src: SourceFile) -> dict[str, SourceFile]:
@@ -406,15 +412,17 @@ def _one_line(e: BaseException) -> str:
     return text[0][:300] if text else ""
 
 
-def _worker(src: SourceFile, env: dict[str, set[str]]) -> FileResult:
-    return audit_one(src, env)
+def _worker(src: SourceFile, env: dict[str, set[str]]) -> tuple[FileResult, list[str] | None]:
+    """The file's result and the environment keys its audit read (what the cache keys it by)."""
+    reads = EnvReads(env)
+    return audit_one(src, reads), reads.keys_read  # type: ignore[arg-type]
 
 
-def _run_jobs(jobs_list: list[_Job], jobs: int | None) -> list[FileResult]:
+def _run_jobs(jobs_list: list[_Job], jobs: int | None) -> list[tuple[FileResult, list[str] | None]]:
     workers = jobs if jobs and jobs > 0 else (os.cpu_count() or 1)
     if workers <= 1 or len(jobs_list) < PARALLEL_MIN_FILES:
-        return [audit_one(j.src, j.env) for j in jobs_list]
-    results: list[FileResult | None] = [None] * len(jobs_list)
+        return [_worker(j.src, j.env) for j in jobs_list]
+    results: list[tuple[FileResult, list[str] | None] | None] = [None] * len(jobs_list)
     try:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs_list)), mp_context=_mp_context()) as pool:
             futures = [pool.submit(_worker, j.src, j.env) for j in jobs_list]
@@ -433,12 +441,12 @@ def _run_jobs(jobs_list: list[_Job], jobs: int | None) -> list[FileResult]:
     return [r for r in results if r is not None]
 
 
-def _isolated(job: _Job) -> FileResult:
+def _isolated(job: _Job) -> tuple[FileResult, list[str] | None]:
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=_mp_context()) as pool:
             return pool.submit(_worker, job.src, job.env).result()
     except BrokenProcessPool:
-        return _error(job.src.path, "internal", f"{job.src.path}: the analyzer process crashed on this file")
+        return _error(job.src.path, "internal", f"{job.src.path}: the analyzer process crashed on this file"), None
 
 
 def _mp_context():

@@ -112,7 +112,14 @@ class PRChange:
 
     @property
     def folders(self) -> list[str]:
-        return sorted({submission_folder(p) for p in self.changed})
+        """The folders to audit: each submission folder changed, and a folder that holds submissions only for a
+        Python file changed in it (a README there is nothing to audit)."""
+        out = set()
+        for path in self.changed:
+            folder = submission_folder(path)
+            if not holds_submissions(folder) or path.endswith(".py"):
+                out.add(folder)
+        return sorted(out)
 
     def describe(self, branch: str) -> str:
         if self.merged:
@@ -127,21 +134,38 @@ def resolve_change(repo: Path, n: int, head: str, branch: Branch) -> PRChange:
     else:
         merged = _git(repo, "merge-base", "--is-ancestor", head, branch.tip, check=False).returncode == 0
     if merged:
-        if head in branch.first_parent:  # fast-forwarded or pushed straight to the branch: the head is the merge
-            merge = head
-        else:
-            path = _git(repo, "rev-list", "--first-parent", "--ancestry-path", f"{head}..{branch.tip}").stdout.split()
-            if not path:
-                raise GitPRError(f"PR #{n} ({head[:12]}) is in {branch.name} but no merge commit brings it in")
-            merge = path[-1]
-        parent = _git(repo, "rev-parse", "--verify", "--quiet", f"{merge}^1", check=False).stdout.strip()
-        base = parent or EMPTY_TREE
+        found = merging_commit(repo, head, branch.tip, branch.first_parent)
+        if found is None:
+            raise GitPRError(f"PR #{n} ({head[:12]}) is in {branch.name} but no merge commit brings it in")
+        merge, base = found
         return PRChange(n, head, True, base, merge, changed_records(repo, base, merge))
     mb = _git(repo, "merge-base", branch.tip, head, check=False)
     if mb.returncode != 0 or not mb.stdout.strip():
         raise GitPRError(f"PR #{n} ({head[:12]}) shares no history with {branch.name}")
     base = mb.stdout.strip()
     return PRChange(n, head, False, base, head, changed_records(repo, base, head))
+
+
+def merging_commit(repo: Path, head: str, tip: str, first_parent: frozenset[str] | None = None) -> tuple[str, str] | None:
+    """(the commit of `tip`'s first-parent line that brought `head` in, that commit's first parent), for a `head`
+    that `tip` already contains; None when no such commit exists (`head` is `tip` itself, or off its line).
+
+    A merged PR is what its merge commit changed against the branch before it; a head that was fast-forwarded or
+    pushed straight to the branch is its own merge. `first_parent` (the line's commits, when already read) saves
+    asking git whether `head` is on it."""
+    def parent(commit: str) -> str:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^1", check=False).stdout.strip()
+
+    if first_parent is not None and head in first_parent:
+        merge = head
+    else:
+        path = _git(repo, "rev-list", "--first-parent", "--ancestry-path", f"{head}..{tip}").stdout.split()
+        if not path:
+            return None
+        merge = path[-1]
+        if first_parent is None and parent(merge) == head:
+            merge = head  # the line's next commit sits on `head`: `head` is on the line itself
+    return merge, parent(merge) or EMPTY_TREE
 
 
 def changed_records(repo: Path, base: str, head: str) -> list[str]:
@@ -157,6 +181,12 @@ def submission_folder(path: str) -> str:
     if len(parts) >= 4:
         return "/".join(parts[:3])
     return "/".join(parts[:-1]) or RECORDS
+
+
+def holds_submissions(folder: str) -> bool:
+    """`records/` and `records/<track>/`: a PR that changes a file there (a README, a stray script) changed that
+    file, not the submissions below it, which are other PRs' work and are never audited as its own."""
+    return len(PurePosixPath(folder).parts) < 3
 
 
 def _safe_rel(path: str) -> PurePosixPath:
@@ -218,10 +248,12 @@ class BlobReader:
 
 def extract_folder(repo: Path, commit: str, folder: str, dest: Path, blobs: BlobReader | None = None,
                    keep: Callable[[str], bool] | None = None) -> list[str]:
-    """Copy `folder` as it is at `commit` into `dest/folder` (only the files `keep` accepts, when given).
+    """Copy `folder` as it is at `commit` into `dest/folder` (only the files `keep` accepts, when given); of a
+    folder that holds submissions (`records/`, `records/<track>/`), only its own files.
 
     Returns the paths whose blob the clone lacks (a partial clone); the caller decides what that means."""
-    listing = _git(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", commit, "--", folder).stdout
+    recursive = ["-r"] if not holds_submissions(folder) else []
+    listing = _git(repo, "ls-tree", *recursive, "-l", "-z", "--full-tree", commit, "--", f"{folder}/").stdout
     reader = blobs or BlobReader(repo)
     missing = []
     try:
@@ -267,8 +299,8 @@ def pr_targets(repo: Path, n: int, branch: Branch | None = None) -> tuple[tempfi
     head = resolve_pr(repo, n)
     branch = branch or read_branch(repo)
     change = resolve_change(repo, n, head, branch)
-    if not change.changed:
-        raise GitPRError(f"PR #{n} adds or modifies nothing under {RECORDS}/ ({change.describe(branch.name)})")
+    if not change.folders:
+        raise GitPRError(f"PR #{n} adds or modifies nothing to audit under {RECORDS}/ ({change.describe(branch.name)})")
     tmp = tempfile.TemporaryDirectory(prefix=f"scorefirst-pr{n}-")
     try:
         root = Path(tmp.name)

@@ -7,7 +7,7 @@ import pytest
 
 import audits.engine
 from audits.api import audit_paths, tool_version
-from audits.cache import Cache
+from audits.cache import Cache, EnvReads
 from audits.runenv import parse_env_args
 
 
@@ -55,8 +55,40 @@ def test_changed_file_and_changed_env_miss(folder, tmp_path, engine_calls):
     assert (again.hits, again.misses) == (3, 1)
     other_env = c()
     res = audit_paths([folder], parse_env_args(["TTT_ENABLED=0"]), jobs=1, cache_dir=other_env)
-    assert (other_env.hits, other_env.misses) == (0, 4)
+    # the three scripts read TTT_ENABLED: re-analyzed; clean.py never reads it: its result still holds
+    assert (other_env.hits, other_env.misses) == (1, 3)
     assert res.conditions["C3"].value == "PASS"  # the cached TTT_ENABLED=1 results were not reused
+    fresh = audit_paths([folder], parse_env_args(["TTT_ENABLED=0"]), jobs=1, cache_dir=None)
+    assert res.to_dict() == fresh.to_dict()
+
+
+def test_env_keys_a_script_never_reads_do_not_miss(write, samples, tmp_path, engine_calls):
+    """A fork that only changes its README's run command in keys the script does not read is a hit, and says
+    what analyzing it would say; a key the script does read is a miss."""
+    a = write("runs/a/train_gpt.py", samples.illegal)
+    write("runs/a/README.md", "```\nSEED=1 torchrun train_gpt.py\n```\n")
+    b = write("runs/b/train_gpt.py", samples.illegal)
+    write("runs/b/README.md", "```\nSEED=2 NUM_LAYERS=11 torchrun train_gpt.py\n```\n")
+    cache = Cache(tmp_path / "cache", tool_version())
+    audit_paths([a.parent], jobs=1, cache_dir=cache)
+    copy = audit_paths([b.parent], jobs=1, cache_dir=cache)
+    assert engine_calls == [a.as_posix()] and cache.hits == 1
+    assert {(e.key, e.value) for e in copy.env} == {("SEED", "2"), ("NUM_LAYERS", "11")}
+    fresh = audit_paths([b.parent], jobs=1, cache_dir=None)
+    assert [f.to_dict() for f in copy.findings] == [f.to_dict() for f in fresh.findings]
+    write("runs/c/train_gpt.py", samples.illegal)
+    c = write("runs/c/README.md", "```\nTTT_ENABLED=0 torchrun train_gpt.py\n```\n")
+    off = audit_paths([c.parent], jobs=1, cache_dir=cache)
+    assert engine_calls[-1] == c.parent.joinpath("train_gpt.py").as_posix() and cache.misses == 2
+    assert off.conditions["C3"].value == "PASS"
+
+
+def test_an_audit_that_looks_at_the_whole_environment_keys_on_all_of_it():
+    reads = EnvReads({"A": {"1"}, "B": {"2"}})
+    assert reads.get("A") == {"1"} and "C" not in reads
+    assert reads.keys_read == ["A", "C"]
+    assert dict(reads) == {"A": {"1"}, "B": {"2"}}
+    assert reads.keys_read is None
 
 
 def test_tool_version_is_part_of_the_key(folder, tmp_path):

@@ -135,7 +135,7 @@ def test_no_remote_is_one_line_exit_2(cli, upstream):
 def test_pr_without_records_changes(cli, upstream):
     r = cli("audit", "--repo", upstream, "--pr", "8")
     assert r.code == 2
-    assert "PR #8 adds or modifies nothing under records/" in r.last_err_line
+    assert "PR #8 adds or modifies nothing to audit under records/" in r.last_err_line
 
 
 def test_not_a_repository(cli, tmp_path):

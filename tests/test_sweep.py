@@ -378,6 +378,25 @@ def test_audit_a_merged_pr(cli, competition, tmp_path):
     assert data["target"] == f"{TRACK}/2026-03-05_Legal" and data["pr"] == 12
 
 
+def test_a_file_changed_beside_the_submissions_is_audited_alone(cli, competition, tmp_path):
+    """A PR that edits records/README.md or drops a script into records/<track>/ changed those files, not the
+    submissions below them (other PRs' work): only its own Python file is audited."""
+    pr(competition, 20, {"records/README.md": "how to submit, edited\n"}, "2026-03-21T10:00:00Z")
+    pr(competition, 21, {f"{TRACK}/helper.py": LEGAL}, "2026-03-22T10:00:00Z")
+    _, doc = sweep(cli, competition, tmp_path / "out", "--pr", "20", "21", "--no-cache")
+    prs = by_number(doc)
+    assert prs[20]["status"] == "no-records" and prs[20]["results"] == []
+    assert prs[21]["status"] == "audited" and prs[21]["folders"] == [TRACK]
+    assert [f["path"] for r in prs[21]["results"] for f in r["files"]] == [f"{TRACK}/helper.py"]
+    assert prs[21]["verdict"] == "PASS" and prs[21]["clusters"] == []
+    j = tmp_path / "a.json"
+    r = cli("audit", "--repo", competition, "--pr", "21", "--json", j, "--no-cache")
+    assert r.code == 0, r.err
+    assert [f["path"] for f in json.loads(j.read_text())["files"]] == [f"{TRACK}/helper.py"]
+    r = cli("audit", "--repo", competition, "--pr", "20")
+    assert r.code == 2 and "PR #20 adds or modifies nothing to audit under records/" in r.last_err_line
+
+
 def test_audit_several_prs_and_repeated_pr(cli, competition, tmp_path):
     for args in (["--pr", "10", "12"], ["--pr", "10", "--pr", "12"]):
         j = tmp_path / "several.json"

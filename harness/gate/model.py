@@ -134,7 +134,8 @@ class GateResult:
     head: str
     base_commit: str = ""
     head_commit: str = ""
-    merge_base: str = ""
+    merge_base: str = ""  # what the change is compared with (for an already merged head: its merge's first parent)
+    merged_by: str = ""  # the base branch already contains the head: the commit that merged it, whose files are read
     folders: list[FolderResult] = field(default_factory=list)
     changed: list[dict[str, str]] = field(default_factory=list)  # every changed path: {"status", "path"[, "from"]}
     tool: dict[str, str] = field(default_factory=dict)
@@ -184,7 +185,7 @@ class GateResult:
         return {"schema": GATE_SCHEMA, "tool": self.tool, "repo": self.repo, "pr": self.pr,
                 "base": {"ref": self.base, "commit": self.base_commit},
                 "head": {"ref": self.head, "commit": self.head_commit},
-                "merge_base": self.merge_base, "verdict": verdict_word(self.status), "status": self.status.value,
+                "merge_base": self.merge_base, "merged_by": self.merged_by or None, "verdict": verdict_word(self.status), "status": self.status.value,
                 "exit_code": self.exit_code(), "reason": self.reason(), "error": self.error,
                 "html_error": self.html_error, "config": self.config,
                 "changed": self.changed, "folders": [f.to_dict() for f in self.folders]}

@@ -63,8 +63,12 @@ def terminal(result: GateResult, full: bool) -> str:
     if result.error:
         out.append(f"gate error: {result.error}")
         return "\n".join(out) + "\n"
-    span = f"{result.merge_base[:12]}..{result.head_commit[:12]}"
-    out.append(f"scorefirst gate: {result.head} against {result.base} (merge base; {span})")
+    if result.merged_by:
+        out.append(f"scorefirst gate: {result.head} is in {result.base}, merged by {result.merged_by[:12]}: "
+                   f"its changes against its first parent ({result.merge_base[:12]}..{result.merged_by[:12]})")
+    else:
+        span = f"{result.merge_base[:12]}..{result.head_commit[:12]}"
+        out.append(f"scorefirst gate: {result.head} against {result.base} (merge base; {span})")
     if not result.folders:
         out.append("no submission folder added or modified under records/")
     for fr in result.folders:
@@ -276,8 +280,12 @@ def markdown(result: GateResult) -> str:
     if result.error:
         out.append(f"The gate could not run: {md(result.error)}")
         return "\n".join(out) + "\n"
-    out.append(f"Compared `{result.head_commit[:12]}` with its merge base `{result.merge_base[:12]}` on "
-               f"{md(result.base)}.")
+    if result.merged_by:
+        out.append(f"`{result.head_commit[:12]}` is already in {md(result.base)}: compared its merge commit "
+                   f"`{result.merged_by[:12]}` with that commit's first parent `{result.merge_base[:12]}`.")
+    else:
+        out.append(f"Compared `{result.head_commit[:12]}` with its merge base `{result.merge_base[:12]}` on "
+                   f"{md(result.base)}.")
     if not result.folders:
         out.append("")
         out.append("No submission folder is added or modified under `records/`: nothing to gate.")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audits.api import Target, audit_targets, pr_url_for, tool_info
+from audits.gitpr import merging_commit
 from harness.gate import checks, gitdiff
 from harness.gate.config import GateConfig, Record
 from harness.gate.gitdiff import GateError
@@ -87,10 +88,16 @@ def run_gate(opts: GateOptions) -> GateResult:
         result.base_commit = gitdiff.resolve(repo, base_ref, "--base")
         result.head_commit = gitdiff.resolve(repo, opts.head, "--head")
         result.merge_base = gitdiff.merge_base(repo, result.base_commit, result.head_commit)
+        if result.merge_base == result.head_commit != result.base_commit:
+            # already merged (a merged PR, gated after the fact): the change is what its merge commit brought in
+            found = merging_commit(repo, result.head_commit, result.base_commit)
+            if found is not None:
+                result.merged_by, result.merge_base = found
+        commit = result.merged_by or result.head_commit
         if cfg.record is None and cfg.record_logs:
             cfg.record = record_from_logs(cfg.record_logs)
         result.config = cfg.to_dict()
-        chs = gitdiff.changes(repo, result.merge_base, result.head_commit)
+        chs = gitdiff.changes(repo, result.merge_base, commit)
         result.changed = [c.to_dict() for c in chs]
         names = gitdiff.submission_folders(chs)
         if not names:
@@ -99,9 +106,9 @@ def run_gate(opts: GateOptions) -> GateResult:
             root = Path(tmp)
             folders = []
             for name in names:
-                path = gitdiff.extract(repo, result.head_commit, name, root)
+                path = gitdiff.extract(repo, commit, name, root)
                 change = "modified" if gitdiff.exists_at(repo, result.merge_base, name) else "added"
-                entries = gitdiff.head_files(repo, result.head_commit, name)
+                entries = gitdiff.head_files(repo, commit, name)
                 folder = checks.load_folder(name, path, change, entries)
                 if folder.sub_error is not None:
                     # the format check reports it; the audit never parses what the gate rejected (it may be

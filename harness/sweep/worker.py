@@ -70,7 +70,7 @@ def audit_pr(number: int, head: str) -> dict[str, Any]:
         return record
     clock.lap("resolve")
     record.update(merged=change.merged, base=change.base, commit=change.commit, folders=change.folders)
-    if not change.changed:
+    if not change.folders:
         record["status"] = "no-records"
         record["timing"] = clock.laps
         return record

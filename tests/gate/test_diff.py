@@ -1,6 +1,8 @@
 """Diff detection on real git repositories: which folders a change adds or modifies, against the merge base."""
 from __future__ import annotations
 
+import json
+
 from harness.gate.model import Status
 
 
@@ -141,3 +143,36 @@ def test_git_problems_are_exit_2_with_a_reason(repo, make, gate_cli, tmp_path):
     repo.commit("unrelated history", {"x.txt": "x\n"})
     r = gate_cli("--repo", repo.path, "--base", "main", "--head", "unrelated")
     assert r.code == 2 and "shares no history with the base" in r.last_err_line
+
+
+def test_an_already_merged_pr_is_gated_on_what_its_merge_brought_in(repo, make, run_gate, gate_cli):
+    """A merged PR's head is an ancestor of main (its merge base is itself): the change is its merge commit
+    against that commit's first parent, not "nothing to gate"."""
+    sub = make()
+    head = repo.pr(sub)
+    repo.git("merge", "-q", "--no-ff", "-m", "Merge PR", "pr")
+    merge = repo.git("rev-parse", "HEAD")
+    repo.commit("later record on main", make(name="2026-04-01_Later").files())
+    r = run_gate(repo, head=head)
+    assert r.error is None
+    assert (r.merged_by, r.merge_base, r.head_commit) == (merge, repo.git("rev-parse", f"{merge}^1"), head)
+    assert [(f.folder, f.change) for f in r.folders] == [(sub.folder, "added")]
+    assert all(c["path"].startswith(sub.folder + "/") for c in r.changed)  # not the later record
+    cli = gate_cli("--repo", repo.path, "--base", "main", "--head", head, "--format", "json")
+    data = json.loads(cli.out)
+    assert data["merged_by"] == merge and [f["folder"] for f in data["folders"]] == [sub.folder]
+
+
+def test_a_fast_forwarded_pr_is_its_own_merge(repo, make, run_gate):
+    sub = make()
+    head = repo.pr(sub)
+    repo.git("merge", "-q", "--ff-only", "pr")
+    repo.commit("later record on main", make(name="2026-04-01_Later").files())
+    r = run_gate(repo, head=head)
+    assert (r.merged_by, r.merge_base) == (head, repo.git("rev-parse", f"{head}^1"))
+    assert [f.folder for f in r.folders] == [sub.folder]
+
+
+def test_the_base_itself_still_has_nothing_to_gate(repo, run_gate):
+    r = run_gate(repo, head="main")
+    assert r.merged_by == "" and r.folders == [] and r.changed == []
