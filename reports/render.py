@@ -25,6 +25,7 @@ from markupsafe import Markup
 from audits.registry import all_rules
 from audits.results import AuditResult
 from audits.types import Status
+from core.version import __version__
 from reports import views
 from reports.inputs import Inputs, ReferenceRun
 
@@ -76,8 +77,6 @@ def _csp_hash(text: str) -> str:
 
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
-
-    from harness import __version__
 
     out = {"scorefirst": __version__}
     for dist in ("jinja2", "pygments"):

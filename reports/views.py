@@ -16,7 +16,7 @@ from typing import Any
 from audits.results import AuditResult, Finding, FileResult
 from audits.rule import Rule
 from audits.types import CONDITION_TITLES, Condition, Status
-from harness.gate.config import ARTIFACT_LIMIT, EVAL_LIMIT_S, TRAIN_LIMIT_S
+from core.competition import ARTIFACT_LIMIT, EVAL_LIMIT_S, TRAIN_LIMIT_S, pr_url_for
 from reports import svg
 from reports.highlight import highlight_lines, split_lines, visible
 from reports.inputs import ReferenceRun, finite
@@ -29,7 +29,6 @@ VERDICTS = ("PASS", "WARN", "FAIL")
 TIME_SLACK_S = 1.0
 MAX_MARKED_SPAN = 200
 LONG_LINE_HTML = 4000  # longer lines scroll inside a capped box instead of filling the screen
-PR_URL = "https://github.com/openai/parameter-golf/pull/{n}"
 
 _SAFE_URL = re.compile(r"^https?://[^\s<>\"'`]+$")
 
@@ -359,7 +358,7 @@ def submission_view(result: AuditResult, page: str, rules: dict[str, type[Rule]]
             suppressions.append({"path": s.path, "line": s.line, "rule_ids": list(s.rule_ids), "reason": s.reason,
                                  "used": s.used, "href": _href(anchors.line(s.path, s.line))})
     files = [_file_view(fr, anchors, marks) for fr in result.files]
-    pr_href = safe_url(result.pr_url) or (PR_URL.format(n=result.pr) if isinstance(result.pr, int) else None)
+    pr_href = safe_url(result.pr_url) or (pr_url_for(result.pr) if isinstance(result.pr, int) else None)
     name = sub.get("name") if isinstance(sub.get("name"), str) else None
     folder_name = result.target.rstrip("/").rsplit("/", 1)[-1] or result.target
     claimed = finite(sub.get("val_bpb"))

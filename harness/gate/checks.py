@@ -19,10 +19,11 @@ from audits.results import AuditResult
 from audits.types import Severity
 from audits.types import Status as FindingStatus
 from audits import jsonguard
+from core.competition import record_folder
+from core.runlogs import RunLog, read_logs
 from harness.gate import jsonschema_lite as js
 from harness.gate.config import GateConfig, Record
-from harness.gate.gitdiff import Change, folder_of
-from harness.gate.logs import RunLog, read_logs
+from harness.gate.gitdiff import Change
 from harness.gate.model import Check, Status
 
 REQUIRED = ("README.md", "submission.json", "train_gpt.py")
@@ -263,14 +264,14 @@ def _outside(c: Check, f: Folder, all_changes: list[Change], folders: list[str])
     verbs = {"A": "adds", "M": "modifies", "D": "deletes", "R": "renames", "C": "copies", "T": "changes the type of"}
     others: dict[str, int] = {}
     for ch in all_changes:
-        if folder_of(ch.path) == f.folder and ch.old_path and folder_of(ch.old_path) != f.folder:
+        if record_folder(ch.path) == f.folder and ch.old_path and record_folder(ch.old_path) != f.folder:
             if ch.status == "R":  # moved in from elsewhere: the file disappears from where it was
                 c.add("PG-FMT", "error", f"the change moves this file into {f.folder}/ (renamed to {ch.path}): a "
                       "record PR changes nothing outside its own folder", ch.old_path, key=f"outside:{ch.old_path}")
             continue
-        if folder_of(ch.path) == f.folder:
+        if record_folder(ch.path) == f.folder:
             continue
-        other = folder_of(ch.path)
+        other = record_folder(ch.path)
         if other in folders:
             others[other] = others.get(other, 0) + 1
             continue

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from audits.api import Target, audit_targets, pr_url_for, tool_info
+from core.runlogs import read_logs
 from harness.gate import checks, gitdiff
 from harness.gate.config import GateConfig, Record
 from harness.gate.gitdiff import GateError
-from harness.gate.logs import read_logs
 from harness.gate.model import FolderResult, GateResult
 
 

@@ -8,13 +8,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Sequence
 
-from harness import __version__
-
-EXIT_OK = 0
-EXIT_FINDINGS = 1
-EXIT_ERROR = 2
+from core.version import __version__
+from harness.cli.common import (EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, Fatal, Parser, UsageError, from_cwd, last_line, positive_int,
+                                 stdout)
 
 EPILOG = """\
 exit codes:
@@ -25,19 +23,6 @@ exit codes:
      The other files are still audited and every requested output is still written.
 The last line on stderr always says why, e.g. "scorefirst: exit 1: 3 findings at or above error (C3 FAIL)".
 """
-
-
-class UsageError(Exception):
-    def __init__(self, message: str, usage: str = ""):
-        super().__init__(message)
-        self.usage = usage
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that ends with our one-line reason instead of exiting on its own terms."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}", self.format_usage())
 
 
 def _version_text() -> str:
@@ -57,7 +42,7 @@ class _VersionAction(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="scorefirst",
         description="Compliance auditing for Parameter Golf submissions: a static legality audit that never runs "
                     "the submission, with a verdict per condition (C1-C4, DATA, CAL, NET, BYTES).",
@@ -65,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     audit = sub.add_parser(
         "audit", help="statically audit a submission (file, folder, PR or the bundled examples)",
@@ -91,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--exit-zero", action="store_true", help="exit 0 even with findings (never masks exit 2)")
     audit.add_argument("--no-cache", action="store_true",
                        help="do not read or write the result cache (.scorefirst-cache or $SCOREFIRST_CACHE_DIR)")
-    audit.add_argument("--jobs", type=_positive_int, metavar="N", help="worker processes (default: all cores)")
+    audit.add_argument("--jobs", type=positive_int, metavar="N", help="worker processes (default: all cores)")
     add_dynamic_arguments(audit)
     audit.set_defaults(func=cmd_audit)
 
@@ -123,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.sweep.command import add_parser as add_sweep_parser
 
     add_gate_parser(sub)
-    add_sweep_parser(sub, _positive_int)
+    add_sweep_parser(sub, positive_int)
 
     try:
         from reference_model.commands import register
@@ -132,16 +117,6 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         register(sub)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return n
 
 
 # --- rules ------------------------------------------------------------------------------------------------
@@ -171,7 +146,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
             text = ruledoc.rules_markdown(rules)
         else:
             text = ruledoc.rules_text(rules)
-    _stdout(text)
+    stdout(text)
     return EXIT_OK
 
 
@@ -189,13 +164,7 @@ def _examples_targets():
     folders = sorted({p.parent for p in records.rglob("*.py") if "__pycache__" not in p.parts})
     if not folders:
         raise UsageError("no bundled example submissions found under audits/examples/records/")
-    return [Target(_from_cwd(f), [Path(_from_cwd(f))]) for f in folders]
-
-
-def _from_cwd(path: Path) -> str:
-    """`path` as it resolves from the current directory: relative when below it, else absolute."""
-    rel = os.path.relpath(path)
-    return (rel if not rel.startswith("..") else str(path)).replace(os.sep, "/")
+    return [Target(from_cwd(f), [Path(from_cwd(f))]) for f in folders]
 
 
 def _split_pr_values(args: argparse.Namespace) -> list[int]:
@@ -242,7 +211,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     html_logs = None
     try:
         if args.repo:
-            from audits.gitpr import GitPRError, pr_targets, read_branch
+            from audits.gitpr import pr_targets, read_branch
+            from core.git import GitError
 
             targets = []
             try:
@@ -252,8 +222,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
                     workdirs.append(workdir)
                     targets.extend(found)
                     branch = branch or read_branch(Path(args.repo))
-            except GitPRError as e:
-                raise _Fatal(str(e)) from None
+            except GitError as e:
+                raise Fatal(str(e)) from None
         elif args.examples:
             targets = _examples_targets()
         else:
@@ -288,17 +258,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
             render_results(results, args.html, logs=html_logs)
         except OSError as e:
             write_failures.append(f"cannot write the HTML report to {args.html}: {e.strerror or e}")
-    _stdout(render(args.format, results, root=sarif_root))
+    stdout(render(args.format, results, root=sarif_root))
     code, reason = decide(results, args.fail_on, args.exit_zero)
     if args.dynamic:
         from harness import dynamic
 
         if args.format in ("concise", "full"):
-            _stdout(dynamic.format_terminal(results))
+            stdout(dynamic.format_terminal(results))
         code, reason = dynamic.decide(results, code, reason, args.fail_on, args.exit_zero)
     if write_failures:
         code, reason = EXIT_ERROR, "; ".join(write_failures)
-    _last_line(code, reason)
+    last_line(code, reason)
     return code
 
 
@@ -311,11 +281,11 @@ def add_dynamic_arguments(parser: argparse.ArgumentParser) -> None:
     dyn.add_argument("--data-path", metavar="DIR", help="official shards to cut the audit split from "
                                                         "(default: the embedded corpus)")
     dyn.add_argument("--tokenizer-path", metavar="FILE", help="SentencePiece model going with --data-path")
-    dyn.add_argument("--val-tokens", type=_positive_int, default=65_536, metavar="N",
+    dyn.add_argument("--val-tokens", type=positive_int, default=65_536, metavar="N",
                      help="validation targets of the audit split: N targets = N+1 tokens (default: 65536)")
-    dyn.add_argument("--iterations", type=_positive_int, default=20, metavar="N",
+    dyn.add_argument("--iterations", type=positive_int, default=20, metavar="N",
                      help="ITERATIONS for the short training run (default: 20)")
-    dyn.add_argument("--nproc", type=_positive_int, default=None, metavar="N",
+    dyn.add_argument("--nproc", type=positive_int, default=None, metavar="N",
                      help="run under torchrun with N processes (1: plain python); per-rank ledgers are merged "
                           "(default: as the README's torchrun command says, capped at the GPUs with --gpu, at 2 "
                           "gloo ranks on the CPU)")
@@ -323,9 +293,9 @@ def add_dynamic_arguments(parser: argparse.ArgumentParser) -> None:
     dyn.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare", "none"],
                      help="isolation (default: bubblewrap, and nothing less; 'unshare' (network only) and 'none' "
                           "only when named)")
-    dyn.add_argument("--timeout", type=_positive_int, default=900, metavar="S", help="wall-time limit per run")
-    dyn.add_argument("--memory-mb", type=_positive_int, default=16_384, metavar="MB", help="memory limit per run")
-    dyn.add_argument("--disk-mb", type=_positive_int, default=4096, metavar="MB",
+    dyn.add_argument("--timeout", type=positive_int, default=900, metavar="S", help="wall-time limit per run")
+    dyn.add_argument("--memory-mb", type=positive_int, default=16_384, metavar="MB", help="memory limit per run")
+    dyn.add_argument("--disk-mb", type=positive_int, default=4096, metavar="MB",
                      help="size of the run's work directory (a tmpfs when run as root), /tmp and /dev/shm")
     dyn.add_argument("--no-probes", action="store_true", help="skip the C1 future-perturbation probe (a second run)")
     dyn.add_argument("--reported-label", metavar="REGEX",
@@ -341,11 +311,11 @@ def _run_dynamic(args: argparse.Namespace, targets, results, env_settings) -> No
     except ImportError as e:
         from reference_model.errors import TORCH_INSTALL
 
-        raise _Fatal(f"--dynamic needs the torch extra ({TORCH_INSTALL}): {e}") from None
+        raise Fatal(f"--dynamic needs the torch extra ({TORCH_INSTALL}): {e}") from None
     try:
         dynamic.run_for_results(args, targets, results, env_settings)
     except (SandboxUnavailable, ReferenceError_, ValueError, OSError) as e:
-        raise _Fatal(f"dynamic audit: {e}") from None
+        raise Fatal(f"dynamic audit: {e}") from None
 
 
 # --- report -----------------------------------------------------------------------------------------------
@@ -358,11 +328,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         inputs = load_inputs(args.results, args.source_root)
     except ReportInputError as e:
-        raise _Fatal(str(e)) from None
+        raise Fatal(str(e)) from None
     try:
         report = render_inputs(inputs, args.output, title=args.title)
     except OSError as e:
-        raise _Fatal(f"cannot write the HTML report to {args.output}: {e.strerror or e}") from None
+        raise Fatal(f"cannot write the HTML report to {args.output}: {e.strerror or e}") from None
     parts = [f"{report.submissions} submission{'s' if report.submissions != 1 else ''}",
              f"{report.references} reference run{'s' if report.references != 1 else ''}",
              f"{report.rules} rules"]
@@ -371,8 +341,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         n = len(report.missing_sources)
         reason += (f"; source not found for {n} file{'s' if n != 1 else ''} "
                    f"({report.missing_sources[0]}{' ...' if n > 1 else ''}): pass --source-root")
-    _stdout(f"{Path(args.output) / 'index.html'}\n")
-    _last_line(EXIT_OK, reason)
+    stdout(f"{Path(args.output) / 'index.html'}\n")
+    last_line(EXIT_OK, reason)
     return EXIT_OK
 
 
@@ -411,39 +381,13 @@ def decide(results, fail_on: str, exit_zero: bool) -> tuple[int, str]:
     return EXIT_OK, f"no findings at or above {fail_on} {why}"
 
 
-# --- plumbing -----------------------------------------------------------------------------------------------
-
-
-class _Fatal(Exception):
-    """A one-line error that ends the run with exit 2."""
-
-
-def _stdout(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop writing quietly; point stdout at devnull so the interpreter's
-        # final flush does not complain either.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-
-
-def _last_line(code: int, reason: str) -> None:
-    reason = " ".join(reason.split())
-    try:
-        print(f"scorefirst: exit {code}: {reason}", file=sys.stderr)
-    except (BrokenPipeError, OSError):
-        pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
         if getattr(args, "func", None) is None:
             parser.print_help(sys.stderr)
-            _last_line(EXIT_ERROR, "usage error: a command is required (audit, rules, ...)")
+            last_line(EXIT_ERROR, "usage error: a command is required (audit, rules, ...)")
             return EXIT_ERROR
         code = args.func(args)
         return int(code or 0)
@@ -453,18 +397,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stderr.write(e.usage)
             except OSError:
                 pass
-        _last_line(EXIT_ERROR, f"usage error: {e}")
+        last_line(EXIT_ERROR, f"usage error: {e}")
         return EXIT_ERROR
-    except _Fatal as e:
-        _last_line(EXIT_ERROR, str(e))
+    except Fatal as e:
+        last_line(EXIT_ERROR, str(e))
         return EXIT_ERROR
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else (0 if e.code is None else EXIT_ERROR)
     except KeyboardInterrupt:
-        _last_line(EXIT_ERROR, "interrupted")
+        last_line(EXIT_ERROR, "interrupted")
         return EXIT_ERROR
     except BaseException as e:  # never a traceback: one line, exit 2
-        _last_line(EXIT_ERROR, f"internal error: {type(e).__name__}: {e}")
+        last_line(EXIT_ERROR, f"internal error: {type(e).__name__}: {e}")
         return EXIT_ERROR
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.gate.config import TRAIN_OVERRUN_S
+from core.competition import TRAIN_OVERRUN_S
 
 LOG_SUFFIXES = (".log", ".txt")
 _NUM = r"-?(?:\d[\d,_]*+(?:\.\d++)?|\.\d++)(?:[eE][-+]?\d++)?"  # possessive: no backtracking on long digit runs
