@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.dynamic_result import (TIMELINE_CAP, VIOLATION_CAP, Check, Timeline, TimelineEvent, Violation)
+from audits.dynamic_result import (TIMELINE_CAP, VIOLATION_CAP, Check, Timeline, TimelineEvent, Violation)
 from harness.ledger import FLAG_EXPORT, LOOK, NONE, SCORE, UPDATE, KindRanges, Ledger, first_seqs, iter_tiles
 
 LN2 = math.log(2)

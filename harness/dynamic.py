@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from audits.dynamic_result import CHECK_CONDITIONS, Check, DynamicResult, Probe
+from audits.types import Verdict
 from harness.checks import SCRIPT_TOLERANCE, Tolerance, build_timeline, check_ledger
 from harness.derive import derive, ledger_nll
-from harness.dynamic_result import CHECK_CONDITIONS, Check, DynamicResult, Probe
 from harness.launch import Launch, resolve as resolve_launch
 from harness.ledger import SCORE, Ledger, LedgerObserver, LedgerWriter, iter_tiles
 
@@ -503,7 +504,7 @@ def _probe_note(probe: Probe, runs: dict) -> Probe:
     failed = [r for r in runs.values() if r.exit_code != 0]
     if failed:
         r = failed[0]
-        probe.verdict = "WARN"
+        probe.verdict = Verdict.WARN
         probe.message = (f"the perturbed run failed (exit code {r.exit_code}"
                          f"{', ' + r.killed if r.killed else ''}): {_last_lines(r.stderr)}")
     return probe
@@ -556,7 +557,7 @@ def attach(static, audit: ScriptAudit) -> None:
 
     dyn = audit.result
     dyn.agreement = agreement(static, dyn)
-    static.dynamic = dyn.to_dict()
+    static.dynamic = dyn
     if not audit.sandbox or not audit.sandbox.network_attempts:
         return
     folder, name = _entry(Path(dyn.script))
@@ -609,10 +610,10 @@ def format_terminal(results) -> str:
 
     out = []
     for r in results:
-        d = r.dynamic
-        if not d:
+        dyn = r.dynamic
+        if dyn is None:
             continue
-        dyn = DynamicResult.from_dict(d)
+        d = dyn.to_dict()
         sb = dyn.sandbox
         out.append(f"\ndynamic audit: {dyn.script} ({dyn.mode})")
         if sb is not None:
@@ -643,9 +644,8 @@ def format_terminal(results) -> str:
                 if not a.agree:
                     out.append(f"  DISAGREE {a.condition}: static {a.static}, dynamic {a.dynamic} -- a person should "
                                f"look ({explain(r, dyn, a)})")
-        v = d["verdict"]
-        out.append("  dynamic verdict: " + " ".join(f"{c} {v['conditions'][c] or '-'}" for c in v["conditions"])
-                   + f" -> {v['overall']}")
+        out.append("  dynamic verdict: " + " ".join(f"{c} {v or '-'}" for c, v in dyn.condition_verdicts().items())
+                   + f" -> {dyn.overall()}")
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -654,12 +654,12 @@ def decide(results, code: int, reason: str, fail_on: str, exit_zero: bool) -> tu
     like an error finding; exit 2 (could not audit) is never masked."""
     if code == 2:
         return code, reason
-    gate = {"error": ("FAIL",), "warning": ("FAIL", "WARN"), "info": ("FAIL", "WARN")}[fail_on]
+    gate = {"error": (Verdict.FAIL,), "warning": (Verdict.FAIL, Verdict.WARN),
+            "info": (Verdict.FAIL, Verdict.WARN)}[fail_on]
     bad = []
     for r in results:
-        if r.dynamic:
-            dyn = DynamicResult.from_dict(r.dynamic)
-            bad += [f"{c} {v}" for c in CHECK_CONDITIONS if (v := dyn.verdict_of(c)) in gate]
+        if r.dynamic is not None:
+            bad += [f"{c} {v}" for c in CHECK_CONDITIONS if (v := r.dynamic.verdict_of(c)) in gate]
     if not bad:
         return code, reason
     why = f"dynamic audit: {', '.join(sorted(set(bad)))}"

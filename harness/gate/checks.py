@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audits.results import AuditResult
-from audits.types import Severity
+from audits.types import Severity, Verdict
 from audits.types import Status as FindingStatus
 from audits import jsonguard
 from core.competition import record_folder
@@ -122,21 +122,20 @@ _SUBMISSION_DEFECTS = {"syntax", "binary", "encoding", "too-large", "symlink"}
 def _dynamic_messages(c: Check, audit: AuditResult) -> None:
     """Fold the dynamic audit into legality: a failed or doubtful check is a message on the script; a condition on
     which static and dynamic verdicts disagree is surfaced for a person, never resolved silently."""
-    dyn = audit.dynamic or {}
-    script = dyn.get("script") or audit.target
-    level = {"FAIL": "error", "WARN": "warning"}
-    for chk in dyn.get("checks", []) + dyn.get("probes", []):
-        lv = level.get(chk.get("verdict"))
+    dyn = audit.dynamic
+    script = dyn.script or audit.target
+    level = {Verdict.FAIL: "error", Verdict.WARN: "warning"}
+    for item, name in [(k, k.id) for k in dyn.checks] + [(p, p.name) for p in dyn.probes]:
+        lv = level.get(item.verdict)
         if lv:
-            name = chk.get("id") or chk.get("name")
-            c.add("PG-DYNAMIC", lv, f"dynamic audit {chk.get('condition')} {name}: {chk.get('message')}", script,
+            c.add("PG-DYNAMIC", lv, f"dynamic audit {item.condition} {name}: {item.message}", script,
                   key=f"dynamic:{name}")
-    for row in dyn.get("agreement", []):
-        if row.get("agree") is False:
-            c.add("PG-DYNAMIC", "warning", f"static and dynamic audits disagree on {row.get('condition')}: static "
-                  f"{row.get('static')}, dynamic {row.get('dynamic')} — a person should look", script,
-                  key=f"disagree:{row.get('condition')}")
-    c.data["dynamic"] = (dyn.get("verdict") or {}).get("overall")
+    for row in dyn.agreement:
+        if row.agree is False:
+            c.add("PG-DYNAMIC", "warning", f"static and dynamic audits disagree on {row.condition}: static "
+                  f"{row.static}, dynamic {row.dynamic} — a person should look", script,
+                  key=f"disagree:{row.condition}")
+    c.data["dynamic"] = dyn.overall().value
 
 
 def legality_check(f: Folder, audit: AuditResult | None) -> Check:
@@ -180,7 +179,7 @@ def legality_check(f: Folder, audit: AuditResult | None) -> Check:
         summary += f"; run environment {' '.join(env[:6])}{' …' if len(env) > 6 else ''}"
     c.data = {"overall": audit.overall.value, "conditions": {k.value: v.value for k, v in audit.conditions.items()},
               "incomplete": audit.incomplete}
-    if audit.dynamic:
+    if audit.dynamic is not None:
         _dynamic_messages(c, audit)
     return c.settle(summary)
 
