@@ -22,7 +22,7 @@ from typing import Any, Iterable
 import jinja2
 from markupsafe import Markup
 
-from audits.registry import all_rules
+from audits.registry import catalogue
 from audits.results import AuditResult
 from audits.types import Status
 from core.version import __version__
@@ -147,7 +147,7 @@ def build(inputs: Inputs, *, strict: bool = False, title: str | None = None, foo
     csp = (f"default-src 'none'; style-src {_csp_hash(css)}; script-src {_csp_hash(js)}; img-src data:; "
            "base-uri 'none'; form-action 'none'")
     build_info = {"css": Markup(css), "js": Markup(js), "csp": csp, "footer": footer if footer is not None else footer_text()}
-    rules = {r.id: r for r in all_rules()}
+    rules = {r.id: r for r in catalogue()}
 
     logs = list(inputs.logs) + [None] * (len(inputs.audits) - len(inputs.logs))
     order = sorted(range(len(inputs.audits)),

@@ -14,7 +14,8 @@ import textwrap
 from typing import Any
 
 from audits.results import AuditResult, Finding, FileResult
-from audits.rule import Rule
+from audits.outputs.ruledoc import KIND_TITLES
+from audits.rule import SECTIONS, Rule
 from audits.types import CONDITION_TITLES, Condition, Status, Verdict
 from core.competition import ARTIFACT_LIMIT, EVAL_LIMIT_S, TRAIN_LIMIT_S, pr_url_for
 from reports import svg
@@ -580,15 +581,15 @@ def _example(code: str, line: int | None) -> dict[str, Any]:
 def rule_view(rule: type[Rule], flagged: list[dict[str, Any]]) -> dict[str, Any]:
     secs = rule.sections()
     sections = []
-    for name in ("What it flags", "Why it is illegal", "Example", "Use instead"):
-        body = secs.get(name)
-        if body:
+    for name, body in secs.items():
+        if name in SECTIONS and body:
             sections.append({"name": name, "body": body, "code": name == "Example",
                              "paras": [p.replace("\n", " ") for p in body.split("\n\n")]})
     return {
         "page": rule_page(rule),
         "id": rule.id,
         "name": rule.name,
+        "kind": KIND_TITLES.get(rule.kind, ""),
         "summary": secs.get("summary", rule.summary()),
         "conditions": [{"cond": c.value, "title": c.title} for c in rule.conditions],
         "severity": rule.severity.value,

@@ -126,10 +126,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
     import json
 
     from audits.outputs import ruledoc
-    from audits.registry import all_rules, rule_by_id
+    from audits.registry import catalogue, entry_by_id
 
     if args.rule_id:
-        rule = rule_by_id(args.rule_id) or rule_by_id(args.rule_id.upper())
+        rule = entry_by_id(args.rule_id) or entry_by_id(args.rule_id.upper()) or entry_by_id(args.rule_id.lower())
         if rule is None:
             raise UsageError(f"unknown rule {args.rule_id!r}; `scorefirst rules` lists them")
         if args.format == "json":
@@ -139,7 +139,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
         else:
             text = ruledoc.rule_text(rule)
     else:
-        rules = list(all_rules())
+        rules = list(catalogue())
         if args.format == "json":
             text = json.dumps([r.metadata() for r in rules], indent=2) + "\n"
         elif args.format == "markdown":
