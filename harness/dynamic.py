@@ -574,32 +574,15 @@ def attach(static, audit: ScriptAudit) -> None:
             snippet="(dynamic run)", fingerprint=fingerprint("PG-NET", fr.path, "dynamic:" + what, i)))
 
 
-def options_from_args(args, path: Path, env: dict[str, str], target_name: str) -> ScriptOptions:
-    from harness.sandbox import Limits
-
-    keep = None
-    if args.ledger_dir:
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", target_name).strip("_") or "target"
-        keep = Path(args.ledger_dir) / safe
-    wall = args.timeout
-    ranks = args.nproc or 8  # CPU seconds for every process torchrun may start
-    limits = Limits(cpu_seconds=wall * ranks * 2, memory_mb=args.memory_mb, wall_seconds=wall,
-                    disk_mb=args.disk_mb)
-    return ScriptOptions(path=path, data_path=Path(args.data_path) if args.data_path else None,
-                         tokenizer_path=Path(args.tokenizer_path) if args.tokenizer_path else None,
-                         val_tokens=args.val_tokens, iterations=args.iterations, env=env, nproc=args.nproc,
-                         gpu=args.gpu, isolation=args.sandbox, limits=limits, probes=not args.no_probes,
-                         reported_label=args.reported_label, keep=keep, progress=True)
-
-
-def run_for_results(args, targets, results, env_settings) -> None:
-    """``scorefirst audit --dynamic``: run every target's script and attach the dynamic section to its result."""
+def run_for_results(opts, targets, results, env_settings) -> None:
+    """``--dynamic`` (`opts`: a harness.run.DynamicOptions): run every target's script and attach the dynamic section
+    to its result."""
     env = {s.key: s.value for s in env_settings}
     for target, result in zip(targets, results):
         if len(target.paths) != 1:
             raise ValueError(f"--dynamic needs one file or folder per target, got {len(target.paths)} for "
                              f"{target.name}")
-        audit = audit_script(options_from_args(args, Path(target.paths[0]), env, target.name))
+        audit = audit_script(opts.for_script(Path(target.paths[0]), env, target.name))
         audit.result.script = target.name
         attach(result, audit)
 

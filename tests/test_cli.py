@@ -244,12 +244,12 @@ def test_examples_each_folder_is_a_target(cli, tmp_path):
 
 
 def test_internal_error_is_one_line(cli, illegal_file, monkeypatch):
-    import audits.api
+    import harness.run
 
     def explode(*a, **k):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(audits.api, "audit_targets", explode)
+    monkeypatch.setattr(harness.run, "audit_targets", explode)
     r = cli("audit", illegal_file)
     assert r.code == 2
     assert r.last_err_line == "scorefirst: exit 2: internal error: RuntimeError: boom second line"
