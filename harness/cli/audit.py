@@ -81,17 +81,7 @@ def _split_pr_values(args: argparse.Namespace) -> list[int]:
     return list(dict.fromkeys(prs))
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
-    from audits.api import Target, pr_url_for, tool_version
-    from harness.run import RunError, audit_and_run
-    from audits.cache import Cache, default_cache_dir
-    from audits.runenv import EnvError, parse_env_args
-
-    try:
-        env_settings = parse_env_args(args.env)
-    except EnvError as e:
-        raise UsageError(str(e)) from None
-    prs = _split_pr_values(args)
+def _check_modes(args: argparse.Namespace, prs: list[int]) -> None:
     modes = sum([bool(args.paths), bool(args.repo), bool(args.examples)])
     if modes == 0:
         raise UsageError("audit needs a PATH, --repo PATH --pr N, or --examples")
@@ -103,32 +93,73 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise UsageError(f"--pr labels the PATHs with one pull request; got {len(prs)} "
                          f"({', '.join(map(str, prs))}): give one, or use --repo to audit several")
 
-    cache = None if args.no_cache else Cache(default_cache_dir(), tool_version())
+
+def _targets(args: argparse.Namespace, prs: list[int], workdirs: list) -> list:
+    """The audit targets the arguments name; a PR's extraction folders are added to `workdirs` for cleanup."""
+    from audits.api import Target, pr_url_for
+
+    if args.repo:
+        from audits.gitpr import pr_targets, read_branch
+        from core.git import GitError
+
+        targets = []
+        try:
+            branch = None
+            for n in prs:
+                workdir, found = pr_targets(Path(args.repo), n, branch)
+                workdirs.append(workdir)
+                targets.extend(found)
+                branch = branch or read_branch(Path(args.repo))
+        except GitError as e:
+            raise Fatal(str(e)) from None
+        return targets
+    if args.examples:
+        return _examples_targets()
     pr_url = pr_url_for(prs[0]) if prs else None
-    workdirs = []
+    return [Target(os.path.normpath(p).replace(os.sep, "/"), [Path(p)], pr=prs[0] if prs else None, pr_url=pr_url)
+            for p in args.paths]
+
+
+def _write_outputs(args: argparse.Namespace, results, sarif_root: str, html_logs) -> list[str]:
+    """Write --json, --sarif and --html; the reasons of those that could not be written."""
+    from audits.outputs import render, write_atomic
+
+    failures = []
+    for fmt, dest in (("json", args.json), ("sarif", args.sarif)):
+        if dest:
+            try:
+                write_atomic(dest, render(fmt, results, root=sarif_root))
+            except OSError as e:
+                failures.append(f"cannot write {dest}: {e.strerror or e}")
+    if args.html:
+        from reports.render import render_results
+
+        try:
+            render_results(results, args.html, logs=html_logs)
+        except OSError as e:
+            failures.append(f"cannot write the HTML report to {args.html}: {e.strerror or e}")
+    return failures
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from audits.api import tool_version
+    from audits.cache import Cache, default_cache_dir
+    from audits.outputs import render
+    from audits.runenv import EnvError, parse_env_args
+    from harness.run import RunError, audit_and_run
+
+    try:
+        env_settings = parse_env_args(args.env)
+    except EnvError as e:
+        raise UsageError(str(e)) from None
+    prs = _split_pr_values(args)
+    _check_modes(args, prs)
+    cache = None if args.no_cache else Cache(default_cache_dir(), tool_version())
+    workdirs: list = []
     sarif_root = args.repo if args.repo else os.getcwd()
     html_logs = None
     try:
-        if args.repo:
-            from audits.gitpr import pr_targets, read_branch
-            from core.git import GitError
-
-            targets = []
-            try:
-                branch = None
-                for n in prs:
-                    workdir, found = pr_targets(Path(args.repo), n, branch)
-                    workdirs.append(workdir)
-                    targets.extend(found)
-                    branch = branch or read_branch(Path(args.repo))
-            except GitError as e:
-                raise Fatal(str(e)) from None
-        elif args.examples:
-            targets = _examples_targets()
-        else:
-            targets = [Target(os.path.normpath(p).replace(os.sep, "/"), [Path(p)], pr=prs[0] if prs else None,
-                              pr_url=pr_url)
-                       for p in args.paths]
+        targets = _targets(args, prs, workdirs)
         try:
             results = audit_and_run(targets, env_settings, jobs=args.jobs, cache=cache,
                                     dynamic=dynamic_options(args))
@@ -143,22 +174,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for workdir in workdirs:
             workdir.cleanup()
 
-    from audits.outputs import render, write_atomic
-
-    write_failures = []
-    for fmt, dest in (("json", args.json), ("sarif", args.sarif)):
-        if dest:
-            try:
-                write_atomic(dest, render(fmt, results, root=sarif_root))
-            except OSError as e:
-                write_failures.append(f"cannot write {dest}: {e.strerror or e}")
-    if args.html:
-        from reports.render import render_results
-
-        try:
-            render_results(results, args.html, logs=html_logs)
-        except OSError as e:
-            write_failures.append(f"cannot write the HTML report to {args.html}: {e.strerror or e}")
+    write_failures = _write_outputs(args, results, sarif_root, html_logs)
     stdout(render(args.format, results, root=sarif_root))
     code, reason = decide(results, args.fail_on, args.exit_zero)
     if args.dynamic:

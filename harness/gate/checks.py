@@ -680,10 +680,10 @@ def _code_counted(f: Folder, lg: RunLog, counting: str) -> int | None:
 # --- budgets ----------------------------------------------------------------------------------------------
 
 
-def budgets_check(f: Folder, cfg: GateConfig) -> Check:
-    c = Check("budgets")
+def _size_messages(c: Check, f: Folder, cfg: GateConfig, timed: bool) -> tuple[list[int], int]:
+    """PG-SIZE-001: each seed's artifact against the limit, code outside train_gpt.py, the size claimed in
+    submission.json. Returns the sizes and the bytes of the other Python files."""
     limit = cfg.artifact_limit
-    timed = f.track in cfg.timed_tracks
     sizes = []
     extra = [p for p in sorted(f.root.rglob("*.py")) if p.name != SCRIPT or p.parent != f.root] \
         if f.root.is_dir() else []
@@ -734,6 +734,11 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
             line, col = f.at("/bytes_total")
             c.add("PG-SIZE-001", "error", f"submission.json bytes_total {bt:,} exceeds {limit:,}", f.sub_path, line,
                   col, key="size-claimed")
+    return sizes, extra_bytes
+
+
+def _time_messages(c: Check, f: Folder, cfg: GateConfig, timed: bool) -> tuple[list[float], list[float]]:
+    """PG-TIME-TRAIN and PG-TIME-EVAL for each seed's log (on a timed track). Returns the seconds measured."""
     trains, evals = [], []
     count_artifact = cfg.train_scope == "artifact"
     for lg in f.logs:
@@ -785,6 +790,15 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
             c.add("PG-TIME-EVAL", "error", f"{who}: evaluation {ev:.1f} s ({' + '.join(parts[:5])}) exceeds "
                   f"{cfg.eval_limit_s:.0f} s; TTT and any precompute count toward evaluation", lg.path,
                   final.line if final else 0, key="eval-time")
+    return trains, evals
+
+
+def budgets_check(f: Folder, cfg: GateConfig) -> Check:
+    c = Check("budgets")
+    limit = cfg.artifact_limit
+    timed = f.track in cfg.timed_tracks
+    sizes, extra_bytes = _size_messages(c, f, cfg, timed)
+    trains, evals = _time_messages(c, f, cfg, timed)
     bits = []
     if sizes:
         bits.append(f"artifact ≤ {max(sizes):,} B of {limit:,}")
