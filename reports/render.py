@@ -184,10 +184,6 @@ def build(inputs: Inputs, *, strict: bool = False, title: str | None = None, foo
                           "flagged": len(active_subs), "summary": rule.summary()})
 
     ctx = {"build": build_info, "rank": RANK}
-    report.pages["index.html"] = env.get_template("index.html").render(
-        ctx, title=page_title, subs=subs, refs=refs, rules=rule_rows, counts=counts,
-        incomplete=sum(1 for s in subs if s["incomplete"]), conditions=subs[0]["conditions"] if subs else
-        [{"cond": c, "title": views.SHORT_TITLES[c]} for c in views.CONDITIONS])
     sub_tpl = env.get_template("submission.html")
     for i, s in enumerate(subs):
         report.pages[s["page"]] = sub_tpl.render(ctx, s=s, prev=subs[i - 1] if i > 0 else None,
@@ -198,6 +194,14 @@ def build(inputs: Inputs, *, strict: bool = False, title: str | None = None, foo
     rule_tpl = env.get_template("rule.html")
     for rid, rule in rules.items():
         report.pages[views.rule_page(rule)] = rule_tpl.render(ctx, r=views.rule_view(rule, flagged_by_rule[rid]))
+    # the index links every page: report-wide pages beyond submissions, references and rules under "More pages"
+    listed = {*report.submission_pages, *report.reference_pages, *(r["page"] for r in rule_rows)}
+    index = env.get_template("index.html").render(
+        ctx, title=page_title, subs=subs, refs=refs, rules=rule_rows, counts=counts,
+        others=[p for p in report.pages if p not in listed],
+        incomplete=sum(1 for s in subs if s["incomplete"]), conditions=subs[0]["conditions"] if subs else
+        [{"cond": c, "title": views.SHORT_TITLES[c]} for c in views.CONDITIONS])
+    report.pages = {"index.html": index, **report.pages}
     return report
 
 
