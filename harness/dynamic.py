@@ -551,8 +551,8 @@ def _keep(audit: ScriptAudit, opts: ScriptOptions, base: Path) -> ScriptAudit:
 def attach(static, audit: ScriptAudit) -> None:
     """Put the dynamic section (with the static/dynamic agreement) on an AuditResult; each network attempt the
     sandbox blocked becomes a PG-NET finding on the audited script."""
+    from audits.registry import rule_by_id
     from audits.results import Finding, FileResult, fingerprint
-    from audits.types import Condition, Confidence, Severity
     from harness.crosscheck import agreement
 
     dyn = audit.result
@@ -566,12 +566,13 @@ def attach(static, audit: ScriptAudit) -> None:
     if fr is None:
         fr = FileResult(path=script)
         static.files.append(fr)
+    net = rule_by_id("PG-NET")  # the static rule's metadata: one catalogue entry for both kinds of evidence
     for i, what in enumerate(audit.sandbox.network_attempts):
         msg = f"network attempt during the dynamic run, blocked by the sandbox: {what}"
         fr.findings.append(Finding(
-            rule_id="PG-NET", rule_name="network-access", conditions=[Condition.NET], severity=Severity.ERROR,
-            confidence=Confidence.HIGH, message=msg, path=fr.path, line=1, column=1, end_line=1, end_column=1,
-            snippet="(dynamic run)", fingerprint=fingerprint("PG-NET", fr.path, "dynamic:" + what, i)))
+            rule_id=net.id, rule_name=net.name, conditions=list(net.conditions), severity=net.severity,
+            confidence=net.confidence, message=msg, path=fr.path, line=1, column=1, end_line=1, end_column=1,
+            snippet="(dynamic run)", fingerprint=fingerprint(net.id, fr.path, "dynamic:" + what, i)))
 
 
 def run_for_results(opts, targets, results, env_settings) -> None:

@@ -2,8 +2,8 @@
 pages are built from.
 
 The ids are read from the code that emits them (with `ast`, nothing imported): the dynamic audit's `Check(...)` and
-`Probe(...)` ids, the gate's `check.add(RULE, ...)` ids, findings built outside a rule (`rule_id=...`), and every
-rule id a catalogue doc points to (legal patterns such as PG-TTT-005)."""
+`Probe(...)` ids, the gate's `check.add(RULE, ...)` ids, findings built outside a rule (`rule_id=...`,
+`rule_by_id(ID)`), and every rule id a catalogue doc points to (legal patterns such as PG-TTT-005)."""
 from __future__ import annotations
 
 import ast
@@ -38,6 +38,8 @@ def emitted_ids() -> dict[str, str]:
         dynamic = "gate" not in path.relative_to(ROOT).parts  # the gate's own Check is a check name, not an id
         if dynamic and name in ("Check", "Probe") and call.args and (i := _literal(call.args[0])):
             found.setdefault(i, where)
+        if name in ("rule_by_id", "entry_by_id") and call.args and (i := _literal(call.args[0])):
+            found.setdefault(i, where)  # a finding built with a catalogue entry's metadata
         if name == "add" and call.args and (i := _literal(call.args[0])) and RULE_ID.fullmatch(i):
             found.setdefault(i, where)
         for kw in call.keywords:

@@ -96,7 +96,8 @@ def _check_modes(args: argparse.Namespace, prs: list[int]) -> None:
 
 def _targets(args: argparse.Namespace, prs: list[int], workdirs: list) -> list:
     """The audit targets the arguments name; a PR's extraction folders are added to `workdirs` for cleanup."""
-    from audits.api import Target, pr_url_for
+    from audits.api import Target
+    from core.competition import pr_url_for
 
     if args.repo:
         from audits.gitpr import pr_targets, read_branch

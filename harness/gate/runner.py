@@ -7,7 +7,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audits.api import Target, pr_url_for, tool_info
+from audits.api import Target, tool_info
+from core.competition import pr_url_for
 from core.runlogs import read_logs
 from harness.gate import checks, gitdiff
 from harness.gate.config import GateConfig, Record
