@@ -27,17 +27,16 @@ from audits.runenv import effective_env, run_commands_env
 from audits.types import Severity, Status
 from audits.linking import imported_modules
 from audits.source import InputError, SourceFile, read_source, sibling_modules
+from core.competition import pr_url_for
+from core.version import __version__
 
 GRAMMAR_TARGET = "3.12"
 PARALLEL_MIN_FILES = 4
 SKIP_DIRS = frozenset({"__pycache__", ".venv", "venv", "site-packages", "node_modules"})
 SUBMISSION_JSON = "submission.json"
-PR_URL = "https://github.com/openai/parameter-golf/pull/{n}"
 
 
 def tool_version() -> str:
-    from harness import __version__
-
     return __version__
 
 
@@ -55,10 +54,6 @@ def tool_info() -> dict[str, str]:
         "python": platform.python_version(),
         "grammar": GRAMMAR_TARGET,
     }
-
-
-def pr_url_for(n: int) -> str:
-    return PR_URL.format(n=n)
 
 
 @dataclass

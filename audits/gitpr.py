@@ -11,47 +11,18 @@ into a private temporary folder and becomes one audit target reported under its 
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from audits.api import Target, pr_url_for
+from audits.api import Target
+from core.competition import RECORDS, pr_url_for, record_folder
+from core.git import DEFAULT_BRANCHES, BlobReader, GitError, check_repo, git, has_commit
 
-GIT_TIMEOUT_S = 60
 FETCH_TIMEOUT_S = 120
-RECORDS = "records"
-DEFAULT_BRANCHES = ("origin/main", "main", "origin/master", "master")
 MAX_BLOB_BYTES = 50_000_000  # far above any submission file; refuse to copy anything larger
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree: the base of a root merge commit
-
-
-class GitPRError(Exception):
-    """A one-line reason the pull request cannot be audited."""
-
-
-def _git(repo: Path, *args: str, timeout: float = GIT_TIMEOUT_S, check: bool = True,
-         binary: bool = False) -> subprocess.CompletedProcess:
-    env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_ASKPASS="", SSH_ASKPASS="", LC_ALL="C")
-    env.pop("GIT_DIR", None)
-    env.pop("GIT_WORK_TREE", None)
-    try:
-        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, timeout=timeout, env=env,
-                              stdin=subprocess.DEVNULL, text=not binary)
-    except FileNotFoundError:
-        raise GitPRError("git is not installed (needed for --repo)") from None
-    except subprocess.TimeoutExpired:
-        raise GitPRError(f"git {args[0]} timed out after {timeout:.0f} s in {repo}") from None
-    if check and proc.returncode != 0:
-        err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode("utf-8", "replace")
-        last = next((ln.strip() for ln in reversed(err.splitlines()) if ln.strip()), f"exit {proc.returncode}")
-        raise GitPRError(f"git {' '.join(args[:2])} failed in {repo}: {last}")
-    return proc
-
-
-def _has_commit(repo: Path, ref: str) -> bool:
-    return _git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).returncode == 0
 
 
 def pr_ref(n: int) -> str:
@@ -61,24 +32,24 @@ def pr_ref(n: int) -> str:
 def resolve_pr(repo: Path, n: int) -> str:
     """The commit of PR N, fetching `refs/pull/N/head` from origin when the clone lacks it."""
     ref = pr_ref(n)
-    if _has_commit(repo, ref):
-        return _git(repo, "rev-parse", f"{ref}^{{commit}}").stdout.strip()
-    remotes = _git(repo, "remote").stdout.split()
+    if has_commit(repo, ref):
+        return git(repo, "rev-parse", f"{ref}^{{commit}}").stdout.strip()
+    remotes = git(repo, "remote").stdout.split()
     if not remotes:
-        raise GitPRError(f"{ref} is not in {repo} and the clone has no remote to fetch it from")
+        raise GitError(f"{ref} is not in {repo} and the clone has no remote to fetch it from")
     remote = "origin" if "origin" in remotes else remotes[0]
-    proc = _git(repo, "fetch", "--quiet", "--no-tags", remote, f"+{ref}:{ref}", timeout=FETCH_TIMEOUT_S, check=False)
-    if proc.returncode != 0 or not _has_commit(repo, ref):
+    proc = git(repo, "fetch", "--quiet", "--no-tags", remote, f"+{ref}:{ref}", timeout=FETCH_TIMEOUT_S, check=False)
+    if proc.returncode != 0 or not has_commit(repo, ref):
         last = next((ln.strip() for ln in reversed(proc.stderr.splitlines()) if ln.strip()), "ref not found")
-        raise GitPRError(f"cannot fetch {ref} from {remote}: {last}")
-    return _git(repo, "rev-parse", f"{ref}^{{commit}}").stdout.strip()
+        raise GitError(f"cannot fetch {ref} from {remote}: {last}")
+    return git(repo, "rev-parse", f"{ref}^{{commit}}").stdout.strip()
 
 
 def default_branch(repo: Path) -> str:
     for name in DEFAULT_BRANCHES:
-        if _has_commit(repo, name):
+        if has_commit(repo, name):
             return name
-    raise GitPRError(f"{repo} has no default branch to diff against (looked for {', '.join(DEFAULT_BRANCHES)})")
+    raise GitError(f"{repo} has no default branch to diff against (looked for {', '.join(DEFAULT_BRANCHES)})")
 
 
 @dataclass
@@ -93,9 +64,9 @@ class Branch:
 
 def read_branch(repo: Path, every_commit: bool = False) -> Branch:
     name = default_branch(repo)
-    tip = _git(repo, "rev-parse", f"{name}^{{commit}}").stdout.strip()
-    first = frozenset(_git(repo, "rev-list", "--first-parent", tip).stdout.split())
-    every = frozenset(_git(repo, "rev-list", tip).stdout.split()) if every_commit else None
+    tip = git(repo, "rev-parse", f"{name}^{{commit}}").stdout.strip()
+    first = frozenset(git(repo, "rev-list", "--first-parent", tip).stdout.split())
+    every = frozenset(git(repo, "rev-list", tip).stdout.split()) if every_commit else None
     return Branch(name, tip, first, every)
 
 
@@ -132,16 +103,16 @@ def resolve_change(repo: Path, n: int, head: str, branch: Branch) -> PRChange:
     if branch.contains is not None:
         merged = head in branch.contains
     else:
-        merged = _git(repo, "merge-base", "--is-ancestor", head, branch.tip, check=False).returncode == 0
+        merged = git(repo, "merge-base", "--is-ancestor", head, branch.tip, check=False).returncode == 0
     if merged:
         found = merging_commit(repo, head, branch.tip, branch.first_parent)
         if found is None:
-            raise GitPRError(f"PR #{n} ({head[:12]}) is in {branch.name} but no merge commit brings it in")
+            raise GitError(f"PR #{n} ({head[:12]}) is in {branch.name} but no merge commit brings it in")
         merge, base = found
         return PRChange(n, head, True, base, merge, changed_records(repo, base, merge))
-    mb = _git(repo, "merge-base", branch.tip, head, check=False)
+    mb = git(repo, "merge-base", branch.tip, head, check=False)
     if mb.returncode != 0 or not mb.stdout.strip():
-        raise GitPRError(f"PR #{n} ({head[:12]}) shares no history with {branch.name}")
+        raise GitError(f"PR #{n} ({head[:12]}) shares no history with {branch.name}")
     base = mb.stdout.strip()
     return PRChange(n, head, False, base, head, changed_records(repo, base, head))
 
@@ -154,12 +125,12 @@ def merging_commit(repo: Path, head: str, tip: str, first_parent: frozenset[str]
     pushed straight to the branch is its own merge. `first_parent` (the line's commits, when already read) saves
     asking git whether `head` is on it."""
     def parent(commit: str) -> str:
-        return _git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^1", check=False).stdout.strip()
+        return git(repo, "rev-parse", "--verify", "--quiet", f"{commit}^1", check=False).stdout.strip()
 
     if first_parent is not None and head in first_parent:
         merge = head
     else:
-        path = _git(repo, "rev-list", "--first-parent", "--ancestry-path", f"{head}..{tip}").stdout.split()
+        path = git(repo, "rev-list", "--first-parent", "--ancestry-path", f"{head}..{tip}").stdout.split()
         if not path:
             return None
         merge = path[-1]
@@ -170,17 +141,14 @@ def merging_commit(repo: Path, head: str, tip: str, first_parent: frozenset[str]
 
 def changed_records(repo: Path, base: str, head: str) -> list[str]:
     """Paths under records/ that `head` adds, modifies or renames relative to `base`."""
-    out = _git(repo, "diff", "--name-only", "--find-renames", "--diff-filter=AMR",
+    out = git(repo, "diff", "--name-only", "--find-renames", "--diff-filter=AMR",
                "-z", base, head, "--", f"{RECORDS}/").stdout
     return sorted(p for p in out.split("\0") if p)
 
 
 def submission_folder(path: str) -> str:
     """`records/<track>/<name>` for a file inside a submission folder, else the file's folder."""
-    parts = PurePosixPath(path).parts
-    if len(parts) >= 4:
-        return "/".join(parts[:3])
-    return "/".join(parts[:-1]) or RECORDS
+    return record_folder(path) or "/".join(PurePosixPath(path).parts[:-1]) or RECORDS
 
 
 def holds_submissions(folder: str) -> bool:
@@ -192,58 +160,8 @@ def holds_submissions(folder: str) -> bool:
 def _safe_rel(path: str) -> PurePosixPath:
     p = PurePosixPath(path)
     if p.is_absolute() or any(part in ("..", "", ".git") for part in p.parts):
-        raise GitPRError(f"refusing to extract unsafe path {path!r} from git")
+        raise GitError(f"refusing to extract unsafe path {path!r} from git")
     return p
-
-
-class BlobReader:
-    """One `git cat-file --batch` process for every blob of a run (a subprocess per file costs more than the file)."""
-
-    def __init__(self, repo: Path):
-        env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
-        env.pop("GIT_DIR", None)
-        try:
-            self._proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch"], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-        except FileNotFoundError:
-            raise GitPRError("git is not installed (needed for --repo)") from None
-
-    def read(self, sha: str) -> bytes | None:
-        """The blob's bytes, or None when the clone lacks the object (a partial or shallow clone)."""
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        try:
-            self._proc.stdin.write(sha.encode("ascii") + b"\n")
-            self._proc.stdin.flush()
-            header = self._proc.stdout.readline()
-        except (BrokenPipeError, OSError):
-            raise GitPRError("git cat-file --batch stopped unexpectedly") from None
-        parts = header.split()
-        if len(parts) != 3:
-            if header.endswith(b" missing\n"):
-                return None
-            raise GitPRError(f"git cat-file --batch: unexpected reply {header[:80]!r}")
-        size = int(parts[2])
-        data = self._proc.stdout.read(size)
-        self._proc.stdout.read(1)  # the newline after the content
-        return data
-
-    def close(self) -> None:
-        if self._proc.poll() is None:
-            try:
-                assert self._proc.stdin is not None
-                self._proc.stdin.close()
-                self._proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
-
-    def __enter__(self) -> "BlobReader":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def extract_folder(repo: Path, commit: str, folder: str, dest: Path, blobs: BlobReader | None = None,
@@ -253,7 +171,7 @@ def extract_folder(repo: Path, commit: str, folder: str, dest: Path, blobs: Blob
 
     Returns the paths whose blob the clone lacks (a partial clone); the caller decides what that means."""
     recursive = ["-r"] if not holds_submissions(folder) else []
-    listing = _git(repo, "ls-tree", *recursive, "-l", "-z", "--full-tree", commit, "--", f"{folder}/").stdout
+    listing = git(repo, "ls-tree", *recursive, "-l", "-z", "--full-tree", commit, "--", f"{folder}/").stdout
     reader = blobs or BlobReader(repo)
     missing = []
     try:
@@ -269,7 +187,7 @@ def extract_folder(repo: Path, commit: str, folder: str, dest: Path, blobs: Blob
             rel = _safe_rel(path)
             size = int(size_text) if size_text.isdigit() else 0
             if size > MAX_BLOB_BYTES:
-                raise GitPRError(f"{path}: {size} bytes in git is too large to audit")
+                raise GitError(f"{path}: {size} bytes in git is too large to audit")
             data = reader.read(sha)
             if data is None:
                 missing.append(path)
@@ -286,13 +204,6 @@ def extract_folder(repo: Path, commit: str, folder: str, dest: Path, blobs: Blob
     return missing
 
 
-def check_repo(repo: Path) -> None:
-    if not repo.is_dir():
-        raise GitPRError(f"--repo {repo}: no such folder")
-    if _git(repo, "rev-parse", "--git-dir", check=False).returncode != 0:
-        raise GitPRError(f"--repo {repo}: not a git repository")
-
-
 def pr_targets(repo: Path, n: int, branch: Branch | None = None) -> tuple[tempfile.TemporaryDirectory, list[Target]]:
     """The submission folders PR N adds or modifies, extracted to a temporary folder the caller cleans up."""
     check_repo(repo)
@@ -300,7 +211,7 @@ def pr_targets(repo: Path, n: int, branch: Branch | None = None) -> tuple[tempfi
     branch = branch or read_branch(repo)
     change = resolve_change(repo, n, head, branch)
     if not change.folders:
-        raise GitPRError(f"PR #{n} adds or modifies nothing to audit under {RECORDS}/ ({change.describe(branch.name)})")
+        raise GitError(f"PR #{n} adds or modifies nothing to audit under {RECORDS}/ ({change.describe(branch.name)})")
     tmp = tempfile.TemporaryDirectory(prefix=f"scorefirst-pr{n}-")
     try:
         root = Path(tmp.name)
@@ -309,7 +220,7 @@ def pr_targets(repo: Path, n: int, branch: Branch | None = None) -> tuple[tempfi
             for folder in change.folders:
                 missing = extract_folder(repo, change.commit, folder, root, blobs)
                 if missing:
-                    raise GitPRError(f"PR #{n}: {missing[0]} is missing from the clone (a partial clone?)"
+                    raise GitError(f"PR #{n}: {missing[0]} is missing from the clone (a partial clone?)"
                                      + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
                 targets.append(Target(folder, [root.joinpath(*PurePosixPath(folder).parts)], display_root=root,
                                       pr=n, pr_url=pr_url_for(n)))

@@ -28,3 +28,21 @@ def all_rules() -> tuple[type[Rule], ...]:
 
 def rule_by_id(rule_id: str) -> type[Rule] | None:
     return next((r for r in all_rules() if r.id == rule_id), None)
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> tuple:
+    """Every id an output can print, with its doc: the static rules and the specs of the dynamic checks and probes,
+    the gate's checks and the legal patterns (audits/spec.py), sorted by id."""
+    from audits.specs import dynamic, gate, legal
+
+    entries = [*all_rules(), *dynamic.specs(), *gate.specs(), *legal.specs()]
+    ids = [e.id for e in entries]
+    if len(set(ids)) != len(ids):
+        raise RuntimeError(f"duplicate catalogue ids: {sorted(i for i in ids if ids.count(i) > 1)}")
+    return tuple(sorted(entries, key=lambda e: e.id))
+
+
+def entry_by_id(rule_id: str):
+    """The rule or spec with this id, or None."""
+    return next((e for e in catalogue() if e.id == rule_id), None)

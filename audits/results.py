@@ -9,7 +9,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from audits.types import Condition, Confidence, Severity, Status, Verdict
+from audits.dynamic_result import CHECK_CONDITIONS, DynamicResult
+from audits.types import Condition, Confidence, Severity, Status, Verdict, combined
 
 SCHEMA_VERSION = "1.1"
 
@@ -199,9 +200,9 @@ class AuditResult:
     pr_url: str | None = None
     tool: dict[str, str] = field(default_factory=dict)
     submission: dict[str, Any] = field(default_factory=dict)  # submission.json, when the folder has one
-    # The dynamic audit's section (harness/dynamic_result.py writes it; its schema is documented there and in
+    # The dynamic audit (audits/dynamic_result.py; its JSON is documented there and in
     # audits/schemas/result.schema.json): ledger summary, C1–C4 checks, probes, static/dynamic agreement.
-    dynamic: dict[str, Any] | None = None
+    dynamic: DynamicResult | None = None
 
     @property
     def incomplete(self) -> bool:
@@ -224,6 +225,23 @@ class AuditResult:
     def overall(self) -> Verdict:
         return overall_verdict(self.conditions)
 
+    @property
+    def dynamic_conditions(self) -> dict[Condition, Verdict]:
+        """The conditions the dynamic audit judged (C1–C4, DATA, BYTES), each the worst of its checks and probes."""
+        if self.dynamic is None:
+            return {}
+        return {Condition(c): v for c in CHECK_CONDITIONS if (v := self.dynamic.verdict_of(c)) is not None}
+
+    @property
+    def combined_conditions(self) -> dict[Condition, Verdict]:
+        """Every condition's verdict from both audits (`combined`): what reports and exit codes rest on."""
+        dyn = self.dynamic_conditions
+        return {c: combined(v, dyn.get(c)) for c, v in self.conditions.items()}
+
+    @property
+    def combined_overall(self) -> Verdict:
+        return combined(self.overall, self.dynamic.overall() if self.dynamic is not None else None)
+
     def to_dict(self, with_source: bool = False) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
@@ -240,7 +258,7 @@ class AuditResult:
             },
             "summary": summary_counts(self.findings),
             "files": [fr.to_dict(with_source) for fr in self.files],
-            "dynamic": self.dynamic,
+            "dynamic": self.dynamic.to_dict() if self.dynamic is not None else None,
         }
 
     @classmethod
@@ -255,7 +273,7 @@ class AuditResult:
             pr_url=d.get("pr_url"),
             tool=d.get("tool", {}),
             submission=d.get("submission", {}),
-            dynamic=d.get("dynamic"),
+            dynamic=DynamicResult.from_dict(d["dynamic"]) if d.get("dynamic") else None,
         )
 
 

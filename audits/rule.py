@@ -52,7 +52,27 @@ class Context:
     memo: dict = field(default_factory=dict)  # facts derived once per context (e.g. the evaluation functions)
 
 
-_SECTIONS = ("What it flags", "Why it is illegal", "Example", "Use instead")
+# Rules and illegal-evidence specs are written in the first four; legal patterns in the last three.
+SECTIONS = ("What it flags", "Why it is illegal", "Example", "Use instead", "What it is", "Why it is legal",
+            "What is flagged instead")
+
+
+def split_sections(doc: str) -> dict[str, str]:
+    """A four-part doc split into its named sections (a section header is a line ending in ':'), in doc order."""
+    out: dict[str, str] = {}
+    current = "summary"
+    for line in doc.splitlines():
+        header = line.strip().rstrip(":")
+        if line.strip().endswith(":") and header in SECTIONS:
+            current = header
+            continue
+        out.setdefault(current, "")
+        out[current] += line + "\n"
+    return {k: textwrap.dedent(v).strip() for k, v in out.items()}
+
+
+def slug(rule_id: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", rule_id.lower()).strip("-")
 
 
 class Rule:
@@ -69,6 +89,7 @@ class Rule:
     # The rule this one narrows (PG-TTT-002, train-then-score with quantization in between, is a PG-TTT-001): a
     # ruling under the broader id is caught by a finding of the narrower one.
     refines: ClassVar[str | None] = None
+    kind: ClassVar[str] = "static"  # checked by this class on the source (audits/spec.py: the other kinds)
     VALID: ClassVar[list[Valid]] = []
     INVALID: ClassVar[list[Invalid]] = []
 
@@ -85,26 +106,17 @@ class Rule:
 
     @classmethod
     def sections(cls) -> dict[str, str]:
-        """The doc split into its named sections (a section header is a line ending in ':')."""
-        out: dict[str, str] = {}
-        current = "summary"
-        for line in cls.doc().splitlines():
-            header = line.strip().rstrip(":")
-            if line.strip().endswith(":") and header in _SECTIONS:
-                current = header
-                continue
-            out.setdefault(current, "")
-            out[current] += line + "\n"
-        return {k: textwrap.dedent(v).strip() for k, v in out.items()}
+        return split_sections(cls.doc())
 
     @classmethod
     def slug(cls) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", cls.id.lower()).strip("-")
+        return slug(cls.id)
 
     @classmethod
     def metadata(cls) -> dict:
         return {
             "id": cls.id,
+            "kind": cls.kind,
             "name": cls.name,
             "conditions": [c.value for c in cls.conditions],
             "severity": cls.severity.value,

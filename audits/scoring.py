@@ -53,7 +53,7 @@ def nll_sources(prog: Program, func: Func) -> set[str]:
     for n in func_nodes_of(func, cst.Assign, cst.AugAssign, cst.Call, cst.Return):
         if type(n) in (cst.Assign, cst.AugAssign) and n.value is not None:
             for targets, sources in assignment_edges(n):
-                if type(n) is cst.AugAssign and any(_is_loss_acc(t) for t in targets):
+                if type(n) is cst.AugAssign and any(is_loss_accumulator(t) for t in targets):
                     seeds |= sources
                 if type(n) is cst.Assign:
                     for t in n.targets:
@@ -64,7 +64,7 @@ def nll_sources(prog: Program, func: Func) -> set[str]:
             # in-place tensor methods (`logits.scatter_add_(-1, hint, gate)`) write their arguments into the receiver
             target = root_name(n.func.value)
             sources = set().union(*(names_in(a.value) for a in n.args)) if n.args else set()
-            if n.func.attr.value in ("add_", "copy_") and _is_loss_acc(target):
+            if n.func.attr.value in ("add_", "copy_") and is_loss_accumulator(target):
                 seeds |= sources
             edges.append(({target}, sources))
         elif type(n) is cst.Return and n.value is not None:
@@ -74,7 +74,7 @@ def nll_sources(prog: Program, func: Func) -> set[str]:
     return out
 
 
-def _is_loss_acc(name: str) -> bool:
+def is_loss_accumulator(name: str) -> bool:
     return bool(name) and bool(P.SCORE_ACC.search(name)) and not P.NOT_SCORE_ACC.search(name)
 
 
@@ -100,10 +100,10 @@ def reaches_nll(prog: Program, func: Func, small: cst.CSTNode) -> bool:
     targets = statement_targets(small)
     if targets & srcs:
         return True
-    if type(small) is cst.AugAssign and _is_loss_acc(root_name(small.target)):
+    if type(small) is cst.AugAssign and is_loss_accumulator(root_name(small.target)):
         return True
     if type(small) is cst.Expr and type(small.value) is cst.Call and type(small.value.func) is cst.Attribute:
-        return small.value.func.attr.value in ("add_", "copy_") and _is_loss_acc(root_name(small.value.func.value))
+        return small.value.func.attr.value in ("add_", "copy_") and is_loss_accumulator(root_name(small.value.func.value))
     return False
 
 

@@ -52,7 +52,10 @@ class Confidence(str, enum.Enum):
     HIGH = "high"
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
+    """The one verdict vocabulary of the static audit, the dynamic audit and the reports (the gate's check statuses
+    add SKIP and ERROR on top of it)."""
+
     PASS = "PASS"
     WARN = "WARN"
     FAIL = "FAIL"
@@ -60,6 +63,18 @@ class Verdict(str, enum.Enum):
     @property
     def rank(self) -> int:
         return {"PASS": 0, "WARN": 1, "FAIL": 2}[self.value]
+
+    @staticmethod
+    def worst(*verdicts: Verdict | None) -> Verdict | None:
+        """The worst of the verdicts given (None where nothing was judged); None when none was."""
+        given = [v for v in verdicts if v is not None]
+        return max(given, key=lambda v: v.rank) if given else None
+
+
+def combined(static: Verdict | None, dynamic: Verdict | None) -> Verdict | None:
+    """The verdict a condition gets from both audits: a disagreement is surfaced elsewhere, never resolved in the
+    submission's favour, so the worse of the two decides."""
+    return Verdict.worst(static, dynamic)
 
 
 class Status(str, enum.Enum):

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from harness.gate.config import ConfigError, GateConfig, load_config  # noqa: E402
-from harness.gate.gitdiff import folder_of  # noqa: E402
+from core.competition import record_folder  # noqa: E402
 from harness.gate.runner import GateOptions, run_gate  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def record_commits(repo: Path, branch: str) -> list[tuple[str, bool, list[str]]]
             continue
         added = git(repo, "diff", "--name-only", "--diff-filter=A", "--no-renames", parents[0], commit, "--",
                     "records/")
-        folders = sorted({f for p in added.splitlines() for f in [folder_of(p)] if f})
+        folders = sorted({f for p in added.splitlines() for f in [record_folder(p)] if f})
         if folders:
             out.append((commit, len(parents) > 1, folders))
     return out

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.dynamic_result import (TIMELINE_CAP, VIOLATION_CAP, Check, Timeline, TimelineEvent, Violation)
+from audits.dynamic_result import (TIMELINE_CAP, VIOLATION_CAP, Check, Timeline, TimelineEvent, Violation)
 from harness.ledger import FLAG_EXPORT, LOOK, NONE, SCORE, UPDATE, KindRanges, Ledger, first_seqs, iter_tiles
 
 LN2 = math.log(2)
@@ -140,6 +140,74 @@ def scoped_updates(ledger: Ledger, updates: KindRanges, doc_starts: Any = None) 
     return KindRanges(arr["start"], arr["stop"], arr["seq"], arr["version"], None, arr["touched"]), "per-document"
 
 
+@dataclass
+class _Scan:
+    """What one pass over the ledger's tiles collects for the checks."""
+
+    multi: _First = field(default_factory=_First)          # positions scored more than once
+    unscored: _First = field(default_factory=_First)       # targets never scored
+    outside: _First = field(default_factory=_First)        # scored positions outside the split
+    c3: _First = field(default_factory=_First)             # read by an update before their first score
+    upd_unscored: _First = field(default_factory=_First)   # read by an update, never scored
+    relook: _First = field(default_factory=_First)         # traced: predicted again after an update read them
+    warm: _First = field(default_factory=_First)           # read before scoring by updates a restore reverted
+    c3_first: tuple[int, int, int] | None = None
+    relook_first: tuple[int, int, int] | None = None
+    warm_first: tuple[int, int, int] | None = None
+    loss_sum: float = 0.0
+    last_sum: float = 0.0
+    tokens: int = 0
+    nbytes: int = 0
+    samples: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def _scan(ledger: Ledger, n: int, domain: tuple[int, int], scores: KindRanges, updates: KindRanges,
+          reverted: dict, looks: KindRanges | None, bytes_at: Any, traced: bool, tile: int) -> _Scan:
+    """One pass over the ledger, tile by tile, in position order."""
+    first_pos, last_pos = domain
+    sc = _Scan()
+    for t in iter_tiles(ledger, tile, 0, n, scores, updates, looks):
+        inside = np.zeros(t.hi - t.lo, dtype=bool)
+        inside[max(first_pos - t.lo, 0) : max(last_pos + 1 - t.lo, 0)] = True
+        scored = t.count > 0
+        sc.multi.add(t.count > 1, t.lo)
+        sc.unscored.add(inside & ~scored, t.lo)
+        sc.outside.add(~inside & scored, t.lo)
+        first_update, any_update, relook_update = t.first_update, t.first_update, t.first_update
+        restored = np.zeros(t.hi - t.lo, dtype=bool)
+        for r, kr in reverted.items():  # a reverted update counts for what was scored (or looked at) before r
+            fr = first_seqs(kr, t.lo, t.hi)
+            first_update = np.minimum(first_update, np.where(t.first_score < r, fr, NONE))
+            any_update = np.minimum(any_update, fr)
+            if traced:
+                relook_update = np.minimum(relook_update, np.where(t.last_look < r, fr, NONE))
+            restored |= (fr < t.first_score) & (t.first_score > r)
+        bad = scored & (first_update < t.first_score)
+        idx = sc.c3.add(bad, t.lo)
+        if idx.size:
+            if sc.c3_first is None:
+                sc.c3_first = (t.lo + int(idx[0]), int(t.first_score[idx[0]]), int(first_update[idx[0]]))
+            take = idx[np.linspace(0, idx.size - 1, min(idx.size, 64)).astype(int)]
+            sc.samples.extend((t.lo + int(i), int(t.first_score[i]), int(first_update[i])) for i in take)
+        idx = sc.warm.add(scored & ~bad & restored, t.lo)
+        if idx.size and sc.warm_first is None:
+            sc.warm_first = t.lo + int(idx[0]), int(t.first_score[idx[0]]), int(any_update[idx[0]])
+        sc.upd_unscored.add(inside & ~scored & (any_update != NONE), t.lo)
+        sc.tokens += int(scored.sum())
+        sc.loss_sum += float(t.first_nll[scored].sum(dtype=np.float64))
+        if bytes_at is not None:
+            sc.nbytes += int(np.asarray(bytes_at[t.lo : t.hi])[scored].sum(dtype=np.int64))
+        if traced:
+            later = scored & (t.last_look > t.first_score)
+            re = later & (relook_update > t.first_score) & (relook_update < t.last_look)
+            idx = sc.relook.add(re, t.lo)
+            if idx.size and sc.relook_first is None:
+                sc.relook_first = (t.lo + int(idx[0]), int(t.last_look[idx[0]]), int(relook_update[idx[0]]))
+            chosen = np.where(later, t.last_look_nll, t.first_nll)
+            sc.last_sum += float(chosen[scored].astype(np.float64).sum())
+    return sc
+
+
 def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = None,
                  domain: tuple[int, int] | None = None, tol: Tolerance | None = None, traced: bool = False,
                  look_window: tuple[int, int] | None = None, doc_starts: Any = None,
@@ -161,53 +229,11 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
         if look_window is not None:
             looks = looks.in_seq(look_window[0], look_window[1])
 
-    multi, unscored, outside, c3, upd_unscored, relook, warm = (_First() for _ in range(7))
-    c3_first = relook_first = warm_first = None
-    loss_sum = 0.0
-    last_sum = 0.0
-    tokens = 0
-    nbytes = 0
-    samples: list[tuple[int, int, int]] = []
-    for t in iter_tiles(ledger, tile, 0, n, scores, updates, looks):
-        inside = np.zeros(t.hi - t.lo, dtype=bool)
-        inside[max(first_pos - t.lo, 0) : max(last_pos + 1 - t.lo, 0)] = True
-        scored = t.count > 0
-        multi.add(t.count > 1, t.lo)
-        unscored.add(inside & ~scored, t.lo)
-        outside.add(~inside & scored, t.lo)
-        first_update, any_update, relook_update = t.first_update, t.first_update, t.first_update
-        restored = np.zeros(t.hi - t.lo, dtype=bool)
-        for r, kr in reverted.items():  # a reverted update counts for what was scored (or looked at) before r
-            fr = first_seqs(kr, t.lo, t.hi)
-            first_update = np.minimum(first_update, np.where(t.first_score < r, fr, NONE))
-            any_update = np.minimum(any_update, fr)
-            if traced:
-                relook_update = np.minimum(relook_update, np.where(t.last_look < r, fr, NONE))
-            restored |= (fr < t.first_score) & (t.first_score > r)
-        bad = scored & (first_update < t.first_score)
-        idx = c3.add(bad, t.lo)
-        if idx.size:
-            if c3_first is None:
-                c3_first = (t.lo + int(idx[0]), int(t.first_score[idx[0]]), int(first_update[idx[0]]))
-            take = idx[np.linspace(0, idx.size - 1, min(idx.size, 64)).astype(int)]
-            samples.extend((t.lo + int(i), int(t.first_score[i]), int(first_update[i])) for i in take)
-        idx = warm.add(scored & ~bad & restored, t.lo)
-        if idx.size and warm_first is None:
-            warm_first = t.lo + int(idx[0]), int(t.first_score[idx[0]]), int(any_update[idx[0]])
-        upd_unscored.add(inside & ~scored & (any_update != NONE), t.lo)
-        tokens += int(scored.sum())
-        loss_sum += float(t.first_nll[scored].sum(dtype=np.float64))
-        if bytes_at is not None:
-            nbytes += int(np.asarray(bytes_at[t.lo : t.hi])[scored].sum(dtype=np.int64))
-        if traced:
-            later = scored & (t.last_look > t.first_score)
-            re = later & (relook_update > t.first_score) & (relook_update < t.last_look)
-            idx = relook.add(re, t.lo)
-            if idx.size and relook_first is None:
-                relook_first = (t.lo + int(idx[0]), int(t.last_look[idx[0]]), int(relook_update[idx[0]]))
-            chosen = np.where(later, t.last_look_nll, t.first_nll)
-            last_sum += float(chosen[scored].astype(np.float64).sum())
-
+    sc = _scan(ledger, n, (first_pos, last_pos), scores, updates, reverted, looks, bytes_at, traced, tile)
+    multi, unscored, outside, c3, upd_unscored, relook, warm = (sc.multi, sc.unscored, sc.outside, sc.c3,
+                                                                sc.upd_unscored, sc.relook, sc.warm)
+    c3_first, relook_first, warm_first = sc.c3_first, sc.relook_first, sc.warm_first
+    loss_sum, last_sum, tokens, nbytes, samples = sc.loss_sum, sc.last_sum, sc.tokens, sc.nbytes, sc.samples
     expected = last_pos - first_pos + 1
     tail = ""
     if tokens and unscored.n and outside.n == 0 and unscored.n == last_pos - unscored.pos + 1:
@@ -309,53 +335,11 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
         checks.append(_repeats_check(rp, loss_sum, tokens, nbytes, counted_loss, counted_tokens, counted_bytes,
                                      bytes_at is not None))
         rec_loss = counted_loss / counted_tokens
-    gap = None
-    if rep_loss is None or rec_loss is None:
-        checks.append(Check("reported-loss", "C4", "WARN",
-                            "no reported val_loss to compare with the ledger" if rep_loss is None
-                            else "nothing was scored"))
-    else:
-        gap = rep_loss - rec_loss
-        lim = tol.loss()
-        what = "the first computation of each position's prediction" if traced else "the first score of each position"
-        if counted_tokens != tokens:
-            what += f" and the {counted_tokens - tokens:,} repeats it counts"
-        if abs(gap) <= lim:
-            checks.append(Check("reported-loss", "C4", "PASS",
-                                f"reported val_loss {rep_loss:.6f} = {rec_loss:.6f} from {what} "
-                                f"(|diff| {abs(gap):.2e} <= {lim:.1e})"))
-        else:
-            fv = None
-            if traced and relook_first is not None:
-                p, s, u = relook_first
-                fv = Violation(p, s, u, f"position {p}: first scored at seq "
-                                        f"{_first_seq(scores, p)}, trained on at seq {u}, predicted again at seq {s}")
-            msg = (f"reported val_loss {rep_loss:.6f} differs from {rec_loss:.6f}, the sum of {what} "
-                   f"(diff {gap:+.6f} > {lim:.1e})")
-            if traced and relook.n == 0:
-                # nothing was recomputed after training on it: the gap is in the distributions, not the pass (C2)
-                checks.append(Check("reported-loss", "C4", "WARN",
-                                    msg + "; no position was scored again after training on it, so the gap is "
-                                          "charged to C2 (observed-distributions)"))
-            else:
-                checks.append(Check("reported-loss", "C4", "FAIL",
-                                    msg + ": the reported score is not the first-pass score"
-                                    + (f"; the last computations give {recon['last_look_val_loss']:.6f}"
-                                       if traced and recon.get("last_look_val_loss") is not None else ""), fv))
-    if bytes_at is None:
-        checks.append(Check("reported-bpb", "BYTES", "WARN", "no byte table: bpb not reconstructed"))
-    elif rep_bpb is None or rep_loss is None or not tokens or not rep_bpb:
-        checks.append(Check("reported-bpb", "BYTES", "WARN", "no reported val_bpb to compare"
-                            + (f"; reconstructed val_bpb {rec_bpb:.6f}" if rec_bpb is not None else "")))
-    else:
-        implied = rep_loss * counted_tokens / (LN2 * rep_bpb)
-        rel = implied / counted_bytes - 1 if counted_bytes else float("inf")
-        lim = tol.bytes_rel + tol.rel_printed(rep_loss) + tol.rel_printed(rep_bpb)
-        msg = (f"reported val_bpb {rep_bpb:.6f}, reconstructed {rec_bpb:.6f}; the reported pair implies "
-               f"{implied:,.0f} bytes, the canonical byte table gives {counted_bytes:,}"
-               + (" (counting the repeats)" if counted_tokens != tokens else ""))
-        checks.append(Check("reported-bpb", "BYTES", "PASS" if abs(rel) <= lim else "FAIL",
-                            msg + (f" (rel. diff {rel:+.2e})" if abs(rel) > lim else "")))
+    loss_check, gap = _loss_check(rep_loss, rec_loss, tol, traced, relook, relook_first, scores, recon,
+                                  counted_tokens - tokens)
+    checks.append(loss_check)
+    checks.append(_bpb_check(bytes_at, rep_loss, rep_bpb, rec_bpb, counted_tokens, counted_bytes, tol,
+                             counted_tokens != tokens))
     if traced:
         ev = ledger.events
         exported = int(ev["npos"][(ev["kind"] == SCORE) & ((ev["flags"] & FLAG_EXPORT) != 0)].sum())
@@ -393,6 +377,57 @@ def _repeats_check(rp, loss_sum, tokens, nbytes, counted_loss, counted_tokens, c
                  f"once-per-target mean: {effect}",
                  Violation(int(uniq.min()), None, None, f"positions {int(uniq.min())}..{int(uniq.max())} counted "
                                                         f"{rp.size / uniq.size + 1:.0f} times on average"))
+
+
+def _loss_check(rep_loss: float | None, rec_loss: float | None, tol: Tolerance, traced: bool, relook: _First,
+                relook_first: tuple[int, int, int] | None, scores: KindRanges,
+                recon: dict, repeats: int = 0) -> tuple[Check, float | None]:
+    """reported-loss: the reported val_loss against the first-pass loss (with the `repeats` the reported mean
+    counts); also the gap (None when not compared)."""
+    if rep_loss is None or rec_loss is None:
+        return Check("reported-loss", "C4", "WARN", "no reported val_loss to compare with the ledger"
+                     if rep_loss is None else "nothing was scored"), None
+    gap = rep_loss - rec_loss
+    lim = tol.loss()
+    what = "the first computation of each position's prediction" if traced else "the first score of each position"
+    if repeats:
+        what += f" and the {repeats:,} repeats it counts"
+    if abs(gap) <= lim:
+        return Check("reported-loss", "C4", "PASS", f"reported val_loss {rep_loss:.6f} = {rec_loss:.6f} from {what} "
+                                                    f"(|diff| {abs(gap):.2e} <= {lim:.1e})"), gap
+    fv = None
+    if traced and relook_first is not None:
+        p, s, u = relook_first
+        fv = Violation(p, s, u, f"position {p}: first scored at seq "
+                                f"{_first_seq(scores, p)}, trained on at seq {u}, predicted again at seq {s}")
+    msg = (f"reported val_loss {rep_loss:.6f} differs from {rec_loss:.6f}, the sum of {what} "
+           f"(diff {gap:+.6f} > {lim:.1e})")
+    if traced and relook.n == 0:
+        # nothing was recomputed after training on it: the gap is in the distributions, not the pass (C2)
+        return Check("reported-loss", "C4", "WARN", msg + "; no position was scored again after training on it, so "
+                                                          "the gap is charged to C2 (observed-distributions)"), gap
+    return Check("reported-loss", "C4", "FAIL", msg + ": the reported score is not the first-pass score"
+                 + (f"; the last computations give {recon['last_look_val_loss']:.6f}"
+                    if traced and recon.get("last_look_val_loss") is not None else ""), fv), gap
+
+
+def _bpb_check(bytes_at: Any, rep_loss: float | None, rep_bpb: float | None, rec_bpb: float | None, tokens: int,
+               nbytes: int, tol: Tolerance, repeated: bool = False) -> Check:
+    """reported-bpb: the bytes the reported (val_loss, val_bpb) pair implies against the canonical byte table
+    (`tokens` and `nbytes` counting the repeats the reported mean counts, when `repeated`)."""
+    if bytes_at is None:
+        return Check("reported-bpb", "BYTES", "WARN", "no byte table: bpb not reconstructed")
+    if rep_bpb is None or rep_loss is None or not tokens or not rep_bpb:
+        return Check("reported-bpb", "BYTES", "WARN", "no reported val_bpb to compare"
+                     + (f"; reconstructed val_bpb {rec_bpb:.6f}" if rec_bpb is not None else ""))
+    implied = rep_loss * tokens / (LN2 * rep_bpb)
+    rel = implied / nbytes - 1 if nbytes else float("inf")
+    lim = tol.bytes_rel + tol.rel_printed(rep_loss) + tol.rel_printed(rep_bpb)
+    msg = (f"reported val_bpb {rep_bpb:.6f}, reconstructed {rec_bpb:.6f}; the reported pair implies "
+           f"{implied:,.0f} bytes, the canonical byte table gives {nbytes:,}"
+           + (" (counting the repeats)" if repeated else ""))
+    return Check("reported-bpb", "BYTES", "PASS" if abs(rel) <= lim else "FAIL",
+                 msg + (f" (rel. diff {rel:+.2e})" if abs(rel) > lim else ""))
 
 
 def _traced_checks(gap, tol, relook, relook_first, scores, recon, exported: bool) -> list[Check]:

@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from audits.dynamic_result import CHECK_CONDITIONS, Check, DynamicResult, Probe
+from audits.types import Verdict
 from harness.checks import SCRIPT_TOLERANCE, Tolerance, build_timeline, check_ledger
 from harness.derive import derive, ledger_nll
-from harness.dynamic_result import CHECK_CONDITIONS, Check, DynamicResult, Probe
 from harness.launch import Launch, resolve as resolve_launch
 from harness.ledger import SCORE, Ledger, LedgerObserver, LedgerWriter, iter_tiles
 
@@ -503,7 +504,7 @@ def _probe_note(probe: Probe, runs: dict) -> Probe:
     failed = [r for r in runs.values() if r.exit_code != 0]
     if failed:
         r = failed[0]
-        probe.verdict = "WARN"
+        probe.verdict = Verdict.WARN
         probe.message = (f"the perturbed run failed (exit code {r.exit_code}"
                          f"{', ' + r.killed if r.killed else ''}): {_last_lines(r.stderr)}")
     return probe
@@ -550,13 +551,13 @@ def _keep(audit: ScriptAudit, opts: ScriptOptions, base: Path) -> ScriptAudit:
 def attach(static, audit: ScriptAudit) -> None:
     """Put the dynamic section (with the static/dynamic agreement) on an AuditResult; each network attempt the
     sandbox blocked becomes a PG-NET finding on the audited script."""
+    from audits.registry import rule_by_id
     from audits.results import Finding, FileResult, fingerprint
-    from audits.types import Condition, Confidence, Severity
     from harness.crosscheck import agreement
 
     dyn = audit.result
     dyn.agreement = agreement(static, dyn)
-    static.dynamic = dyn.to_dict()
+    static.dynamic = dyn
     if not audit.sandbox or not audit.sandbox.network_attempts:
         return
     folder, name = _entry(Path(dyn.script))
@@ -565,40 +566,24 @@ def attach(static, audit: ScriptAudit) -> None:
     if fr is None:
         fr = FileResult(path=script)
         static.files.append(fr)
+    net = rule_by_id("PG-NET")  # the static rule's metadata: one catalogue entry for both kinds of evidence
     for i, what in enumerate(audit.sandbox.network_attempts):
         msg = f"network attempt during the dynamic run, blocked by the sandbox: {what}"
         fr.findings.append(Finding(
-            rule_id="PG-NET", rule_name="network-access", conditions=[Condition.NET], severity=Severity.ERROR,
-            confidence=Confidence.HIGH, message=msg, path=fr.path, line=1, column=1, end_line=1, end_column=1,
-            snippet="(dynamic run)", fingerprint=fingerprint("PG-NET", fr.path, "dynamic:" + what, i)))
+            rule_id=net.id, rule_name=net.name, conditions=list(net.conditions), severity=net.severity,
+            confidence=net.confidence, message=msg, path=fr.path, line=1, column=1, end_line=1, end_column=1,
+            snippet="(dynamic run)", fingerprint=fingerprint(net.id, fr.path, "dynamic:" + what, i)))
 
 
-def options_from_args(args, path: Path, env: dict[str, str], target_name: str) -> ScriptOptions:
-    from harness.sandbox import Limits
-
-    keep = None
-    if args.ledger_dir:
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", target_name).strip("_") or "target"
-        keep = Path(args.ledger_dir) / safe
-    wall = args.timeout
-    ranks = args.nproc or 8  # CPU seconds for every process torchrun may start
-    limits = Limits(cpu_seconds=wall * ranks * 2, memory_mb=args.memory_mb, wall_seconds=wall,
-                    disk_mb=args.disk_mb)
-    return ScriptOptions(path=path, data_path=Path(args.data_path) if args.data_path else None,
-                         tokenizer_path=Path(args.tokenizer_path) if args.tokenizer_path else None,
-                         val_tokens=args.val_tokens, iterations=args.iterations, env=env, nproc=args.nproc,
-                         gpu=args.gpu, isolation=args.sandbox, limits=limits, probes=not args.no_probes,
-                         reported_label=args.reported_label, keep=keep, progress=True)
-
-
-def run_for_results(args, targets, results, env_settings) -> None:
-    """``scorefirst audit --dynamic``: run every target's script and attach the dynamic section to its result."""
+def run_for_results(opts, targets, results, env_settings) -> None:
+    """``--dynamic`` (`opts`: a harness.run.DynamicOptions): run every target's script and attach the dynamic section
+    to its result."""
     env = {s.key: s.value for s in env_settings}
     for target, result in zip(targets, results):
         if len(target.paths) != 1:
             raise ValueError(f"--dynamic needs one file or folder per target, got {len(target.paths)} for "
                              f"{target.name}")
-        audit = audit_script(options_from_args(args, Path(target.paths[0]), env, target.name))
+        audit = audit_script(opts.for_script(Path(target.paths[0]), env, target.name))
         audit.result.script = target.name
         attach(result, audit)
 
@@ -609,10 +594,10 @@ def format_terminal(results) -> str:
 
     out = []
     for r in results:
-        d = r.dynamic
-        if not d:
+        dyn = r.dynamic
+        if dyn is None:
             continue
-        dyn = DynamicResult.from_dict(d)
+        d = dyn.to_dict()
         sb = dyn.sandbox
         out.append(f"\ndynamic audit: {dyn.script} ({dyn.mode})")
         if sb is not None:
@@ -643,9 +628,8 @@ def format_terminal(results) -> str:
                 if not a.agree:
                     out.append(f"  DISAGREE {a.condition}: static {a.static}, dynamic {a.dynamic} -- a person should "
                                f"look ({explain(r, dyn, a)})")
-        v = d["verdict"]
-        out.append("  dynamic verdict: " + " ".join(f"{c} {v['conditions'][c] or '-'}" for c in v["conditions"])
-                   + f" -> {v['overall']}")
+        out.append("  dynamic verdict: " + " ".join(f"{c} {v or '-'}" for c, v in dyn.condition_verdicts().items())
+                   + f" -> {dyn.overall()}")
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -654,12 +638,12 @@ def decide(results, code: int, reason: str, fail_on: str, exit_zero: bool) -> tu
     like an error finding; exit 2 (could not audit) is never masked."""
     if code == 2:
         return code, reason
-    gate = {"error": ("FAIL",), "warning": ("FAIL", "WARN"), "info": ("FAIL", "WARN")}[fail_on]
+    gate = {"error": (Verdict.FAIL,), "warning": (Verdict.FAIL, Verdict.WARN),
+            "info": (Verdict.FAIL, Verdict.WARN)}[fail_on]
     bad = []
     for r in results:
-        if r.dynamic:
-            dyn = DynamicResult.from_dict(r.dynamic)
-            bad += [f"{c} {v}" for c in CHECK_CONDITIONS if (v := dyn.verdict_of(c)) in gate]
+        if r.dynamic is not None:
+            bad += [f"{c} {v}" for c in CHECK_CONDITIONS if (v := r.dynamic.verdict_of(c)) in gate]
     if not bad:
         return code, reason
     why = f"dynamic audit: {', '.join(sorted(set(bad)))}"

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from harness.dynamic_result import Probe
+from audits.dynamic_result import Probe
 
 EvalFn = Callable[[np.ndarray], np.ndarray]          # tokens -> reported NLL per position (NaN = not scored)
 DistFn = Callable[[np.ndarray, int], np.ndarray]     # (context tokens, realized next token) -> distribution (V,)

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from harness.dynamic_result import SandboxInfo
+from audits.dynamic_result import SandboxInfo
 from harness.guard_channel import GUARD_PREFIX, GuardChannel
 from harness.tracer import ENV_GUARD_LOG, ENV_WORKDIR, python_path
 

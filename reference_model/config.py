@@ -10,6 +10,8 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+from core.competition import ARTIFACT_LIMIT, TRAIN_LIMIT_S
+
 from .errors import InputError
 
 
@@ -50,7 +52,7 @@ class TrainConfig:
     grad_accum_world: int = 8        # grad_accum = grad_accum_world // WORLD_SIZE (emulates 8 GPUs on one)
     iterations: int = 20_000
     warmdown_iters: int = 3500
-    max_wallclock_seconds: float = 600.0   # 0 = schedule by iterations only
+    max_wallclock_seconds: float = TRAIN_LIMIT_S   # 0 = schedule by iterations only
     warmup_steps: int = 20           # compile warm-up steps; weights, optimizers and loader are then restored
     matrix_lr: float = 0.025
     scalar_lr: float = 0.025
@@ -81,7 +83,7 @@ class EvalConfig:
     batch_seqs: int = 32
     quant_passthrough_max: int = 65_536   # tensors this small stay fp16
     int6_percentiles: tuple[float, ...] = (0.999, 0.9995, 0.9999, 0.99999, 1.0)
-    artifact_limit: int = 16_000_000
+    artifact_limit: int = ARTIFACT_LIMIT
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from typing import Any
 from audits.results import AuditResult, FileResult
 from audits.source import InputError as SourceInputError
 from audits.source import decode_source
-from harness.gate.config import EVAL_LIMIT_S, TRAIN_LIMIT_S
-from harness.gate.logs import RunLog, read_logs
+from core.competition import EVAL_LIMIT_S, TRAIN_LIMIT_S
+from core.runlogs import RunLog, read_logs
 
 REFERENCE_SCHEMA_PREFIX = "scorefirst.reference.results/"
 RUN_SPEC_SCHEMA_PREFIX = "scorefirst.reference.run_spec/"

@@ -22,9 +22,10 @@ from typing import Any, Iterable
 import jinja2
 from markupsafe import Markup
 
-from audits.registry import all_rules
+from audits.registry import catalogue
 from audits.results import AuditResult
 from audits.types import Status
+from core.version import __version__
 from reports import views
 from reports.inputs import Inputs, ReferenceRun
 
@@ -76,8 +77,6 @@ def _csp_hash(text: str) -> str:
 
 def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
-
-    from harness import __version__
 
     out = {"scorefirst": __version__}
     for dist in ("jinja2", "pygments"):
@@ -148,7 +147,7 @@ def build(inputs: Inputs, *, strict: bool = False, title: str | None = None, foo
     csp = (f"default-src 'none'; style-src {_csp_hash(css)}; script-src {_csp_hash(js)}; img-src data:; "
            "base-uri 'none'; form-action 'none'")
     build_info = {"css": Markup(css), "js": Markup(js), "csp": csp, "footer": footer if footer is not None else footer_text()}
-    rules = {r.id: r for r in all_rules()}
+    rules = {r.id: r for r in catalogue()}
 
     logs = list(inputs.logs) + [None] * (len(inputs.audits) - len(inputs.logs))
     order = sorted(range(len(inputs.audits)),
@@ -185,10 +184,6 @@ def build(inputs: Inputs, *, strict: bool = False, title: str | None = None, foo
                           "flagged": len(active_subs), "summary": rule.summary()})
 
     ctx = {"build": build_info, "rank": RANK}
-    report.pages["index.html"] = env.get_template("index.html").render(
-        ctx, title=page_title, subs=subs, refs=refs, rules=rule_rows, counts=counts,
-        incomplete=sum(1 for s in subs if s["incomplete"]), conditions=subs[0]["conditions"] if subs else
-        [{"cond": c, "title": views.SHORT_TITLES[c]} for c in views.CONDITIONS])
     sub_tpl = env.get_template("submission.html")
     for i, s in enumerate(subs):
         report.pages[s["page"]] = sub_tpl.render(ctx, s=s, prev=subs[i - 1] if i > 0 else None,
@@ -199,6 +194,14 @@ def build(inputs: Inputs, *, strict: bool = False, title: str | None = None, foo
     rule_tpl = env.get_template("rule.html")
     for rid, rule in rules.items():
         report.pages[views.rule_page(rule)] = rule_tpl.render(ctx, r=views.rule_view(rule, flagged_by_rule[rid]))
+    # the index links every page: report-wide pages beyond submissions, references and rules under "More pages"
+    listed = {*report.submission_pages, *report.reference_pages, *(r["page"] for r in rule_rows)}
+    index = env.get_template("index.html").render(
+        ctx, title=page_title, subs=subs, refs=refs, rules=rule_rows, counts=counts,
+        others=[p for p in report.pages if p not in listed],
+        incomplete=sum(1 for s in subs if s["incomplete"]), conditions=subs[0]["conditions"] if subs else
+        [{"cond": c, "title": views.SHORT_TITLES[c]} for c in views.CONDITIONS])
+    report.pages = {"index.html": index, **report.pages}
     return report
 
 

@@ -14,22 +14,22 @@ import textwrap
 from typing import Any
 
 from audits.results import AuditResult, Finding, FileResult
-from audits.rule import Rule
-from audits.types import CONDITION_TITLES, Condition, Status
-from harness.gate.config import ARTIFACT_LIMIT, EVAL_LIMIT_S, TRAIN_LIMIT_S
+from audits.outputs.ruledoc import KIND_TITLES
+from audits.rule import SECTIONS, Rule
+from audits.types import CONDITION_TITLES, Condition, Status, Verdict
+from core.competition import ARTIFACT_LIMIT, EVAL_LIMIT_S, TRAIN_LIMIT_S, pr_url_for
 from reports import svg
 from reports.highlight import highlight_lines, split_lines, visible
 from reports.inputs import ReferenceRun, finite
 
 CONDITIONS = [c.value for c in Condition]
 SHORT_TITLES = {c.value: t for c, t in CONDITION_TITLES.items()}
-VERDICTS = ("PASS", "WARN", "FAIL")
+VERDICTS = tuple(v.value for v in Verdict)
 # Official training loops check the wall clock after each step, so training overshoots its limit by up to a step.
 # The gate allows the log's own step time; a time claimed in submission.json has none, so this much is allowed.
 TIME_SLACK_S = 1.0
 MAX_MARKED_SPAN = 200
 LONG_LINE_HTML = 4000  # longer lines scroll inside a capped box instead of filling the screen
-PR_URL = "https://github.com/openai/parameter-golf/pull/{n}"
 
 _SAFE_URL = re.compile(r"^https?://[^\s<>\"'`]+$")
 
@@ -43,12 +43,6 @@ def safe_url(url: Any) -> str | None:
 
 def vclass(v: Any) -> str:
     return {"PASS": "pass", "WARN": "warn", "FAIL": "fail"}.get(v, "none") if isinstance(v, str) else "none"
-
-
-def worst(*vs: Any) -> str | None:
-    rank = {"PASS": 0, "WARN": 1, "FAIL": 2}
-    known = [v for v in vs if v in rank]
-    return max(known, key=lambda v: rank[v]) if known else None
 
 
 def fnum(x: Any, digits: int = 5) -> str:
@@ -261,32 +255,6 @@ def _file_view(fr: FileResult, anchors: _Anchors, marks) -> dict[str, Any]:
     }
 
 
-def dynamic_conditions(dyn: dict[str, Any] | None) -> dict[str, str]:
-    """Verdict per condition from the dynamic section (its own verdict table, else the worst check/probe)."""
-    if not isinstance(dyn, dict):
-        return {}
-    out: dict[str, str] = {}
-    ver = dyn.get("verdict")
-    if isinstance(ver, dict) and isinstance(ver.get("conditions"), dict):
-        for c, v in ver["conditions"].items():
-            if isinstance(c, str) and v in VERDICTS:
-                out[c] = v
-        return out
-    for item in (dyn.get("checks") or []) + (dyn.get("probes") or []):
-        if isinstance(item, dict) and isinstance(item.get("condition"), str) and item.get("verdict") in VERDICTS:
-            out[item["condition"]] = worst(out.get(item["condition"]), item["verdict"]) or item["verdict"]
-    return out
-
-
-def dynamic_overall(dyn: dict[str, Any] | None) -> str | None:
-    if not isinstance(dyn, dict):
-        return None
-    ver = dyn.get("verdict")
-    if isinstance(ver, dict) and ver.get("overall") in VERDICTS:
-        return ver["overall"]
-    return worst(*dynamic_conditions(dyn).values())
-
-
 def _budgets(result: AuditResult, logs: dict[str, Any] | None) -> dict[str, Any]:
     """Train/eval seconds: the gate's reading of the folder's train logs, else what submission.json claims.
 
@@ -316,21 +284,21 @@ def _times(train: float | None, evals: float | None, train_over: bool, eval_over
 def submission_view(result: AuditResult, page: str, rules: dict[str, type[Rule]],
                     logs: dict[str, Any] | None = None) -> dict[str, Any]:
     sub = result.submission if isinstance(result.submission, dict) else {}
-    dyn = result.dynamic if isinstance(result.dynamic, dict) else None
     static = {c.value: v.value for c, v in result.conditions.items()}
-    dconds = dynamic_conditions(dyn)
+    dconds = {c.value: v.value for c, v in result.dynamic_conditions.items()}
+    combined = {c.value: v.value for c, v in result.combined_conditions.items()}
     conds = []
     for c in CONDITIONS:
         s, d = static.get(c), dconds.get(c)
-        comb = worst(s, d) or "PASS"
+        comb = combined.get(c) or Verdict.PASS.value
         n_active = sum(1 for f in result.findings if f.status is Status.ACTIVE and f.conditions
                        and any(x.value == c for x in f.conditions))
         title = f"{SHORT_TITLES[c]}: static {s or '—'}" + (f", dynamic {d}" if d else "")
         conds.append({"cond": c, "title": SHORT_TITLES[c], "static": s, "dynamic": d, "verdict": comb,
                       "vcls": vclass(comb), "svcls": vclass(s), "dvcls": vclass(d), "findings": n_active,
-                      "tip": title, "from_dynamic": d is not None and worst(s, d) != s})
-    d_overall = dynamic_overall(dyn)
-    overall = worst(result.overall.value, d_overall) or "PASS"
+                      "tip": title, "from_dynamic": d is not None and comb != s})
+    d_overall = result.dynamic.overall().value if result.dynamic is not None else None
+    overall = result.combined_overall.value
 
     anchors = _Anchors(result.files)
     active = [f for f in result.findings if f.status is Status.ACTIVE]
@@ -359,11 +327,11 @@ def submission_view(result: AuditResult, page: str, rules: dict[str, type[Rule]]
             suppressions.append({"path": s.path, "line": s.line, "rule_ids": list(s.rule_ids), "reason": s.reason,
                                  "used": s.used, "href": _href(anchors.line(s.path, s.line))})
     files = [_file_view(fr, anchors, marks) for fr in result.files]
-    pr_href = safe_url(result.pr_url) or (PR_URL.format(n=result.pr) if isinstance(result.pr, int) else None)
+    pr_href = safe_url(result.pr_url) or (pr_url_for(result.pr) if isinstance(result.pr, int) else None)
     name = sub.get("name") if isinstance(sub.get("name"), str) else None
     folder_name = result.target.rstrip("/").rsplit("/", 1)[-1] or result.target
     claimed = finite(sub.get("val_bpb"))
-    recon = finite((dyn or {}).get("reconstructed", {}).get("val_bpb")) if isinstance((dyn or {}).get("reconstructed"), dict) else None
+    recon = finite(result.dynamic.reconstructed.get("val_bpb")) if result.dynamic is not None else None
     artifact = finite(sub.get("bytes_total"))
     budgets = _budgets(result, logs)
     counts = {"error": 0, "warning": 0, "info": 0}
@@ -405,7 +373,7 @@ def submission_view(result: AuditResult, page: str, rules: dict[str, type[Rule]]
         "missing_source": [fr.path for fr in result.files if fr.source is None and not fr.error],
         "tool": " · ".join(([scalar_text(tool["version"])] if "version" in tool else []) +
                            [f"{k} {scalar_text(v)}" for k, v in tool.items() if k not in ("name", "version")]),
-        "dynamic": dynamic_view(dyn, static) if dyn is not None else None,
+        "dynamic": dynamic_view(result, static) if result.dynamic is not None else None,
         "search": " ".join([result.target, name or "", scalar_text(sub.get("author", "")),
                             scalar_text(sub.get("github_id", "")), str(result.pr or ""),
                             " ".join(sorted({f.rule_id for f in active}))]).lower(),
@@ -417,10 +385,6 @@ def submission_view(result: AuditResult, page: str, rules: dict[str, type[Rule]]
 
 def _text(v: Any) -> str:
     return "" if v is None else scalar_text(v)
-
-
-def _verdict(v: Any) -> str | None:
-    return v if v in VERDICTS else None
 
 
 def _sandbox_item(key: str, v: Any) -> dict[str, Any]:
@@ -437,7 +401,9 @@ def _sandbox_item(key: str, v: Any) -> dict[str, Any]:
     return {"key": key.replace("_", " "), "value": text, "flag": flag}
 
 
-def dynamic_view(dyn: dict[str, Any], static: dict[str, str]) -> dict[str, Any]:
+def dynamic_view(result: AuditResult, static: dict[str, str]) -> dict[str, Any]:
+    """The dynamic section's JSON (its documented shape) laid out for the page; verdicts come from the result."""
+    dyn = result.dynamic.to_dict()
     ledger = dyn.get("ledger") if isinstance(dyn.get("ledger"), dict) else {}
     rep = dyn.get("reported") if isinstance(dyn.get("reported"), dict) else {}
     rec = dyn.get("reconstructed") if isinstance(dyn.get("reconstructed"), dict) else {}
@@ -458,7 +424,7 @@ def dynamic_view(dyn: dict[str, Any], static: dict[str, str]) -> dict[str, Any]:
             continue
         fv = c.get("first_violation") if isinstance(c.get("first_violation"), dict) else None
         checks.append({"id": _text(c.get("id")), "condition": _text(c.get("condition")),
-                       "verdict": _verdict(c.get("verdict")) or "—", "vcls": vclass(c.get("verdict")),
+                       "verdict": c["verdict"], "vcls": vclass(c.get("verdict")),
                        "message": _text(c.get("message")),
                        "first": None if fv is None else {
                            "position": fint(fv.get("position")), "score_seq": fint(fv.get("score_seq")),
@@ -469,7 +435,7 @@ def dynamic_view(dyn: dict[str, Any], static: dict[str, str]) -> dict[str, Any]:
             continue
         mad = finite(p.get("max_abs_diff"))
         probes.append({"name": _text(p.get("name")), "condition": _text(p.get("condition")),
-                       "verdict": _verdict(p.get("verdict")) or "—", "vcls": vclass(p.get("verdict")),
+                       "verdict": p["verdict"], "vcls": vclass(p.get("verdict")),
                        "probed": _text(p.get("probed")), "max_abs_diff": "—" if mad is None else f"{mad:.3g}",
                        "message": _text(p.get("message"))})
     agreement = []
@@ -478,8 +444,8 @@ def dynamic_view(dyn: dict[str, Any], static: dict[str, str]) -> dict[str, Any]:
             continue
         agree = a.get("agree") if isinstance(a.get("agree"), bool) else None
         agreement.append({"condition": _text(a.get("condition")),
-                          "static": _verdict(a.get("static")) or "—", "svcls": vclass(a.get("static")),
-                          "dynamic": _verdict(a.get("dynamic")) or "—", "dvcls": vclass(a.get("dynamic")),
+                          "static": a["static"] or "—", "svcls": vclass(a.get("static")),
+                          "dynamic": a["dynamic"] or "—", "dvcls": vclass(a.get("dynamic")),
                           "agree": agree})
     tl = dyn.get("timeline") if isinstance(dyn.get("timeline"), dict) else None
     sandbox = dyn.get("sandbox")
@@ -489,7 +455,8 @@ def dynamic_view(dyn: dict[str, Any], static: dict[str, str]) -> dict[str, Any]:
         sandbox_items = None
     else:
         sandbox_items = [{"key": "sandbox", "value": scalar_text(sandbox), "flag": False}]
-    conds = dynamic_conditions(dyn)
+    conds = {c.value: v.value for c, v in result.dynamic_conditions.items()}
+    overall = result.dynamic.overall().value
     complete = ledger.get("complete")
     return {
         "mode": _text(dyn.get("mode")) or "—",
@@ -506,8 +473,8 @@ def dynamic_view(dyn: dict[str, Any], static: dict[str, str]) -> dict[str, Any]:
         "sandbox": sandbox_items,
         "conditions": [{"cond": c, "verdict": v, "vcls": vclass(v), "static": static.get(c) or "—",
                         "svcls": vclass(static.get(c))} for c, v in conds.items()],
-        "overall": dynamic_overall(dyn),
-        "ovcls": vclass(dynamic_overall(dyn)),
+        "overall": overall,
+        "ovcls": vclass(overall),
     }
 
 
@@ -614,15 +581,15 @@ def _example(code: str, line: int | None) -> dict[str, Any]:
 def rule_view(rule: type[Rule], flagged: list[dict[str, Any]]) -> dict[str, Any]:
     secs = rule.sections()
     sections = []
-    for name in ("What it flags", "Why it is illegal", "Example", "Use instead"):
-        body = secs.get(name)
-        if body:
+    for name, body in secs.items():
+        if name in SECTIONS and body:
             sections.append({"name": name, "body": body, "code": name == "Example",
                              "paras": [p.replace("\n", " ") for p in body.split("\n\n")]})
     return {
         "page": rule_page(rule),
         "id": rule.id,
         "name": rule.name,
+        "kind": KIND_TITLES.get(rule.kind, ""),
         "summary": secs.get("summary", rule.summary()),
         "conditions": [{"cond": c.value, "title": c.title} for c in rule.conditions],
         "severity": rule.severity.value,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from audits.registry import all_rules
+from audits.registry import all_rules, catalogue
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,15 +56,16 @@ def test_no_command_is_a_usage_error(cli):
 def test_rules_lists_every_rule(cli):
     r = cli("rules")
     assert r.code == 0
-    for rule in all_rules():
+    for rule in catalogue():
         line = next(ln for ln in r.out.splitlines() if ln.startswith(rule.id + " "))
-        assert rule.name in line and rule.severity.value in line
+        assert rule.name in line and rule.severity.value in line and rule.kind in line
         assert ",".join(c.value for c in rule.conditions) in line
     data = json.loads(cli("rules", "--format", "json").out)
-    assert [d["id"] for d in data] == [r.id for r in all_rules()]
+    assert [d["id"] for d in data] == [r.id for r in catalogue()]
+    assert {r.id for r in all_rules()} <= {d["id"] for d in data}
     assert all(d["ruling"]["who"] and d["doc"] for d in data)
     md = cli("rules", "--format", "markdown").out
-    assert md.startswith("| id | name |") and md.count("\n") == len(all_rules()) + 2
+    assert md.startswith("| id | kind | name |") and md.count("\n") == len(catalogue()) + 2
 
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
@@ -243,12 +244,12 @@ def test_examples_each_folder_is_a_target(cli, tmp_path):
 
 
 def test_internal_error_is_one_line(cli, illegal_file, monkeypatch):
-    import audits.api
+    import harness.run
 
     def explode(*a, **k):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(audits.api, "audit_targets", explode)
+    monkeypatch.setattr(harness.run, "audit_targets", explode)
     r = cli("audit", illegal_file)
     assert r.code == 2
     assert r.last_err_line == "scorefirst: exit 2: internal error: RuntimeError: boom second line"

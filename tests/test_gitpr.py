@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from audits.gitpr import GitPRError, changed_records, pr_targets, submission_folder
+from audits.gitpr import changed_records, pr_targets, submission_folder
+from core.git import GitError
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -149,5 +150,5 @@ def test_submission_folder():
     assert submission_folder("records/track/2026_X/train_gpt.py") == "records/track/2026_X"
     assert submission_folder("records/track/2026_X/sub/helper.py") == "records/track/2026_X"
     assert submission_folder("records/train_gpt.py") == "records"
-    with pytest.raises(GitPRError):
+    with pytest.raises(GitError):
         pr_targets(Path("/nonexistent/repo"), 1)

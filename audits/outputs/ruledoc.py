@@ -1,10 +1,17 @@
-"""Rule documentation as text and Markdown: `scorefirst rules`, SARIF rule help and the docs pages share it."""
+"""Rule documentation as text and Markdown: `scorefirst rules`, SARIF rule help and the docs pages share it.
+
+Every entry of the catalogue (`audits.registry.catalogue`: static rules and the specs of dynamic checks, gate
+checks and legal patterns) renders the same way; `kind` says which it is."""
 from __future__ import annotations
 
-from audits.rule import Rule
+from audits.rule import SECTIONS, Rule
 
 DOCS_URI = "https://github.com/scorefirst/scorefirst/blob/main/docs/rules/{id}.md"
 _CODE_SECTIONS = ("Example",)
+
+
+KIND_TITLES = {"dynamic": "a check of the dynamic audit (a traced run)", "gate": "a check of the CI gate",
+               "legal": "a legal pattern: never flagged, documented so findings can point to it"}
 
 
 def help_uri(rule_id: str) -> str:
@@ -19,6 +26,7 @@ def ruling_line(rule: type[Rule]) -> str:
 def rule_row(rule: type[Rule]) -> dict[str, str]:
     return {
         "id": rule.id,
+        "kind": rule.kind,
         "name": rule.name,
         "conditions": ",".join(c.value for c in rule.conditions),
         "severity": rule.severity.value,
@@ -28,7 +36,7 @@ def rule_row(rule: type[Rule]) -> dict[str, str]:
 
 def rules_text(rules: list[type[Rule]]) -> str:
     rows = [rule_row(r) for r in rules]
-    cols = ("id", "name", "conditions", "severity")
+    cols = ("id", "kind", "name", "conditions", "severity")
     widths = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in cols}
     head = "  ".join(c.upper().ljust(widths[c]) for c in cols) + "  SUMMARY"
     lines = [head]
@@ -40,18 +48,19 @@ def rules_text(rules: list[type[Rule]]) -> str:
 
 
 def rules_markdown(rules: list[type[Rule]]) -> str:
-    lines = ["| id | name | conditions | severity | summary |", "|---|---|---|---|---|"]
+    lines = ["| id | kind | name | conditions | severity | summary |", "|---|---|---|---|---|---|"]
     for rule in rules:
         r = rule_row(rule)
         summary = r["summary"].replace("|", "\\|")
-        lines.append(f"| [{r['id']}]({help_uri(r['id'])}) | `{r['name']}` | {r['conditions']} | {r['severity']} | {summary} |")
+        lines.append(f"| [{r['id']}]({help_uri(r['id'])}) | {r['kind']} | `{r['name']}` | {r['conditions']} "
+                     f"| {r['severity']} | {summary} |")
     return "\n".join(lines) + "\n"
 
 
 def rule_text(rule: type[Rule]) -> str:
     r = rule.ruling
     out = [
-        f"{rule.id}  {rule.name}",
+        f"{rule.id}  {rule.name}" + ("" if rule.kind == "static" else f"  ({KIND_TITLES[rule.kind]})"),
         f"conditions: {', '.join(c.title for c in rule.conditions)}",
         f"severity: {rule.severity.value}   confidence: {rule.confidence.value}",
         *([f"refines: {rule.refines}"] if rule.refines else []),
@@ -74,6 +83,7 @@ def rule_markdown(rule: type[Rule]) -> str:
     out = [
         f"# {rule.id}: {rule.name}",
         "",
+        *([f"*{KIND_TITLES[rule.kind]}*", ""] if rule.kind != "static" else []),
         secs.get("summary", rule.summary()),
         "",
         f"- **Conditions:** {', '.join(c.title for c in rule.conditions)}",
@@ -82,9 +92,8 @@ def rule_markdown(rule: type[Rule]) -> str:
           if rule.refines else []),
         "",
     ]
-    for name in ("What it flags", "Why it is illegal", "Example", "Use instead"):
-        body = secs.get(name)
-        if not body:
+    for name, body in secs.items():
+        if name not in SECTIONS or not body:
             continue
         out.append(f"## {name}")
         out.append("")
@@ -105,14 +114,14 @@ def rule_markdown(rule: type[Rule]) -> str:
 
 
 def write_docs(folder: str) -> int:
-    """Write docs/rules/<ID>.md for every rule and an index README.md (the pages the SARIF helpUri links)."""
+    """Write docs/rules/<ID>.md for every catalogue entry and an index README.md (the pages the SARIF helpUri links)."""
     from pathlib import Path
 
-    from audits.registry import all_rules
+    from audits.registry import catalogue
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    rules = list(all_rules())
+    rules = list(catalogue())
     for rule in rules:
         (out / f"{rule.id}.md").write_text(rule_markdown(rule) + "\n", encoding="utf-8")
     (out / "README.md").write_text(rules_markdown(rules) + "\n", encoding="utf-8")

@@ -44,7 +44,8 @@ def _location(path: str) -> dict[str, Any]:
     return {"uri": str(p), "uriBaseId": SRCROOT}
 
 
-def _descriptor(rule: type[Rule]) -> dict[str, Any]:
+def descriptor(rule: type[Rule]) -> dict[str, Any]:
+    """The SARIF reportingDescriptor of a catalogue entry (a static rule or a spec)."""
     r = rule.ruling
     return {
         "id": rule.id,
@@ -191,7 +192,7 @@ def run_for(results: AuditResult | list[AuditResult], root: str | None = None) -
     if isinstance(results, AuditResult):
         results = [results]
     rules = list(all_rules())
-    descriptors = [_descriptor(r) for r in rules]
+    descriptors = [descriptor(r) for r in rules]
     index = {r.id: i for i, r in enumerate(rules)}
     out = []
     notifications = []

@@ -134,6 +134,6 @@ def _cache_table(name: str | None) -> bool:
 
 
 def _is_loss_target(small: cst.AugAssign) -> bool:
-    from audits.scoring import _is_loss_acc
+    from audits.scoring import is_loss_accumulator
 
-    return _is_loss_acc(root_name(small.target))
+    return is_loss_accumulator(root_name(small.target))

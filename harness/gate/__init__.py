@@ -8,8 +8,8 @@ format, logs, budgets and significance. It never imports torch.
     result = run_gate(GateOptions(repo=Path("parameter-golf"), base="origin/main"))
     result.exit_code(), result.reason()
 
-The names below load on first use, so the HTML report can read train logs with `harness.gate.logs` without
-loading the rest of the gate.
+The names below load on first use, so importing one gate module (the config, the schema reader) does not load
+the whole gate.
 """
 from __future__ import annotations
 

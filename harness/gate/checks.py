@@ -16,13 +16,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from audits.results import AuditResult
-from audits.types import Severity
+from audits.types import Severity, Verdict
 from audits.types import Status as FindingStatus
 from audits import jsonguard
+from core.competition import record_folder
+from core.runlogs import RunLog, read_logs
 from harness.gate import jsonschema_lite as js
 from harness.gate.config import GateConfig, Record
-from harness.gate.gitdiff import Change, folder_of
-from harness.gate.logs import RunLog, read_logs
+from harness.gate.gitdiff import Change
 from harness.gate.model import Check, Status
 
 REQUIRED = ("README.md", "submission.json", "train_gpt.py")
@@ -121,21 +122,20 @@ _SUBMISSION_DEFECTS = {"syntax", "binary", "encoding", "too-large", "symlink"}
 def _dynamic_messages(c: Check, audit: AuditResult) -> None:
     """Fold the dynamic audit into legality: a failed or doubtful check is a message on the script; a condition on
     which static and dynamic verdicts disagree is surfaced for a person, never resolved silently."""
-    dyn = audit.dynamic or {}
-    script = dyn.get("script") or audit.target
-    level = {"FAIL": "error", "WARN": "warning"}
-    for chk in dyn.get("checks", []) + dyn.get("probes", []):
-        lv = level.get(chk.get("verdict"))
+    dyn = audit.dynamic
+    script = dyn.script or audit.target
+    level = {Verdict.FAIL: "error", Verdict.WARN: "warning"}
+    for item, name in [(k, k.id) for k in dyn.checks] + [(p, p.name) for p in dyn.probes]:
+        lv = level.get(item.verdict)
         if lv:
-            name = chk.get("id") or chk.get("name")
-            c.add("PG-DYNAMIC", lv, f"dynamic audit {chk.get('condition')} {name}: {chk.get('message')}", script,
+            c.add("PG-DYNAMIC", lv, f"dynamic audit {item.condition} {name}: {item.message}", script,
                   key=f"dynamic:{name}")
-    for row in dyn.get("agreement", []):
-        if row.get("agree") is False:
-            c.add("PG-DYNAMIC", "warning", f"static and dynamic audits disagree on {row.get('condition')}: static "
-                  f"{row.get('static')}, dynamic {row.get('dynamic')} — a person should look", script,
-                  key=f"disagree:{row.get('condition')}")
-    c.data["dynamic"] = (dyn.get("verdict") or {}).get("overall")
+    for row in dyn.agreement:
+        if row.agree is False:
+            c.add("PG-DYNAMIC", "warning", f"static and dynamic audits disagree on {row.condition}: static "
+                  f"{row.static}, dynamic {row.dynamic} — a person should look", script,
+                  key=f"disagree:{row.condition}")
+    c.data["dynamic"] = dyn.overall().value
 
 
 def legality_check(f: Folder, audit: AuditResult | None) -> Check:
@@ -179,7 +179,7 @@ def legality_check(f: Folder, audit: AuditResult | None) -> Check:
         summary += f"; run environment {' '.join(env[:6])}{' …' if len(env) > 6 else ''}"
     c.data = {"overall": audit.overall.value, "conditions": {k.value: v.value for k, v in audit.conditions.items()},
               "incomplete": audit.incomplete}
-    if audit.dynamic:
+    if audit.dynamic is not None:
         _dynamic_messages(c, audit)
     return c.settle(summary)
 
@@ -263,14 +263,14 @@ def _outside(c: Check, f: Folder, all_changes: list[Change], folders: list[str])
     verbs = {"A": "adds", "M": "modifies", "D": "deletes", "R": "renames", "C": "copies", "T": "changes the type of"}
     others: dict[str, int] = {}
     for ch in all_changes:
-        if folder_of(ch.path) == f.folder and ch.old_path and folder_of(ch.old_path) != f.folder:
+        if record_folder(ch.path) == f.folder and ch.old_path and record_folder(ch.old_path) != f.folder:
             if ch.status == "R":  # moved in from elsewhere: the file disappears from where it was
                 c.add("PG-FMT", "error", f"the change moves this file into {f.folder}/ (renamed to {ch.path}): a "
                       "record PR changes nothing outside its own folder", ch.old_path, key=f"outside:{ch.old_path}")
             continue
-        if folder_of(ch.path) == f.folder:
+        if record_folder(ch.path) == f.folder:
             continue
-        other = folder_of(ch.path)
+        other = record_folder(ch.path)
         if other in folders:
             others[other] = others.get(other, 0) + 1
             continue
@@ -680,10 +680,10 @@ def _code_counted(f: Folder, lg: RunLog, counting: str) -> int | None:
 # --- budgets ----------------------------------------------------------------------------------------------
 
 
-def budgets_check(f: Folder, cfg: GateConfig) -> Check:
-    c = Check("budgets")
+def _size_messages(c: Check, f: Folder, cfg: GateConfig, timed: bool) -> tuple[list[int], int]:
+    """PG-SIZE-001: each seed's artifact against the limit, code outside train_gpt.py, the size claimed in
+    submission.json. Returns the sizes and the bytes of the other Python files."""
     limit = cfg.artifact_limit
-    timed = f.track in cfg.timed_tracks
     sizes = []
     extra = [p for p in sorted(f.root.rglob("*.py")) if p.name != SCRIPT or p.parent != f.root] \
         if f.root.is_dir() else []
@@ -734,6 +734,11 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
             line, col = f.at("/bytes_total")
             c.add("PG-SIZE-001", "error", f"submission.json bytes_total {bt:,} exceeds {limit:,}", f.sub_path, line,
                   col, key="size-claimed")
+    return sizes, extra_bytes
+
+
+def _time_messages(c: Check, f: Folder, cfg: GateConfig, timed: bool) -> tuple[list[float], list[float]]:
+    """PG-TIME-TRAIN and PG-TIME-EVAL for each seed's log (on a timed track). Returns the seconds measured."""
     trains, evals = [], []
     count_artifact = cfg.train_scope == "artifact"
     for lg in f.logs:
@@ -785,6 +790,15 @@ def budgets_check(f: Folder, cfg: GateConfig) -> Check:
             c.add("PG-TIME-EVAL", "error", f"{who}: evaluation {ev:.1f} s ({' + '.join(parts[:5])}) exceeds "
                   f"{cfg.eval_limit_s:.0f} s; TTT and any precompute count toward evaluation", lg.path,
                   final.line if final else 0, key="eval-time")
+    return trains, evals
+
+
+def budgets_check(f: Folder, cfg: GateConfig) -> Check:
+    c = Check("budgets")
+    limit = cfg.artifact_limit
+    timed = f.track in cfg.timed_tracks
+    sizes, extra_bytes = _size_messages(c, f, cfg, timed)
+    trains, evals = _time_messages(c, f, cfg, timed)
     bits = []
     if sizes:
         bits.append(f"artifact ≤ {max(sizes):,} B of {limit:,}")

@@ -11,9 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from audits.gitpr import DEFAULT_BRANCHES, GitPRError, _git, extract_folder
-
-RECORDS = "records"
+from audits.gitpr import extract_folder
+from core import git as core_git
+from core.competition import record_folder
+from core.git import DEFAULT_BRANCHES, GitError
 
 
 class GateError(Exception):
@@ -35,16 +36,16 @@ class Change:
 
 def git(repo: Path, *args: str, check: bool = True, binary: bool = False):
     try:
-        return _git(repo, *args, check=check, binary=binary)
-    except GitPRError as e:
+        return core_git.git(repo, *args, check=check, binary=binary)
+    except GitError as e:
         raise GateError(str(e)) from None
 
 
 def check_repo(repo: Path) -> None:
-    if not repo.is_dir():
-        raise GateError(f"--repo {repo}: no such folder")
-    if git(repo, "rev-parse", "--git-dir", check=False).returncode != 0:
-        raise GateError(f"--repo {repo}: not a git repository")
+    try:
+        core_git.check_repo(repo)
+    except GitError as e:
+        raise GateError(str(e)) from None
 
 
 def resolve(repo: Path, ref: str, what: str) -> str:
@@ -89,17 +90,9 @@ def changes(repo: Path, base: str, head: str) -> list[Change]:
     return sorted(result, key=lambda c: c.path)
 
 
-def folder_of(path: str) -> str | None:
-    """`records/<track>/<name>` for a path inside a submission folder; None for anything else."""
-    parts = PurePosixPath(path).parts
-    if len(parts) >= 4 and parts[0] == RECORDS:
-        return "/".join(parts[:3])
-    return None
-
-
 def submission_folders(chs: list[Change]) -> list[str]:
     """Folders under records/<track>/ that the change adds to or modifies (deleting a whole folder is not one)."""
-    return sorted({f for c in chs if c.status != "D" for f in [folder_of(c.path)] if f})
+    return sorted({f for c in chs if c.status != "D" for f in [record_folder(c.path)] if f})
 
 
 def exists_at(repo: Path, commit: str, path: str) -> bool:
@@ -109,7 +102,7 @@ def exists_at(repo: Path, commit: str, path: str) -> bool:
 def extract(repo: Path, commit: str, folder: str, dest: Path) -> Path:
     try:
         extract_folder(repo, commit, folder, dest)
-    except GitPRError as e:
+    except GitError as e:
         raise GateError(str(e)) from None
     return dest.joinpath(*PurePosixPath(folder).parts)
 

@@ -187,7 +187,6 @@ def _a(t: str) -> str:
 
 
 def validate(instance: Any, schema: dict[str, Any], ptr: str = "") -> list[SchemaError]:
-    errs: list[SchemaError] = []
     unknown = set(schema) - SUPPORTED
     if unknown:
         raise ValueError(f"schema keyword(s) not supported by the gate's validator: {', '.join(sorted(unknown))}")
@@ -196,60 +195,94 @@ def validate(instance: Any, schema: dict[str, Any], ptr: str = "") -> list[Schem
         if not any(_is_type(instance, t) for t in types):
             want = " or ".join(_a(t) for t in types)
             got = f"{_a(_type_name(instance))} ({_show(instance)})"
-            errs.append(SchemaError(ptr, f"expected {want}, got {got}", "type"))
-            return errs  # the other keywords would only repeat the type mismatch
+            return [SchemaError(ptr, f"expected {want}, got {got}", "type")]  # the rest would repeat it
+    errs = _value_errors(instance, schema, ptr)
+    if _is_type(instance, "number"):
+        errs += _number_errors(instance, schema, ptr)
+    if isinstance(instance, str):
+        errs += _string_errors(instance, schema, ptr)
+    if isinstance(instance, list):
+        errs += _array_errors(instance, schema, ptr)
+    if isinstance(instance, dict):
+        errs += _object_errors(instance, schema, ptr)
+    return errs + _combinator_errors(instance, schema, ptr)
+
+
+def _value_errors(instance: Any, schema: dict[str, Any], ptr: str) -> list[SchemaError]:
+    errs = []
     if "const" in schema and instance != schema["const"]:
         errs.append(SchemaError(ptr, f"must be {_show(schema['const'])}, got {_show(instance)}", "const"))
     if "enum" in schema and instance not in schema["enum"]:
         allowed = ", ".join(_show(x) for x in schema["enum"])
         errs.append(SchemaError(ptr, f"must be one of {allowed}; got {_show(instance)}", "enum"))
-    if _is_type(instance, "number"):
-        for kw, bad, word in (("minimum", lambda x, b: x < b, "at least"), ("maximum", lambda x, b: x > b, "at most"),
-                              ("exclusiveMinimum", lambda x, b: x <= b, "greater than"),
-                              ("exclusiveMaximum", lambda x, b: x >= b, "less than")):
-            if kw in schema and bad(instance, schema[kw]):
-                errs.append(SchemaError(ptr, f"must be {word} {schema[kw]}, got {_show(instance)}", kw))
-    if isinstance(instance, str):
-        n = len(instance)
-        if "minLength" in schema and n < schema["minLength"]:
-            least = schema["minLength"]
-            what = "must not be empty" if least == 1 else f"needs at least {least} characters"
-            errs.append(SchemaError(ptr, what, "minLength"))
-        if "maxLength" in schema and n > schema["maxLength"]:
-            errs.append(SchemaError(ptr, f"is {n} characters; at most {schema['maxLength']} allowed", "maxLength"))
-        if "pattern" in schema and not re.search(schema["pattern"], instance):
-            hint = schema.get("description", "").split(".")[0]
-            errs.append(SchemaError(ptr, f"{_show(instance)} does not have the expected form"
-                                         + (f" ({hint})" if hint else f" /{schema['pattern']}/"), "pattern"))
-    if isinstance(instance, list):
-        if "minItems" in schema and len(instance) < schema["minItems"]:
-            errs.append(SchemaError(ptr, f"needs at least {schema['minItems']} item(s), has {len(instance)}",
-                                    "minItems"))
-        if "maxItems" in schema and len(instance) > schema["maxItems"]:
-            errs.append(SchemaError(ptr, f"allows at most {schema['maxItems']} items, has {len(instance)}", "maxItems"))
-        if schema.get("uniqueItems"):
-            seen: list[Any] = []
-            for i, item in enumerate(instance):
-                if any(_equal(item, s) for s in seen):
-                    errs.append(SchemaError(f"{ptr}/{i}", f"repeats {_show(item)}; items must be unique",
-                                            "uniqueItems"))
-                seen.append(item)
-        if isinstance(schema.get("items"), dict):
-            for i, item in enumerate(instance):
-                errs.extend(validate(item, schema["items"], f"{ptr}/{i}"))
-    if isinstance(instance, dict):
-        for name in schema.get("required", []):
-            if name not in instance:
-                errs.append(SchemaError(ptr, f"missing required field {_show(name)}", "required"))
-        props = schema.get("properties", {})
-        for name, value in instance.items():
-            child = f"{ptr}/{escape_pointer(name)}"
-            if name in props:
-                errs.extend(validate(value, props[name], child))
-            elif schema.get("additionalProperties") is False:
-                errs.append(SchemaError(child, f"unknown field {_show(name)}", "additionalProperties", at_key=True))
-            elif isinstance(schema.get("additionalProperties"), dict):
-                errs.extend(validate(value, schema["additionalProperties"], child))
+    return errs
+
+
+def _number_errors(instance: Any, schema: dict[str, Any], ptr: str) -> list[SchemaError]:
+    errs = []
+    for kw, bad, word in (("minimum", lambda x, b: x < b, "at least"), ("maximum", lambda x, b: x > b, "at most"),
+                          ("exclusiveMinimum", lambda x, b: x <= b, "greater than"),
+                          ("exclusiveMaximum", lambda x, b: x >= b, "less than")):
+        if kw in schema and bad(instance, schema[kw]):
+            errs.append(SchemaError(ptr, f"must be {word} {schema[kw]}, got {_show(instance)}", kw))
+    return errs
+
+
+def _string_errors(instance: str, schema: dict[str, Any], ptr: str) -> list[SchemaError]:
+    errs = []
+    n = len(instance)
+    if "minLength" in schema and n < schema["minLength"]:
+        least = schema["minLength"]
+        what = "must not be empty" if least == 1 else f"needs at least {least} characters"
+        errs.append(SchemaError(ptr, what, "minLength"))
+    if "maxLength" in schema and n > schema["maxLength"]:
+        errs.append(SchemaError(ptr, f"is {n} characters; at most {schema['maxLength']} allowed", "maxLength"))
+    if "pattern" in schema and not re.search(schema["pattern"], instance):
+        hint = schema.get("description", "").split(".")[0]
+        errs.append(SchemaError(ptr, f"{_show(instance)} does not have the expected form"
+                                     + (f" ({hint})" if hint else f" /{schema['pattern']}/"), "pattern"))
+    return errs
+
+
+def _array_errors(instance: list, schema: dict[str, Any], ptr: str) -> list[SchemaError]:
+    errs = []
+    if "minItems" in schema and len(instance) < schema["minItems"]:
+        errs.append(SchemaError(ptr, f"needs at least {schema['minItems']} item(s), has {len(instance)}",
+                                "minItems"))
+    if "maxItems" in schema and len(instance) > schema["maxItems"]:
+        errs.append(SchemaError(ptr, f"allows at most {schema['maxItems']} items, has {len(instance)}", "maxItems"))
+    if schema.get("uniqueItems"):
+        seen: list[Any] = []
+        for i, item in enumerate(instance):
+            if any(_equal(item, s) for s in seen):
+                errs.append(SchemaError(f"{ptr}/{i}", f"repeats {_show(item)}; items must be unique",
+                                        "uniqueItems"))
+            seen.append(item)
+    if isinstance(schema.get("items"), dict):
+        for i, item in enumerate(instance):
+            errs.extend(validate(item, schema["items"], f"{ptr}/{i}"))
+    return errs
+
+
+def _object_errors(instance: dict, schema: dict[str, Any], ptr: str) -> list[SchemaError]:
+    errs = []
+    for name in schema.get("required", []):
+        if name not in instance:
+            errs.append(SchemaError(ptr, f"missing required field {_show(name)}", "required"))
+    props = schema.get("properties", {})
+    for name, value in instance.items():
+        child = f"{ptr}/{escape_pointer(name)}"
+        if name in props:
+            errs.extend(validate(value, props[name], child))
+        elif schema.get("additionalProperties") is False:
+            errs.append(SchemaError(child, f"unknown field {_show(name)}", "additionalProperties", at_key=True))
+        elif isinstance(schema.get("additionalProperties"), dict):
+            errs.extend(validate(value, schema["additionalProperties"], child))
+    return errs
+
+
+def _combinator_errors(instance: Any, schema: dict[str, Any], ptr: str) -> list[SchemaError]:
+    errs = []
     if "if" in schema:
         branch = "then" if not validate(instance, schema["if"], ptr) else "else"
         if branch in schema:

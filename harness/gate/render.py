@@ -169,38 +169,7 @@ def annotations(result: GateResult) -> str:
 
 # --- SARIF ------------------------------------------------------------------------------------------------
 
-_GATE_RULES: dict[str, tuple[str, str, str]] = {
-    # id: (name, short description, full description)
-    "PG-FMT": ("SubmissionFormat", "A record PR adds one folder with README.md, submission.json, train_gpt.py and logs",
-               "A record PR only adds one new folder under records/<track>/ holding README.md, a submission.json that "
-               "validates against the documented schema, train_gpt.py and a train log per seed (README; #1031, "
-               "#1120)."),
-    "PG-LOG": ("TrainLogs", "Train logs belong to the submitted script and agree with submission.json",
-               "Every seed's train log is parsed in the official grammar; its code size/hash/source must match the "
-               "submitted train_gpt.py (stale logs, #86) and its reported stage must agree with submission.json."),
-    "PG-SIZE-001": ("ArtifactSize", "Artifact = code bytes + compressed model bytes <= 16,000,000",
-                    "Decimal bytes, not MiB, for every seed; all counted code lives in train_gpt.py (#1959)."),
-    "PG-TIME-TRAIN": ("TrainingTime", "Training <= 600 s including calibration and artifact production",
-                      "GPTQ/Hessian calibration and artifact creation count toward the 600 s training budget (#609)."),
-    "PG-TIME-EVAL": ("EvaluationTime", "Evaluation <= 600 s including TTT and precompute",
-                     "The evaluation budget includes test-time training, n-gram precompute and SLOT (#529, #1972)."),
-    "PG-STAT-001": ("Significance", "At least 3 seeds of the same config beat the record significantly",
-                    "README: >= 0.005 nats at p < 0.01; later practice: one-sided Welch t-test (PR #1902). Waived for "
-                    "systems-only changes."),
-    "PG-CHRONO": ("Chronology", "Records count in PR order up to the cutoff",
-                  "Leaderboard cutoff 2026-05-02T00:00Z; later only compliance-restoring fixes count (#2146)."),
-    "PG-AUDIT": ("AuditCoverage", "Every Python file of the submission can be audited",
-                 "A file the static audit cannot read or parse leaves the legality verdict incomplete."),
-}
 _LEVEL = {"error": "error", "warning": "warning", "note": "note"}
-
-
-def _gate_descriptor(rule_id: str) -> dict[str, Any]:
-    name, short, full = _GATE_RULES.get(rule_id, (rule_id, rule_id, rule_id))
-    return {"id": rule_id, "name": name, "shortDescription": {"text": short}, "fullDescription": {"text": full},
-            "help": {"text": f"{short}. {full}", "markdown": f"**{short}.** {full}"},
-            "defaultConfiguration": {"level": "error"},
-            "properties": {"tags": ["parameter-golf", "compliance", "gate"], "precision": "high"}}
 
 
 def _slug(text: str) -> str:
@@ -208,7 +177,8 @@ def _slug(text: str) -> str:
 
 
 def _run(fr: FolderResult | None, result: GateResult) -> dict[str, Any]:
-    from audits.outputs.sarif import run_for
+    from audits.outputs.sarif import descriptor, run_for
+    from audits.registry import entry_by_id
     from audits.results import AuditResult
 
     audit = fr.audit if fr is not None and fr.audit is not None else \
@@ -226,7 +196,7 @@ def _run(fr: FolderResult | None, result: GateResult) -> dict[str, Any]:
                     continue  # the audit's own findings are already in the run
                 if m.rule not in index:
                     index[m.rule] = len(rules)
-                    rules.append(_gate_descriptor(m.rule))
+                    rules.append(descriptor(entry_by_id(m.rule)))
                 loc: dict[str, Any] = {"artifactLocation": {"uri": m.path}}
                 if m.line:
                     loc["region"] = {"startLine": m.line, **({"startColumn": m.column} if m.column else {})}

@@ -7,13 +7,15 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audits.api import Target, audit_targets, pr_url_for, tool_info
+from audits.api import Target, tool_info
 from audits.gitpr import merging_commit
+from core.competition import pr_url_for
+from core.runlogs import read_logs
 from harness.gate import checks, gitdiff
 from harness.gate.config import GateConfig, Record
 from harness.gate.gitdiff import GateError
-from harness.gate.logs import read_logs
 from harness.gate.model import FolderResult, GateResult
+from harness.run import DynamicOptions, RunError, audit_and_run
 
 
 @dataclass
@@ -26,19 +28,7 @@ class GateOptions:
     jobs: int | None = None
     cache_dir: object = None  # a Cache, a folder, or None (no cache)
     html_dir: str | None = None  # also render the HTML report (the `reports` package) of the audited folders
-    dynamic_args: object = None  # the parsed --dynamic options: also run each folder's script, sandboxed and traced
-
-
-def _run_dynamic(args, targets, results) -> None:
-    """The dynamic audit of each folder's script (sandboxed, traced), attached to its audit result."""
-    try:
-        from harness import dynamic
-    except ImportError as e:
-        raise GateError(f"--dynamic needs the torch extra (pip install torch==2.13.0 -e '.[torch]'): {e}") from None
-    try:
-        dynamic.run_for_results(args, targets, results, [])
-    except (OSError, ValueError, RuntimeError) as e:
-        raise GateError(f"dynamic audit: {e}") from None
+    dynamic: DynamicOptions | None = None  # also run each folder's script, sandboxed and traced
 
 
 def record_from_logs(folder: str | os.PathLike[str]) -> Record:
@@ -118,9 +108,10 @@ def run_gate(opts: GateOptions) -> GateResult:
             audited = [f for f in folders if f.root.is_dir()]
             targets = [Target(f.folder, [f.root], display_root=root, pr=opts.pr,
                               pr_url=pr_url_for(opts.pr) if opts.pr else None) for f in audited]
-            results = audit_targets(targets, jobs=opts.jobs, cache_dir=opts.cache_dir)
-            if opts.dynamic_args is not None:
-                _run_dynamic(opts.dynamic_args, targets, results)
+            try:
+                results = audit_and_run(targets, jobs=opts.jobs, cache=opts.cache_dir, dynamic=opts.dynamic)
+            except RunError as e:
+                raise GateError(str(e)) from None
             audits = dict(zip((f.folder for f in audited), results, strict=True))
             for f in folders:
                 audit = audits.get(f.folder)

@@ -48,9 +48,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import json
 
     from audits.cache import default_cache_dir
-    from audits.gitpr import GitPRError
     from audits.outputs import write_atomic
-    from harness.cli import EXIT_OK, _Fatal, _from_cwd, _last_line, _stdout
+    from core.git import GitError
+    from harness.cli.common import EXIT_OK, Fatal, from_cwd, last_line, stdout
     from harness.sweep import result
     from harness.sweep.prs import SweepInputError, load_metadata, parse_date
     from harness.sweep.run import Options, run
@@ -59,13 +59,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         since = parse_date(args.since) if args.since else None
         metadata = load_metadata(Path(args.metadata)) if args.metadata else {}
     except SweepInputError as e:
-        raise _Fatal(str(e)) from None
+        raise Fatal(str(e)) from None
     opts = Options(repo=Path(args.repo), prs=args.pr, since=since, jobs=args.jobs, metadata=metadata,
                    cache_dir=None if args.no_cache else default_cache_dir())
     try:
         outcome = run(opts)
-    except GitPRError as e:
-        raise _Fatal(str(e)) from None
+    except GitError as e:
+        raise Fatal(str(e)) from None
     doc = result.build(opts, outcome)
     out = Path(args.out)
     written = []
@@ -81,11 +81,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             write_atomic(args.sarif, render("sarif", result.audit_results(doc), root=str(opts.repo)))
             written.append(Path(args.sarif))
     except OSError as e:
-        raise _Fatal(f"cannot write {getattr(e, 'filename', None) or args.out}: {e.strerror or e}") from None
+        raise Fatal(f"cannot write {getattr(e, 'filename', None) or args.out}: {e.strerror or e}") from None
     s = doc["summary"]
-    _stdout("".join(f"{_from_cwd(Path(os.path.abspath(p)))}\n" for p in written))
+    stdout("".join(f"{from_cwd(Path(os.path.abspath(p)))}\n" for p in written))
     v = s["verdicts"]
-    _last_line(EXIT_OK, f"swept {s['prs']} PRs: {s['audited']} audited ({v['FAIL']} FAIL, {v['WARN']} WARN, "
+    last_line(EXIT_OK, f"swept {s['prs']} PRs: {s['audited']} audited ({v['FAIL']} FAIL, {v['WARN']} WARN, "
                         f"{v['PASS']} PASS, {v['INCOMPLETE']} incomplete), {s['no_records']} without records/ "
                         f"changes, {s['errors']} errors; {s['clusters']} clusters of shared violating code; "
                         f"{s['from_journal']} from the journal")

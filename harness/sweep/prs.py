@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from audits.gitpr import GitPRError, _git
+from core.git import GitError, git
 
 _PULL_HEAD = re.compile(r"^refs/pull/(\d+)/head$")
 
@@ -35,7 +35,7 @@ class PRInfo:
 
 def list_pull_heads(repo: Path) -> dict[int, str]:
     """Every `refs/pull/N/head` of the clone: PR number -> head commit."""
-    out = _git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/pull/").stdout
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/pull/").stdout
     heads: dict[int, str] = {}
     for line in out.splitlines():
         ref, _, sha = line.partition(" ")
@@ -58,7 +58,7 @@ def commit_dates(repo: Path, shas: list[str]) -> dict[str, str]:
                           input="\n".join(sorted(set(shas))) + "\n", capture_output=True, text=True, env=env,
                           timeout=300)
     if proc.returncode != 0:
-        raise GitPRError(f"git log failed in {repo}: {proc.stderr.strip().splitlines()[-1:] or ['?']}")
+        raise GitError(f"git log failed in {repo}: {proc.stderr.strip().splitlines()[-1:] or ['?']}")
     out = {}
     for line in proc.stdout.splitlines():
         sha, _, ts = line.partition(" ")

@@ -16,7 +16,8 @@ from typing import Any, Callable
 
 from audits.api import tool_version
 from audits.cache import Cache
-from audits.gitpr import GitPRError, check_repo, read_branch, resolve_pr
+from audits.gitpr import read_branch, resolve_pr
+from core.git import GitError, check_repo
 from harness.sweep import worker
 from harness.sweep.journal import Journal
 from harness.sweep.progress import Progress
@@ -52,7 +53,7 @@ def select(opts: Options) -> tuple[list[PRInfo], dict[int, str]]:
         if n not in heads:
             try:
                 heads[n] = resolve_pr(opts.repo, n)
-            except GitPRError as e:
+            except GitError as e:
                 missing[n] = str(e)
     dates = commit_dates(opts.repo, [heads[n] for n in numbers if n in heads])
     infos = []

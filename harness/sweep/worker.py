@@ -14,7 +14,8 @@ from typing import Any
 
 from audits.api import Target, audit_targets, pr_url_for
 from audits.cache import Cache
-from audits.gitpr import BlobReader, Branch, GitPRError, extract_folder, resolve_change
+from audits.gitpr import Branch, extract_folder, resolve_change
+from core.git import BlobReader, GitError
 from audits.results import AuditResult, FileResult
 from audits.types import Severity, Status
 from harness.sweep import fingerprints as fp
@@ -65,7 +66,7 @@ def audit_pr(number: int, head: str) -> dict[str, Any]:
                               "violations": [], "functions": []}
     try:
         change = resolve_change(_CTX.repo, number, head, _CTX.branch)
-    except GitPRError as e:
+    except GitError as e:
         record.update(status="error", error=str(e))
         return record
     clock.lap("resolve")
@@ -82,7 +83,7 @@ def audit_pr(number: int, head: str) -> dict[str, Any]:
                 missing[folder] = extract_folder(_CTX.repo, change.commit, folder, root, _blobs(), keep=audit_input)
                 targets.append(Target(folder, [root.joinpath(*PurePosixPath(folder).parts)], display_root=root,
                                       pr=number, pr_url=pr_url_for(number)))
-        except GitPRError as e:
+        except GitError as e:
             record.update(status="error", error=str(e))
             return record
         clock.lap("extract")

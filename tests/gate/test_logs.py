@@ -9,7 +9,7 @@ import pytest
 
 from harness.gate import checks
 from harness.gate.config import GateConfig
-from harness.gate.logs import find_logs, parse_log, read_log
+from core.runlogs import find_logs, parse_log, read_log
 from harness.gate.model import Status
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from audits.results import AuditResult
 from harness import sandbox
 from harness.dynamic import ScriptOptions, audit_script, format_terminal
 
@@ -326,12 +327,7 @@ def test_switching_the_tracer_off_fails_every_condition(name, cache, tmp_path):
     assert all(d["verdict"]["conditions"][c] == "FAIL" for c in ("C1", "C2", "C3", "C4")), d["verdict"]
     inst = [c for c in d["checks"] if c["id"] == "instrumentation"]
     assert [c["condition"] for c in inst] == ["C1", "C2", "C3", "C4"] and TAMPERED[name] in inst[0]["message"]
-    assert "FAIL C3    instrumentation: the instrumentation was disturbed" in format_terminal([_Holder(d)])
-
-
-class _Holder:
-    def __init__(self, d):
-        self.dynamic = d
+    assert "FAIL C3    instrumentation: the instrumentation was disturbed" in format_terminal([AuditResult(target=name, dynamic=a.result)])
 
 
 @needs_bwrap
@@ -354,7 +350,7 @@ def test_a_rigged_trace_is_a_fail_with_reasons_and_no_host_bytes(cache, tmp_path
     files = next(c for c in d["checks"] if c["id"] == "trace-files")
     assert files["verdict"] == "FAIL" and "refused (a symbolic link)" in files["message"] \
         and "refused (a FIFO)" in files["message"]
-    text = json.dumps(d) + format_terminal([_Holder(d)]) + a.sandbox.stdout + a.sandbox.stderr
+    text = json.dumps(d) + format_terminal([AuditResult(target="x", dynamic=a.result)]) + a.sandbox.stdout + a.sandbox.stderr
     assert "root:x:0:0" not in text and "scorefirst-sandbox\n" not in a.sandbox.stderr
 
 

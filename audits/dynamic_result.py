@@ -1,7 +1,7 @@
 """The dynamic audit's result: the ``dynamic`` section of an :class:`audits.results.AuditResult` (single source of truth).
 
-``DynamicResult.to_dict()`` is what ``AuditResult.dynamic`` holds and what the HTML report renders; its shape is
-fixed::
+``AuditResult.dynamic`` holds a ``DynamicResult``; ``to_dict()`` is its JSON section (read back with ``from_dict``
+only where a file is read), and its shape is fixed::
 
     {
      "mode": "reference" | "script",          # the reference model through its observer, or a traced script
@@ -46,16 +46,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-VERDICTS = ("PASS", "WARN", "FAIL")
+from audits.types import Verdict
+
 CHECK_CONDITIONS = ("C1", "C2", "C3", "C4", "DATA", "BYTES")
 TIMELINE_CAP = 2000
 VIOLATION_CAP = 200
-_RANK = {"PASS": 0, "WARN": 1, "FAIL": 2}
 
 
-def worst(*verdicts: str | None) -> str | None:
-    vs = [v for v in verdicts if v in _RANK]
-    return max(vs, key=_RANK.__getitem__) if vs else None
+def _verdict(v: Verdict | str | None) -> Verdict | None:
+    return None if v is None else Verdict(v)
 
 
 def _num(x: Any) -> float | None:
@@ -88,16 +87,16 @@ class Violation:
 class Check:
     id: str
     condition: str
-    verdict: str
+    verdict: Verdict
     message: str
     first_violation: Violation | None = None
 
     def __post_init__(self):
         assert self.condition in CHECK_CONDITIONS, self.condition
-        assert self.verdict in VERDICTS, self.verdict
+        self.verdict = Verdict(self.verdict)
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "condition": self.condition, "verdict": self.verdict, "message": self.message,
+        return {"id": self.id, "condition": self.condition, "verdict": self.verdict.value, "message": self.message,
                 "first_violation": self.first_violation.to_dict() if self.first_violation else None}
 
     @classmethod
@@ -111,17 +110,18 @@ class Check:
 class Probe:
     name: str           # "future-perturbation" | "normalization"
     condition: str      # "C1" | "C2"
-    verdict: str
+    verdict: Verdict
     probed: str
     max_abs_diff: float | None
     message: str
 
     def __post_init__(self):
         assert self.name in ("future-perturbation", "normalization"), self.name
-        assert self.condition in ("C1", "C2") and self.verdict in VERDICTS
+        assert self.condition in ("C1", "C2"), self.condition
+        self.verdict = Verdict(self.verdict)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "condition": self.condition, "verdict": self.verdict, "probed": self.probed,
+        return {"name": self.name, "condition": self.condition, "verdict": self.verdict.value, "probed": self.probed,
                 "max_abs_diff": _num(self.max_abs_diff), "message": self.message}
 
     @classmethod
@@ -165,8 +165,11 @@ class Timeline:
 @dataclass
 class Agreement:
     condition: str
-    static: str | None
-    dynamic: str | None
+    static: Verdict | None
+    dynamic: Verdict | None
+
+    def __post_init__(self):
+        self.static, self.dynamic = _verdict(self.static), _verdict(self.dynamic)
 
     @property
     def agree(self) -> bool | None:
@@ -175,7 +178,8 @@ class Agreement:
         return self.static == self.dynamic
 
     def to_dict(self) -> dict:
-        return {"condition": self.condition, "static": self.static, "dynamic": self.dynamic, "agree": self.agree}
+        return {"condition": self.condition, "static": self.static and self.static.value,
+                "dynamic": self.dynamic and self.dynamic.value, "agree": self.agree}
 
 
 @dataclass
@@ -219,19 +223,15 @@ class DynamicResult:
     agreement: list[Agreement] = field(default_factory=list)
     sandbox: SandboxInfo | None = None
 
-    def condition_verdicts(self) -> dict[str, str | None]:
-        out: dict[str, str | None] = {c: None for c in ("C1", "C2", "C3", "C4")}
-        for item in [*self.checks, *self.probes]:
-            if item.condition in out:
-                out[item.condition] = worst(out[item.condition], item.verdict)
-        return out
+    def condition_verdicts(self) -> dict[str, Verdict | None]:
+        return {c: self.verdict_of(c) for c in ("C1", "C2", "C3", "C4")}
 
-    def overall(self) -> str:
-        return worst(*(i.verdict for i in [*self.checks, *self.probes])) or "PASS"
+    def overall(self) -> Verdict:
+        return Verdict.worst(*(i.verdict for i in [*self.checks, *self.probes])) or Verdict.PASS
 
-    def verdict_of(self, condition: str) -> str | None:
+    def verdict_of(self, condition: str) -> Verdict | None:
         """Worst verdict of one condition, including DATA and BYTES (which the verdict table leaves out)."""
-        return worst(*(i.verdict for i in [*self.checks, *self.probes] if i.condition == condition))
+        return Verdict.worst(*(i.verdict for i in [*self.checks, *self.probes] if i.condition == condition))
 
     def to_dict(self) -> dict:
         led = self.ledger or {}
@@ -251,7 +251,8 @@ class DynamicResult:
             "timeline": self.timeline.to_dict(),
             "agreement": [a.to_dict() for a in self.agreement],
             "sandbox": self.sandbox.to_dict() if self.sandbox else None,
-            "verdict": {"conditions": self.condition_verdicts(), "overall": self.overall()},
+            "verdict": {"conditions": {c: v and v.value for c, v in self.condition_verdicts().items()},
+                        "overall": self.overall().value},
         }
 
     @classmethod

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.gate.config import TRAIN_OVERRUN_S
+from core.competition import TRAIN_OVERRUN_S
 
 LOG_SUFFIXES = (".log", ".txt")
 _NUM = r"-?(?:\d[\d,_]*+(?:\.\d++)?|\.\d++)(?:[eE][-+]?\d++)?"  # possessive: no backtracking on long digit runs
@@ -291,6 +291,17 @@ def _embedded_code(lines: list[str]) -> tuple[str | None, int]:
     return None, 0
 
 
+@dataclass
+class _Reading:
+    """What parse_log carries from line to line."""
+
+    header_done: bool = False
+    last_train_line: int = 0
+    pending: dict[str, Stage] = field(default_factory=dict)  # stages waiting for their `_exact` twin
+    progress: dict[str, tuple[float, int, int]] = field(default_factory=dict)  # loop -> (total s, line, lines seen)
+    total_has_codec: bool = False
+
+
 def parse_log(text: str, path: str) -> RunLog:
     log = RunLog(path=path)
     text = text.replace("\r\n", "\n")
@@ -303,11 +314,7 @@ def parse_log(text: str, path: str) -> RunLog:
         log.seed_from_name = int(m.group(1))
     log.embedded_code, start = _embedded_code(lines)
     log.embedded_code_end = start
-    header_done = False
-    last_train_line = 0
-    pending: dict[str, Stage] = {}
-    progress: dict[str, tuple[float, int, int]] = {}  # loop name -> (running total s, line, lines seen)
-    total_has_codec = False
+    r = _Reading()
     for idx in range(start, len(lines)):
         raw = lines[idx]
         n = idx + 1
@@ -317,63 +324,10 @@ def parse_log(text: str, path: str) -> RunLog:
         if not line:
             continue
         if _SEPARATOR.match(line):
-            if not header_done:
+            if not r.header_done:
                 log.config.clear()  # what came before was the environment dump (versions, nvidia-smi)
             continue
-        sm = _STEP.match(line)
-        if sm:
-            header_done = True
-            step, total = (sm.group(1), sm.group(2)) if sm.group(1) else (sm.group(3), sm.group(4))
-            tokens = dict(_TOKEN.findall(line))
-            if "val_loss" in tokens and "val_bpb" in tokens:
-                st = _stage(line, f"step:{step}", tokens, n)
-                if st is not None:
-                    st.in_training = True
-                    log.stages.append(st)
-            log.steps, log.total_steps = int(step), int(total)
-            # `train_time:` (official), `t:` (some forks); a bare number is milliseconds
-            elapsed = tokens.get("train_time", tokens.get("t"))
-            ms = _duration_ms(elapsed) if elapsed else None
-            if ms is not None:
-                log.train_ms, log.train_line = ms, n
-            avg = tokens.get("step_avg", tokens.get("avg"))
-            avg_ms = _duration_ms(avg) if avg else None
-            if avg_ms is not None:
-                log.step_avg_ms = avg_ms
-            last_train_line = n
-            continue
-        if line.startswith("warmup_step"):
-            header_done = True
-            continue
-        stop = _STOP.match(line)
-        if stop:
-            header_done = True
-            log.stopped_early = True
-            log.train_ms = _seconds(stop.group(1), stop.group(2)) * 1000.0
-            log.train_line = n
-            if stop.group(3):
-                log.steps, log.total_steps = int(stop.group(3)), int(stop.group(4))
-            last_train_line = n
-            continue
-        mm = _MODEL.match(line)
-        if mm:
-            header_done = True
-            # the compressed model (`Serialized model int6+lzma: …`) over the raw one (`Serialized model: …`)
-            if mm.group(1) or not log.codec:
-                log.model_bytes, log.model_line, log.codec = _int(mm.group(2)), n, mm.group(1) or ""
-            continue
-        cm = _CODE.match(line)
-        if cm:
-            if (cm.group(1) or "").lower() == "compressed":
-                log.code_compressed_bytes, log.code_compressed_line = _int(cm.group(2)), n
-            else:
-                log.code_bytes, log.code_line = _int(cm.group(2)), n
-            continue
-        tm = _TOTAL.match(line)
-        if tm:
-            if tm.group(1) or not total_has_codec:
-                log.total_bytes, log.total_line = _int(tm.group(2)), n
-                total_has_codec = bool(tm.group(1))
+        if _training_line(line, n, log, r) or _size_line(line, n, log, r):
             continue
         for hm in _HASH.finditer(line):
             log.hashes.append((hm.group(1), hm.group(2).lower(), n))
@@ -382,42 +336,119 @@ def parse_log(text: str, path: str) -> RunLog:
         shm = _SHARDS.search(line)
         if shm:
             log.train_shards = (int(shm.group(1)), n)
+        if _stage_line(line, n, log, r):
+            continue
+        _header_line(line, n, log, r)
+        _phases(line, n, log, r.progress)
+    log.training_end_line = r.last_train_line
+    _progress_phases(log, r.progress)
+    # A stage is an evaluation of the finished model only when it comes after training.
+    log.stages = [s for s in log.stages if s.in_training or s.line > r.last_train_line]
+    log.phases = [p for p in log.phases if p.kind in ("artifact_total", "eval_total") or p.line > r.last_train_line]
+    return log
+
+
+def _training_line(line: str, n: int, log: RunLog, r: _Reading) -> bool:
+    """A training step, a warm-up step or the early stop; True when the line was one."""
+    sm = _STEP.match(line)
+    if sm:
+        r.header_done = True
+        step, total = (sm.group(1), sm.group(2)) if sm.group(1) else (sm.group(3), sm.group(4))
         tokens = dict(_TOKEN.findall(line))
         if "val_loss" in tokens and "val_bpb" in tokens:
-            label = _label(line)
-            base = label[:-len("_exact")] if label.endswith("_exact") else None
-            if base is not None and base in pending:
-                st = pending.pop(base)
-                twin = _stage(line, base, tokens, n)
-                if twin is not None:
-                    st.val_loss, st.val_bpb = twin.val_loss, twin.val_bpb
-                    st.loss_decimals, st.bpb_decimals = twin.loss_decimals, twin.bpb_decimals
-                    st.exact_line = n
-                continue
-            st = _stage(line, base or label, tokens, n)
+            st = _stage(line, f"step:{step}", tokens, n)
             if st is not None:
-                if base is not None:
-                    st.exact_line = n
+                st.in_training = True
                 log.stages.append(st)
-                pending[st.label] = st
-            continue
-        if log.val_tokens is None:
-            tk = (_TOKENS if not header_done else _VAL_TOKENS).search(line)
-            if tk:
-                log.val_tokens, log.val_tokens_line = _int(tk.group(1)), n
-        if not header_done:
-            _config_tokens(line, log)
-            if log.seed is None:
-                sd = _SEED.search(line)
-                if sd:
-                    log.seed, log.seed_line = int(sd.group(1)), n
-        _phases(line, n, log, progress)
-    log.training_end_line = last_train_line
-    _progress_phases(log, progress)
-    # A stage is an evaluation of the finished model only when it comes after training.
-    log.stages = [s for s in log.stages if s.in_training or s.line > last_train_line]
-    log.phases = [p for p in log.phases if p.kind in ("artifact_total", "eval_total") or p.line > last_train_line]
-    return log
+        log.steps, log.total_steps = int(step), int(total)
+        # `train_time:` (official), `t:` (some forks); a bare number is milliseconds
+        elapsed = tokens.get("train_time", tokens.get("t"))
+        ms = _duration_ms(elapsed) if elapsed else None
+        if ms is not None:
+            log.train_ms, log.train_line = ms, n
+        avg = tokens.get("step_avg", tokens.get("avg"))
+        avg_ms = _duration_ms(avg) if avg else None
+        if avg_ms is not None:
+            log.step_avg_ms = avg_ms
+        r.last_train_line = n
+        return True
+    if line.startswith("warmup_step"):
+        r.header_done = True
+        return True
+    stop = _STOP.match(line)
+    if stop:
+        r.header_done = True
+        log.stopped_early = True
+        log.train_ms = _seconds(stop.group(1), stop.group(2)) * 1000.0
+        log.train_line = n
+        if stop.group(3):
+            log.steps, log.total_steps = int(stop.group(3)), int(stop.group(4))
+        r.last_train_line = n
+        return True
+    return False
+
+
+def _size_line(line: str, n: int, log: RunLog, r: _Reading) -> bool:
+    """The serialized model, code and total submission sizes; True when the line was one."""
+    mm = _MODEL.match(line)
+    if mm:
+        r.header_done = True
+        # the compressed model (`Serialized model int6+lzma: …`) over the raw one (`Serialized model: …`)
+        if mm.group(1) or not log.codec:
+            log.model_bytes, log.model_line, log.codec = _int(mm.group(2)), n, mm.group(1) or ""
+        return True
+    cm = _CODE.match(line)
+    if cm:
+        if (cm.group(1) or "").lower() == "compressed":
+            log.code_compressed_bytes, log.code_compressed_line = _int(cm.group(2)), n
+        else:
+            log.code_bytes, log.code_line = _int(cm.group(2)), n
+        return True
+    tm = _TOTAL.match(line)
+    if tm:
+        if tm.group(1) or not r.total_has_codec:
+            log.total_bytes, log.total_line = _int(tm.group(2)), n
+            r.total_has_codec = bool(tm.group(1))
+        return True
+    return False
+
+
+def _stage_line(line: str, n: int, log: RunLog, r: _Reading) -> bool:
+    """An evaluation line (`<label> val_loss:… val_bpb:…`), or the `_exact` twin of one; True when it was."""
+    tokens = dict(_TOKEN.findall(line))
+    if "val_loss" not in tokens or "val_bpb" not in tokens:
+        return False
+    label = _label(line)
+    base = label[:-len("_exact")] if label.endswith("_exact") else None
+    if base is not None and base in r.pending:
+        st = r.pending.pop(base)
+        twin = _stage(line, base, tokens, n)
+        if twin is not None:
+            st.val_loss, st.val_bpb = twin.val_loss, twin.val_bpb
+            st.loss_decimals, st.bpb_decimals = twin.loss_decimals, twin.bpb_decimals
+            st.exact_line = n
+        return True
+    st = _stage(line, base or label, tokens, n)
+    if st is not None:
+        if base is not None:
+            st.exact_line = n
+        log.stages.append(st)
+        r.pending[st.label] = st
+    return True
+
+
+def _header_line(line: str, n: int, log: RunLog, r: _Reading) -> None:
+    """The validation token count, and before training the config tokens and the seed."""
+    if log.val_tokens is None:
+        tk = (_TOKENS if not r.header_done else _VAL_TOKENS).search(line)
+        if tk:
+            log.val_tokens, log.val_tokens_line = _int(tk.group(1)), n
+    if not r.header_done:
+        _config_tokens(line, log)
+        if log.seed is None:
+            sd = _SEED.search(line)
+            if sd:
+                log.seed, log.seed_line = int(sd.group(1)), n
 
 
 def _normalize(raw: str) -> str:

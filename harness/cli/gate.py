@@ -1,8 +1,11 @@
-"""`scorefirst gate`: the command-line entry of the gate (registered by `harness.cli`)."""
+"""`scorefirst gate`: parse the gate's arguments into `GateOptions` and run it (harness/gate/runner.py)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from harness.cli.common import EXIT_ERROR, UsageError, last_line, positive_int, stdout
+from harness.cli.dynamic_args import add_dynamic_arguments, dynamic_options
 
 GATE_EPILOG = """\
 checks (one verdict per submission folder and check):
@@ -53,11 +56,9 @@ def add_parser(sub) -> None:
     if _has_reports():
         gate.add_argument("--html", metavar="DIR",
                           help="also render the HTML report of the audited folders into DIR")
-    gate.add_argument("--pr", type=_positive_int, metavar="N", help="label the results with pull request N")
+    gate.add_argument("--pr", type=positive_int, metavar="N", help="label the results with pull request N")
     gate.add_argument("--no-cache", action="store_true", help="do not read or write the audit's result cache")
-    gate.add_argument("--jobs", type=_positive_int, metavar="N", help="audit worker processes (default: all cores)")
-    from harness.cli import add_dynamic_arguments
-
+    gate.add_argument("--jobs", type=positive_int, metavar="N", help="audit worker processes (default: all cores)")
     add_dynamic_arguments(gate)  # on a GPU runner: also run each folder's script sandboxed and traced
     gate.set_defaults(func=cmd_gate)
 
@@ -71,17 +72,10 @@ def _has_reports() -> bool:
         return False
 
 
-def _positive_int(text: str) -> int:
-    from harness.cli import _positive_int as pos
-
-    return pos(text)
-
-
 def cmd_gate(args: argparse.Namespace) -> int:
     from audits.api import tool_version
     from audits.cache import Cache, default_cache_dir
     from audits.outputs import write_atomic
-    from harness.cli import EXIT_ERROR, UsageError, _last_line, _stdout
     from harness.gate.config import ConfigError, GateConfig, load_config, parse_record_bpb
     from harness.gate.render import render
     from harness.gate.runner import GateOptions, run_gate
@@ -97,7 +91,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else Cache(default_cache_dir(), tool_version())
     opts = GateOptions(repo=Path(args.repo), base=args.base, head=args.head, config=cfg, pr=args.pr, jobs=args.jobs,
                        cache_dir=cache, html_dir=getattr(args, "html", None),
-                       dynamic_args=args if args.dynamic else None)
+                       dynamic=dynamic_options(args))
     result = run_gate(opts)
     failures = []
     for fmt, dest in (("json", args.json), ("sarif", args.sarif), ("markdown", args.markdown)):
@@ -106,9 +100,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
                 write_atomic(dest, render(fmt, result))
             except OSError as e:
                 failures.append(f"cannot write {dest}: {e.strerror or e}")
-    _stdout(render(args.format, result))
+    stdout(render(args.format, result))
     code, reason = result.exit_code(), result.reason()
     if failures:
         code, reason = EXIT_ERROR, "; ".join(failures)
-    _last_line(code, reason)
+    last_line(code, reason)
     return code
