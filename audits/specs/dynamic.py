@@ -130,6 +130,25 @@ def specs() -> list[Spec]:
             Use instead:
                 Count the bytes of the raw validation text.
             """),
+        _spec("repeated-targets", "repeated-targets", (DATA,), W, "PG-DATA-005",
+              "The reported mean counts every target once", """
+            The reported mean counts each validation target once: a sliding-window scorer whose last windows run past
+            the split's end and predict its last targets again is recognised, and those repeats are counted in the
+            reported-loss and reported-bpb comparisons instead of being read as a re-score.
+
+            What it flags:
+                Targets predicted more than once, each time from the state that first scored them, whose repeats
+                the reported mean includes (WARN: nothing leaks, C3 and C4 are unaffected, but the score is not the
+                canonical once-per-target mean; the message gives the bpb as counted and with every target once).
+            Why it is illegal:
+                The score is the mean over the whole split with every target counted once; counting some twice
+                weights the split differently from everyone else's score.
+            Example:
+                `for s in range(0, total, stride)` with windows starting at `max(wlen - stride, 0)` past the end,
+                as in several record scripts.
+            Use instead:
+                Stop the windows at the split's end, or score only the targets no earlier window scored.
+            """),
         _spec("reported-from-trained-state", "reported-from-trained-state", (C3,), E, "PG-TTT-001",
               "The reported score is not computed by a state trained on its tokens", """
             Traced runs: the computations the reported score sums were not made by a state trained on their
