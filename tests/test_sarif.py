@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 
 from audits.api import audit_paths
+from audits.dynamic_result import DynamicResult
 from audits.outputs.sarif import FINGERPRINT_KEY, to_obj
 from audits.registry import all_rules
 from audits.results import AuditResult
@@ -161,7 +162,7 @@ def test_dynamic_failures_are_results_that_say_what_the_leak_is_worth():
     message states the leak magnitude and the first violation (figures of a real multi-epoch TTT run)."""
     sentence = "reported 2.1538 bpb; first-look 2.9276 bpb: the leak is worth 0.7738 bpb"
     detail = "position 1: first scored at seq 174, trained on at seq 175, predicted again at seq 306"
-    dyn = {"script": "sub/train_gpt.py", "probes": [],
+    dyn = {"mode": "script", "script": "sub/train_gpt.py", "probes": [],
            "leak": {"reported_loss": 5.16, "first_look_loss": 7.01, "reported_bpb": 2.1538, "first_look_bpb": 2.9276,
                     "worth_bpb": 0.7738, "sentence": sentence},
            "checks": [{"id": "reported-loss", "condition": "C4", "verdict": "FAIL", "first_violation":
@@ -171,7 +172,7 @@ def test_dynamic_failures_are_results_that_say_what_the_leak_is_worth():
                        "message": "57 positions were read by an update before they were scored; " + sentence},
                       {"id": "coverage", "condition": "DATA", "verdict": "PASS", "message": "covered",
                        "first_violation": None}]}
-    obj = to_obj([AuditResult(target="sub", dynamic=dyn)])
+    obj = to_obj([AuditResult(target="sub", dynamic=DynamicResult.from_dict(dyn))])
     validate(obj)
     run = obj["runs"][0]
     res = {r["ruleId"]: r for r in run["results"]}
@@ -180,5 +181,8 @@ def test_dynamic_failures_are_results_that_say_what_the_leak_is_worth():
     assert c4["level"] == "error" and sentence in c4["message"]["text"] and detail in c4["message"]["text"]
     assert res["dynamic/score-before-update"]["message"]["text"].count(sentence) == 1
     assert c4["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "sub/train_gpt.py"
-    assert run["tool"]["driver"]["rules"][c4["ruleIndex"]]["id"] == "dynamic/reported-loss"
+    rule = run["tool"]["driver"]["rules"][c4["ruleIndex"]]
+    assert rule["id"] == "dynamic/reported-loss"
+    # the descriptor is the catalogue's entry for the check: its doc and the ruling it cites
+    assert rule["properties"]["ruling"]["who"] and "What it flags" in rule["help"]["text"]
     assert c4["partialFingerprints"][FINGERPRINT_KEY]

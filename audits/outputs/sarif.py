@@ -20,10 +20,11 @@ from typing import Any
 
 from audits.outputs import decoded_note, file_line
 from audits.outputs.ruledoc import help_uri, rule_markdown, rule_text
-from audits.registry import all_rules
+from audits.registry import all_rules, entry_by_id
 from audits.results import AuditResult, Finding, fingerprint
 from audits.rule import Rule
-from audits.types import Confidence, Severity, Status
+from audits.dynamic_result import Check
+from audits.types import Confidence, Severity, Status, Verdict
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -135,43 +136,48 @@ def _result(f: Finding, index: int) -> dict[str, Any]:
 
 
 def _dynamic_descriptor(check_id: str, condition: str) -> dict[str, Any]:
-    return {
-        "id": f"dynamic/{check_id}",
-        "name": check_id,
-        "shortDescription": {"text": f"dynamic audit check {check_id} ({condition})"},
-        "fullDescription": {"text": f"A check of the dynamic audit (the script run under the tracer): {check_id}, "
-                                    f"condition {condition}."},
-        "help": {"text": "See docs/dynamic_audit.md (checks and probes)."},
-        "defaultConfiguration": {"level": "error"},
-        "properties": {"tags": ["parameter-golf", "compliance", "dynamic", f"condition/{condition}"]},
-    }
+    """The catalogue entry of a dynamic check or probe (audits/specs/dynamic.py), under the SARIF id
+    `dynamic/<check id>` that keeps it apart from a static rule of the same name."""
+    spec = entry_by_id(check_id)
+    if spec is None:  # a result read back from another version
+        return {"id": f"dynamic/{check_id}", "name": check_id,
+                "shortDescription": {"text": f"dynamic audit check {check_id} ({condition})"},
+                "help": {"text": f"See {help_uri(check_id)}"}, "defaultConfiguration": {"level": "error"},
+                "properties": {"tags": ["parameter-golf", "compliance", "dynamic", f"condition/{condition}"]}}
+    d = descriptor(spec)
+    d["id"] = f"dynamic/{check_id}"
+    d["properties"]["tags"].append("dynamic")
+    return d
 
 
 def _dynamic_results(result: AuditResult) -> list[tuple[str, str, dict[str, Any]]]:
     """(check id, condition, SARIF result) for each dynamic check or probe that did not pass, on the audited
     script: the check's message (a C3/C4 FAIL's ends with what the leak is worth) and its first violation."""
-    dyn = result.dynamic or {}
-    script = dyn.get("script") or result.target
-    leak = (dyn.get("leak") or {}).get("sentence")
+    dyn = result.dynamic
+    if dyn is None:
+        return []
+    script = dyn.script or result.target
+    leak = dyn.reconstructed.get("leak") or None
+    sentence = (leak or {}).get("sentence")
     out = []
-    for c in list(dyn.get("checks") or []) + list(dyn.get("probes") or []):
-        if c.get("verdict") not in ("FAIL", "WARN"):
+    for c in [*dyn.checks, *dyn.probes]:
+        if c.verdict not in (Verdict.FAIL, Verdict.WARN):
             continue
-        cid = c.get("id") or c.get("name")
-        text = c["message"]
-        if leak and c["verdict"] == "FAIL" and c["condition"] in ("C3", "C4") and leak not in text:
-            text += "; " + leak
-        fv = c.get("first_violation")
+        cid = c.id if isinstance(c, Check) else c.name
+        text = c.message
+        if sentence and c.verdict is Verdict.FAIL and c.condition in ("C3", "C4") and sentence not in text:
+            text += "; " + sentence
+        fv = c.first_violation.to_dict() if isinstance(c, Check) and c.first_violation is not None else None
         if fv:
             text += f". First violation: {fv['detail']}"
-        out.append((cid, c["condition"], {
-            "level": "error" if c["verdict"] == "FAIL" else "warning",
+        out.append((cid, c.condition, {
+            "level": "error" if c.verdict is Verdict.FAIL else "warning",
             "message": {"text": text},
             "locations": [{"physicalLocation": {"artifactLocation": _location(script),
                                                 "region": {"startLine": 1}}}],
-            "partialFingerprints": {FINGERPRINT_KEY: fingerprint(f"dynamic/{cid}", script, c["condition"], 0)},
-            "properties": {"dynamic": True, "condition": c["condition"], "verdict": c["verdict"],
-                           "firstViolation": fv, "leak": dyn.get("leak")},
+            "partialFingerprints": {FINGERPRINT_KEY: fingerprint(f"dynamic/{cid}", script, c.condition, 0)},
+            "properties": {"dynamic": True, "condition": c.condition, "verdict": c.verdict.value,
+                           "firstViolation": fv, "leak": leak},
         }))
     return out
 
