@@ -2,7 +2,7 @@
 
     python3 benchmarks/audit_real_scripts_gpu.py audit --corpus DIR --tokenizer FILE --out DIR \
         --case PR:folder-substring ... [--case-env PR:KEY=VALUE ...] [--val-tokens N] [--iterations N] \
-        [--probe-case PR] [--save-traces DIR]
+        [--probe-case PR] [--save-traces DIR] [--sandbox unshare]
     python3 benchmarks/audit_real_scripts_gpu.py overhead --corpus DIR --tokenizer FILE --out DIR --case PR:substr
 
 The corpus (``../shared/corpus``: one folder per PR with ``manifest.tsv`` giving each one's label and ruled rule)
@@ -188,6 +188,7 @@ def audit(args) -> int:
         try:
             a = audit_script(ScriptOptions(path=folder, data_path=dd, tokenizer_path=tok, val_tokens=args.val_tokens,
                                            iterations=args.iterations, env=env, gpu=gpu, nproc=1,
+                                           isolation=args.sandbox,
                                            probes=probes, probe_cuts=args.probe_cuts, keep=base / f"keep-{pr}",
                                            limits=Limits(cpu_seconds=args.timeout * 4, memory_mb=65536,
                                                          wall_seconds=args.timeout)))
@@ -324,6 +325,8 @@ def main() -> int:
     ap.add_argument("--case-env", action="append", help="PR:KEY=VALUE run setting for one case (repeatable)")
     ap.add_argument("--save-traces", help="audit: write each case's raw trace and ledger here (tar.xz)")
     ap.add_argument("--timeout", type=int, default=420)
+    ap.add_argument("--sandbox", default="auto", choices=["auto", "bwrap", "unshare"],
+                    help="audit: isolation (the GPU machines have no bubblewrap: name unshare there)")
     args = ap.parse_args()
     return audit(args) if args.what == "audit" else overhead(args)
 
