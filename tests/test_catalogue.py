@@ -2,7 +2,7 @@
 pages are built from.
 
 The ids are read from the code that emits them (with `ast`, nothing imported): the dynamic audit's `Check(...)` and
-`Probe(...)` ids, the gate's `check.add(RULE, ...)` ids, findings built outside a rule (`rule_id=...`,
+`Probe(...)` ids and the `id = "..."` of each ledger check class (harness/ledger_checks/), the gate's `check.add(RULE, ...)` ids, findings built outside a rule (`rule_id=...`,
 `rule_by_id(ID)`), and every rule id a catalogue doc points to (legal patterns such as PG-TTT-005)."""
 from __future__ import annotations
 
@@ -45,6 +45,13 @@ def emitted_ids() -> dict[str, str]:
         for kw in call.keywords:
             if kw.arg == "rule_id" and (i := _literal(kw.value)):
                 found.setdefault(i, where)
+    for path in sorted((ROOT / "harness" / "ledger_checks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef):
+                for stmt in node.body:
+                    if isinstance(stmt, ast.Assign) and [getattr(t, "id", None) for t in stmt.targets] == ["id"] \
+                            and (i := _literal(stmt.value)):
+                        found.setdefault(i, f"{path.relative_to(ROOT)}:{stmt.lineno}")
     for entry in catalogue():
         for ref in RULE_ID.findall(entry.doc()):
             found.setdefault(ref, f"the doc of {entry.id}")
@@ -61,7 +68,7 @@ def test_every_emitted_id_is_listed_by_scorefirst_rules(cli):
 
 def test_the_scan_finds_known_emitters():
     emitted = emitted_ids()
-    for i in ("score-before-update", "future-perturbation", "PG-FMT", "PG-TIME-TRAIN", "PG-DYNAMIC", "PG-NET",
+    for i in ("score-before-update", "repeated-targets", "future-perturbation", "PG-FMT", "PG-TIME-TRAIN", "PG-DYNAMIC", "PG-NET",
               "PG-TTT-005"):
         assert i in emitted, i
 

@@ -9,6 +9,7 @@ import pytest
 
 from harness.checks import Tolerance, build_timeline, check_ledger
 from harness.ledger import Ledger, LedgerWriter
+from harness.ledger_checks import discover
 
 N = 101  # positions 0..100, targets 1..100
 BYTES = np.r_[0, np.full(N - 1, 3)].astype(np.int16)
@@ -241,3 +242,20 @@ def test_ambiguous_reads_before_the_score_warn_and_never_fail_c3(tmp_path):
     amb = by["ambiguous-provenance"]
     assert amb.verdict == "WARN" and amb.condition == "C3" and amb.first_violation.position == 10
     assert amb.message.startswith("40 positions were read by updates before their first score")
+
+
+def test_every_check_is_a_discovered_module_and_runs_in_order(tmp_path):
+    """A check is found by its module in harness/ledger_checks/, and the checks speak in one fixed order (the
+    order of the terminal, JSON and HTML tables)."""
+    ids = [c.id for c in discover()]
+    assert ids == ["ledger-complete", "scored-once", "scored-count", "coverage", "score-before-update",
+                   "warmup-restored", "repeated-targets", "reported-loss", "reported-bpb",
+                   "reported-from-trained-state", "observed-distributions", "ambiguous-provenance"]
+
+    def build(w):
+        w.score((1, N), np.ones(N - 1), 1)
+        return (N - 1) * 1.0, N - 1, 3 * (N - 1)
+
+    out = check_ledger(_ledger(tmp_path, build), bytes_at=BYTES)
+    got = [c.id for c in out.checks]
+    assert got == [i for i in ids if i in got] and "ledger-complete" in got and "reported-bpb" in got
