@@ -80,6 +80,8 @@ class PRChange:
     base: str  # the merge base (open/closed) or the merge commit's first parent (merged)
     commit: str  # where the files are read: the head, or the merge commit
     changed: list[str] = field(default_factory=list)
+    unrelated: bool = False  # shares no history with the branch: compared with its tip
+    side_branch: bool = False  # merged through another branch's merge: its own change, head against its base
 
     @property
     def folders(self) -> list[str]:
@@ -93,8 +95,12 @@ class PRChange:
         return sorted(out)
 
     def describe(self, branch: str) -> str:
+        if self.side_branch:
+            return f"merged into {branch} with another branch, its own changes compared with {self.base[:12]}"
         if self.merged:
             return f"merged by {self.commit[:12]}, compared with its first parent {self.base[:12]}"
+        if self.unrelated:
+            return f"shares no history with {branch}: compared with its tip {self.base[:12]}"
         return f"compared with {branch} at {self.base[:12]}"
 
 
@@ -109,10 +115,14 @@ def resolve_change(repo: Path, n: int, head: str, branch: Branch) -> PRChange:
         if found is None:
             raise GitError(f"PR #{n} ({head[:12]}) is in {branch.name} but no merge commit brings it in")
         merge, base = found
-        return PRChange(n, head, True, base, merge, changed_records(repo, base, merge))
+        line = branch.first_parent if branch.first_parent is not None else \
+            frozenset(git(repo, "rev-list", "--first-parent", branch.tip).stdout.split())
+        side = merge == head and head not in line
+        return PRChange(n, head, True, base, merge, changed_records(repo, base, merge), side_branch=side)
     mb = git(repo, "merge-base", branch.tip, head, check=False)
     if mb.returncode != 0 or not mb.stdout.strip():
-        raise GitError(f"PR #{n} ({head[:12]}) shares no history with {branch.name}")
+        # a fork that started from scratch: what it adds or modifies is what differs from the branch's tip
+        return PRChange(n, head, False, branch.tip, head, changed_records(repo, branch.tip, head), unrelated=True)
     base = mb.stdout.strip()
     return PRChange(n, head, False, base, head, changed_records(repo, base, head))
 
@@ -132,11 +142,29 @@ def merging_commit(repo: Path, head: str, tip: str, first_parent: frozenset[str]
     else:
         path = git(repo, "rev-list", "--first-parent", "--ancestry-path", f"{head}..{tip}").stdout.split()
         if not path:
-            return None
+            return _side_branch_change(repo, head, tip)
         merge = path[-1]
         if first_parent is None and parent(merge) == head:
             merge = head  # the line's next commit sits on `head`: `head` is on the line itself
     return merge, parent(merge) or EMPTY_TREE
+
+
+def _side_branch_change(repo: Path, head: str, tip: str) -> tuple[str, str] | None:
+    """`head` reached `tip` through the side branch of a merge (another PR's branch that had merged it): the
+    first commit of `tip`'s first-parent line that contains it is that merge, and the PR's own change is `head`
+    against its merge base with the line just before. Returns (head, that base), or None."""
+    line = git(repo, "rev-list", "--first-parent", "--reverse", tip).stdout.split()
+    lo, hi = 0, len(line)  # containment is monotone along the line: the first commit that contains head
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if git(repo, "merge-base", "--is-ancestor", head, line[mid], check=False).returncode == 0:
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo == len(line) or lo == 0:
+        return None
+    mb = git(repo, "merge-base", head, line[lo - 1], check=False).stdout.strip()
+    return head, mb or EMPTY_TREE
 
 
 def changed_records(repo: Path, base: str, head: str) -> list[str]:

@@ -152,3 +152,62 @@ def test_submission_folder():
     assert submission_folder("records/train_gpt.py") == "records"
     with pytest.raises(GitError):
         pr_targets(Path("/nonexistent/repo"), 1)
+
+
+def _commit(repo: Path, files: dict[str, str], msg: str) -> str:
+    for rel, text in files.items():
+        put(repo, rel, text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", msg)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def test_a_pr_merged_through_another_prs_branch_is_its_own_change(tmp_path):
+    """PR 21's branch was merged into PR 20's branch, which main then merged: no commit of main's first-parent
+    line descends from PR 21 along first parents, yet PR 21 is in main; its change is its own folder."""
+    from audits.gitpr import read_branch, resolve_change
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    _commit(repo, {"README.md": "x\n"}, "base")
+    git(repo, "checkout", "-q", "-b", "pr21")
+    h21 = _commit(repo, {"records/track_10min_16mb/2026-04-01_B/train_gpt.py": "print(2)\n"}, "PR 21")
+    git(repo, "checkout", "-q", "-b", "pr20", "main")
+    _commit(repo, {"records/track_10min_16mb/2026-04-01_A/train_gpt.py": "print(1)\n"}, "PR 20")
+    git(repo, "merge", "-q", "--no-ff", "-m", "take PR 21 along", "pr21")
+    git(repo, "update-ref", "refs/pull/20/head", git(repo, "rev-parse", "HEAD"))
+    git(repo, "update-ref", "refs/pull/21/head", h21)
+    git(repo, "checkout", "-q", "main")
+    _commit(repo, {"README.md": "y\n"}, "main moves on")
+    git(repo, "merge", "-q", "--no-ff", "-m", "Merge PR 20", "pr20")
+    branch = read_branch(repo)
+    change = resolve_change(repo, 21, h21, branch)
+    assert change.merged and change.side_branch
+    assert change.folders == ["records/track_10min_16mb/2026-04-01_B"]
+    assert "merged into main with another branch" in change.describe("main")
+    pr20 = resolve_change(repo, 20, git(repo, "rev-parse", "refs/pull/20/head"), branch)
+    assert pr20.merged and not pr20.side_branch and pr20.folders == ["records/track_10min_16mb/2026-04-01_A",
+                                                                     "records/track_10min_16mb/2026-04-01_B"]
+
+
+def test_a_fork_with_unrelated_history_is_compared_with_the_branch_tip(tmp_path):
+    """A PR from a repository started from scratch shares no commit with main: what it adds or modifies is what
+    differs from main's tip (was an error that dropped the PR from a sweep)."""
+    from audits.gitpr import read_branch, resolve_change
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    _commit(repo, {"records/track_10min_16mb/2026-01-01_Base/train_gpt.py": "print(0)\n"}, "base")
+    git(repo, "checkout", "-q", "--orphan", "fresh")
+    git(repo, "rm", "-rq", "--cached", ".")
+    shutil.rmtree(repo / "records")
+    head = _commit(repo, {"records/track_10min_16mb/2026-01-01_Base/train_gpt.py": "print(0)\n",
+                          "records/track_10min_16mb/2026-05-01_Mine/train_gpt.py": "print(5)\n"}, "from scratch")
+    git(repo, "update-ref", "refs/pull/30/head", head)
+    git(repo, "checkout", "-q", "main")
+    change = resolve_change(repo, 30, head, read_branch(repo))
+    assert change.unrelated and not change.merged
+    assert change.folders == ["records/track_10min_16mb/2026-05-01_Mine"]  # the identical baseline is not its change
+    assert "shares no history with main" in change.describe("main")
