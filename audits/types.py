@@ -53,22 +53,28 @@ class Confidence(str, enum.Enum):
 
 
 class Verdict(enum.StrEnum):
-    """The one verdict vocabulary of the static audit, the dynamic audit and the reports (the gate's check statuses
-    add SKIP and ERROR on top of it)."""
+    """The one verdict vocabulary of the static audit, the dynamic audit, the gate and the reports. An audit's
+    conditions are PASS, WARN or FAIL (`AUDIT_VERDICTS`); a gate check may also be SKIP (it did not apply) or ERROR
+    (it could not judge: the gate exits 2)."""
 
     PASS = "PASS"
+    SKIP = "SKIP"
     WARN = "WARN"
     FAIL = "FAIL"
+    ERROR = "ERROR"
 
     @property
     def rank(self) -> int:
-        return {"PASS": 0, "WARN": 1, "FAIL": 2}[self.value]
+        return {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2, "ERROR": 3}[self.value]
 
     @staticmethod
     def worst(*verdicts: Verdict | None) -> Verdict | None:
         """The worst of the verdicts given (None where nothing was judged); None when none was."""
         given = [v for v in verdicts if v is not None]
         return max(given, key=lambda v: v.rank) if given else None
+
+
+AUDIT_VERDICTS = (Verdict.PASS, Verdict.WARN, Verdict.FAIL)
 
 
 def combined(static: Verdict | None, dynamic: Verdict | None) -> Verdict | None:

@@ -16,7 +16,7 @@ from typing import Any
 from audits.results import AuditResult, Finding, FileResult
 from audits.outputs.ruledoc import KIND_TITLES
 from audits.rule import SECTIONS, Rule
-from audits.types import CONDITION_TITLES, Condition, Status, Verdict
+from audits.types import AUDIT_VERDICTS, CONDITION_TITLES, Condition, Status, Verdict
 from core.competition import ARTIFACT_LIMIT, EVAL_LIMIT_S, TRAIN_LIMIT_S, pr_url_for
 from reports import svg
 from reports.highlight import highlight_lines, split_lines, visible
@@ -24,7 +24,7 @@ from reports.inputs import ReferenceRun, finite
 
 CONDITIONS = [c.value for c in Condition]
 SHORT_TITLES = {c.value: t for c, t in CONDITION_TITLES.items()}
-VERDICTS = tuple(v.value for v in Verdict)
+VERDICTS = tuple(v.value for v in AUDIT_VERDICTS)
 # Official training loops check the wall clock after each step, so training overshoots its limit by up to a step.
 # The gate allows the log's own step time; a time claimed in submission.json has none, so this much is allowed.
 TIME_SLACK_S = 1.0

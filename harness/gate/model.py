@@ -6,33 +6,22 @@ static audit's own `AuditResult` for its legality check.
 """
 from __future__ import annotations
 
-import enum
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from audits.results import AuditResult
+from audits.types import Verdict
 
 GATE_SCHEMA = "scorefirst.gate/1"
 CHECKS = ("legality", "format", "logs", "budgets", "significance")
 
 
-class Status(str, enum.Enum):
-    """PASS and WARN let a submission through; FAIL blocks it; ERROR means the gate could not judge (exit 2)."""
-
-    PASS = "PASS"
-    SKIP = "SKIP"
-    WARN = "WARN"
-    FAIL = "FAIL"
-    ERROR = "ERROR"
-
-    @property
-    def rank(self) -> int:
-        return {"PASS": 0, "SKIP": 0, "WARN": 1, "FAIL": 2, "ERROR": 3}[self.value]
+Status = Verdict  # a gate check's status is a verdict (SKIP: did not apply; ERROR: could not judge, exit 2)
 
 
 def worst(statuses: list[Status], default: Status = Status.PASS) -> Status:
-    return max(statuses, key=lambda s: s.rank, default=default)
+    return Verdict.worst(*statuses) or default
 
 
 LEVEL_STATUS = {"error": Status.FAIL, "warning": Status.WARN, "note": Status.PASS}
