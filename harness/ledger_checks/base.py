@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -118,9 +119,10 @@ class Facts:
     def has_repeats(self) -> bool:
         return self.repeats is not None and len(self.repeats[0]) > 0 and self.tokens > 0
 
-    @property
+    @cached_property
     def counted(self) -> tuple[float, int, int]:
-        """(loss sum, tokens, bytes) as the reported mean counts them: the repeats a re-scored tail adds."""
+        """(loss sum, tokens, bytes) as the reported mean counts them: the repeats a re-scored tail adds. Read
+        after the pass (the totals are final then); several verdicts ask, it is summed once."""
         if not self.has_repeats:
             return self.loss_sum, self.tokens, self.nbytes
         rp, rv = np.asarray(self.repeats[0], dtype=np.int64), np.asarray(self.repeats[1], dtype=np.float64)
