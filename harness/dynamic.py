@@ -362,7 +362,7 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
             try:
                 raw = Ledger(raw_path)
                 device = ran_on(raw)
-                derived = derive(raw, ledger_path, opts.reported_label)
+                derived = derive(raw, ledger_path, opts.reported_label, bytes_at=ds.bytes_at)
                 led = Ledger(ledger_path)
                 tol = Tolerance(SCRIPT_TOLERANCE.loss_abs, SCRIPT_TOLERANCE.bytes_rel, derived.reported.get("decimals"))
                 outcome = check_ledger(led, bytes_at=ds.bytes_at, reported=derived.reported, tol=tol, traced=True,
