@@ -9,6 +9,7 @@ EVAL_LIMIT_S = 600.0  # 10 minutes of evaluation on 8xH100
 # The wallclock cap is checked after a step and its stop is agreed across ranks: merged records stop up to 0.2 s
 # past 600 s. Training is within budget up to one step plus this many seconds past the cap.
 TRAIN_OVERRUN_S = 0.5
+BOS_ID = 1  # the official shards start every document with it (sp1024: <s>)
 RECORDS = "records"  # submissions are folders records/<track>/<name>
 PR_URL = "https://github.com/openai/parameter-golf/pull/{n}"
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from audits.dynamic_result import CHECK_CONDITIONS, Check, DynamicResult, Probe
 from audits.types import Verdict
+from core.competition import BOS_ID
 from harness.checks import SCRIPT_TOLERANCE, Tolerance, build_timeline, check_ledger
 from harness.derive import derive, ledger_nll
 from harness.launch import Launch, resolve as resolve_launch
@@ -31,7 +32,7 @@ from harness.ledger import SCORE, Ledger, LedgerObserver, LedgerWriter, iter_til
 REPO = Path(__file__).resolve().parents[1]
 
 
-def doc_starts(tokens: np.ndarray, bos_id: int = 1) -> list[int]:
+def doc_starts(tokens: np.ndarray, bos_id: int = BOS_ID) -> list[int]:
     """Document starts as the reference's per-document TTT cuts them (BOS to the next BOS, position 0 always)."""
     starts = np.flatnonzero(tokens[:-1] == bos_id)
     if starts.size == 0 or starts[0] != 0:
@@ -279,8 +280,8 @@ def run_traced(opts: ScriptOptions, ds: Dataset, base: Path, tag: str, env: dict
     child.update({"DATA_PATH": str(ds.data_path), "DATA_DIR": str(ds.root), "TOKENIZER_PATH": str(ds.tokenizer),
                   "VOCAB_SIZE": str(ds.vocab),
                   "SCOREFIRST_TRACE": str(trace), "SCOREFIRST_VAL_TOKENS": str(ds.val_file),
-                  "SCOREFIRST_VOCAB": str(ds.vocab), "SCOREFIRST_REPO": str(REPO), "PYTHONUNBUFFERED": "1",
-                  "PYTHONDONTWRITEBYTECODE": "1"})  # the repository is read-only in there
+                  "SCOREFIRST_VOCAB": str(ds.vocab), "SCOREFIRST_BOS": str(BOS_ID), "SCOREFIRST_REPO": str(REPO),
+                  "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"})  # the repository is read-only in there
     if not opts.gpu:
         child.setdefault("OMP_NUM_THREADS", "1")
         child["CUDA_VISIBLE_DEVICES"] = ""

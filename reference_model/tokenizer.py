@@ -6,9 +6,9 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from .errors import InputError, MissingPathError, TokenizerMismatchError, require
+from core.competition import BOS_ID
 
-BOS_ID = 1
+from .errors import InputError, MissingPathError, TokenizerMismatchError, require
 
 
 def train_tokenizer(docs: Iterable[str], model_path: Path, vocab_size: int = 1024) -> None:

@@ -5,10 +5,42 @@ from __future__ import annotations
 import numpy as np
 
 from audits.dynamic_result import Check, Violation
-from harness.ledger import UPDATE
+from harness.ledger import NONE, UPDATE, KindRanges, Ledger, first_seqs
 from harness.ledger_checks.base import Facts, First, LedgerCheck, TileView, touched_note
 
 SAMPLES_PER_TILE = 64
+
+
+def boundary_reads(ledger: Ledger) -> KindRanges:
+    """The tracer's META "boundary-context" events: a document's BOS read by an update only as the first input of a
+    row (one range per position, at the META's seq). Not part of any UPDATE: per-document evaluation takes the
+    document boundaries as given."""
+    pos, seq = [], []
+    for m in ledger.metas:
+        if m.get("event") == "boundary-context" and "seq" in m:
+            for p in m.get("positions", ()):
+                pos.append(int(p))
+                seq.append(int(m["seq"]))
+    p, s = np.asarray(pos, dtype=np.int64), np.asarray(seq, dtype=np.int64)
+    return KindRanges(p, p + 1, s, np.zeros_like(s), None)
+
+
+def boundary_note(f: Facts) -> str:
+    """How many document starts were read as leading context before the previous document scored them."""
+    kr = boundary_reads(f.ledger)
+    if not len(kr):
+        return ""
+    n = 0
+    lo, hi = int(kr.start.min()), int(kr.stop.max())
+    for a in range(lo, hi, f.tile):
+        b = min(a + f.tile, hi)
+        fb, fs = first_seqs(kr, a, b), first_seqs(f.scores, a, b)
+        n += int(((fb != NONE) & (fs != NONE) & (fb < fs)).sum())
+    if not n:
+        return ""
+    return (f"; not counted: {n:,} document BOS tokens that updates read only as the first input of the next "
+            f"document's rows before the previous document scored them as its last target (per-document evaluation "
+            f"takes the document boundaries as given, PG-TTT-005)")
 
 
 class ScoreBeforeUpdate(LedgerCheck):
@@ -29,14 +61,15 @@ class ScoreBeforeUpdate(LedgerCheck):
             self.samples.extend((view.lo + int(i), int(view.first_score[i]), int(view.first_update[i])) for i in take)
 
     def verdict(self, f: Facts) -> Check:
+        note = boundary_note(f)
         if self.c3.n == 0:
             n_upd = int((f.ledger.events["kind"] == UPDATE).sum())
             rev = "; updates a restore reverted count for scores made before it" if f.reverted else ""
             return Check(self.id, "C3", "PASS", f"no position was read by an update before its first score "
-                                                f"({n_upd:,} updates, {f.scope} state{rev})")
+                                                f"({n_upd:,} updates, {f.scope} state{rev}){note}")
         p, s, u = self.first
         return Check(self.id, "C3", "FAIL",
                      f"{self.c3.n:,} positions were read by an update before they were scored (C3: the state that "
-                     f"scores a token must not have been trained on it)",
+                     f"scores a token must not have been trained on it){note}",
                      Violation(p, s, u, f"position {p}: updated at seq {u}{touched_note(f.ledger, u)}, "
                                         f"first scored at seq {s}"))

@@ -22,8 +22,12 @@ Observed (all through public PyTorch entry points, hooked once at start-up; the 
 * ``torch.autograd.backward`` / ``torch.autograd.grad``: the positions of the looks made with grad since the last
   backward feed the gradient.
 * the global optimizer step hooks (``torch.optim.optimizer.register_optimizer_step_{pre,post}_hook``, which fire for
-  every ``torch.optim.Optimizer`` subclass, Muon included): an UPDATE reading those positions, touching the
-  optimizer's parameters — plus the positions of reverted updates whose momentum the optimizer still carries.
+  every ``torch.optim.Optimizer`` subclass, Muon included): an UPDATE reading those positions (each row's targets
+  and its inputs), touching the optimizer's parameters — plus the positions of reverted updates whose momentum the
+  optimizer still carries. A row that starts at a document's BOS reads that BOS only as context: per-document
+  evaluation takes the document boundaries as given, and the BOS is the previous document's last target, which
+  per-document batches may score later. It is not part of the UPDATE; its first such read is a META
+  "boundary-context" event, so the checks can still say it happened.
 * in-place changes of tracked tensors (model parameters and the leaves gradients reached) outside an optimizer:
   version counters, plus a sampled sum for ``.data`` writes, which bypass the counter. A change that returns every
   changed tensor to its content at an earlier version is a restore (``scorefirst_state``): a META event names the
@@ -171,6 +175,8 @@ class Tracer:
         self.val_updates: dict[int, np.ndarray] = {}   # update version -> validation ranges it read
         self.reverted: set[int] = set()                # update versions a restore reverted
         self.opt_history: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # optimizer -> versions in state
+        self.bos = int(os.environ.get("SCOREFIRST_BOS", "1"))
+        self.boundary_seen: set[int] = set()             # document starts already reported as leading context
         self.busy = False
         self.errors = 0
         self.integrity: Integrity | None = None         # set by install() once everything is in place
@@ -387,9 +393,14 @@ class Tracer:
         positions of reverted updates whose gradients an optimizer's state still holds)."""
         rng = np.concatenate(self.step_ranges) if self.step_ranges else np.zeros((0, 2), np.int64)
         # inputs s .. s+m-1 and targets s+1 .. s+m were read: the ranges of targets, extended one to the left
+        # unless the row's first input is a document's BOS (see the module docstring)
+        boundary = np.zeros(0, np.int64)
         if rng.size:
             rng = rng.copy()
-            rng[:, 0] -= 1
+            lead = rng[:, 0] - 1
+            at_bos = (lead >= 1) & (self.index.val[np.maximum(lead, 0)] == self.bos)
+            rng[~at_bos, 0] -= 1
+            boundary = np.unique(lead[at_bos])
         if carried:
             rng = np.concatenate([rng, *carried])
         self.step_ranges = []
@@ -401,6 +412,10 @@ class Tracer:
             self.clean.add(self.version)
         names = [self.names.get(id(t)) or f"tensor{tuple(t.shape)}" for t in tensors]
         self.writer.update(self.Ranges(rng), [how] + names, self.version)
+        new = [int(p) for p in boundary if int(p) not in self.boundary_seen]
+        if new:
+            self.boundary_seen.update(new)
+            self.writer.meta(event="boundary-context", version=self.version, positions=new)
         if self.amb_ranges:
             amb = np.concatenate(self.amb_ranges)
             amb[:, 0] -= 1

@@ -244,6 +244,33 @@ def test_ambiguous_reads_before_the_score_warn_and_never_fail_c3(tmp_path):
     assert amb.message.startswith("40 positions were read by updates before their first score")
 
 
+def test_a_document_bos_read_only_as_leading_context_is_named_not_counted(tmp_path):
+    """Per-document batches (PR #1626's shape): document 2's rows start at its BOS (position 40), which document 1
+    scores later as its last target. The tracer leaves that BOS out of the update and says so; a BOS read as a
+    target before its score still fails."""
+    def build(w):
+        w.score((41, 60), np.ones(19), 0)             # document 2's first chunk, scored
+        w.update((41, 60), ["lora.A", "lora.B"], 1)   # ... then trained on: its BOS only as context
+        w.meta(event="boundary-context", version=1, positions=[40])
+        w.score((1, 41), np.ones(40), 1)              # document 1, ending with that BOS
+        w.score((60, N), np.ones(N - 60), 1)
+        return N - 1.0, N - 1, 3 * (N - 1)
+
+    c3 = {c.id: c for c in check_ledger(_ledger(tmp_path / "a", build), bytes_at=BYTES).checks}["score-before-update"]
+    assert c3.verdict == "PASS" and "not counted: 1 document BOS tokens" in c3.message
+
+    def as_target(w):
+        w.score((41, 60), np.ones(19), 0)
+        w.update((40, 60), ["lora.A", "lora.B"], 1)   # the BOS read as a target (or without the boundary rule)
+        w.score((1, 41), np.ones(40), 1)
+        w.score((60, N), np.ones(N - 60), 1)
+        return N - 1.0, N - 1, 3 * (N - 1)
+
+    c3 = {c.id: c for c in check_ledger(_ledger(tmp_path / "b", as_target), bytes_at=BYTES).checks}[
+        "score-before-update"]
+    assert c3.verdict == "FAIL" and c3.first_violation.position == 40 and "not counted" not in c3.message
+
+
 def test_every_check_is_a_discovered_module_and_runs_in_order(tmp_path):
     """A check is found by its module in harness/ledger_checks/, and the checks speak in one fixed order (the
     order of the terminal, JSON and HTML tables)."""

@@ -70,6 +70,13 @@ def test_legal_lora_reports_exactly_its_first_predictions(audits):
     assert probe["verdict"] == "PASS" and probe["max_abs_diff"] == 0.0 and "run twice" in probe["probed"]
 
 
+def test_batched_documents_out_of_order_pass_c3_and_name_the_boundary_context(audits):
+    """PR #1626's shape: a document's rows start at its BOS, which the previous document (in a later batch) scores
+    as its last target. That leading context is named, not counted as training on the BOS."""
+    c = _checks(audits["legal_batched_lora_ttt"].result)["score-before-update"]
+    assert c.verdict == "PASS" and "document BOS tokens that updates read only as the first input" in c.message
+
+
 @pytest.mark.parametrize("name", ["illegal_pre_eval_ttt", "illegal_slot"])
 def test_training_before_scoring_is_named(name, audits):
     """The reported score is the gradient-free pass; the updates before it read every scored position."""
