@@ -6,7 +6,8 @@ Observed (all through public PyTorch entry points, hooked once at start-up; the 
 * ``F.embedding`` with a vocabulary-sized weight: the input token ids. Whether they are validation tokens is
   decided by where they were read from (``scorefirst_provenance``): ids derived from a ``fineweb_val_*`` file are
   matched against the validation stream (an index of its 8-grams), giving the validation position of every input
-  token; ids derived only from training shards are ignored, whatever their content. Ids whose origin was lost are
+  token — a row made of several stretches of the stream (documents concatenated out of order) is cut into one
+  segment per stretch; ids derived only from training shards are ignored, whatever their content. Ids whose origin was lost are
   matched by content: a row whose matched window also occurs in the training shards is ambiguous (its looks are
   flagged, and an update reading it is a META "ambiguous-read" event, not an UPDATE of those positions).
 * a contraction (``F.linear``, ``@``/``matmul``, ``mm``/``bmm``/``addmm``, ``einsum``, ``tensordot``) with a
@@ -16,8 +17,9 @@ Observed (all through public PyTorch entry points, hooked once at start-up; the 
   ``nll_loss``, ``log_softmax`` or ``softmax`` (function, ``torch.`` or tensor method) on a tensor of the same size
   after it: the final logits (softcap, LoRA head deltas, temperature, a torch-side tilt applied). When the forward
   ends, a LOOK event records the NLL of the full distribution at each matched position's target, computed with or
-  without grad — the first LOOK of a position is its score; the harness decides which evaluation pass counts (see
-  ``harness.dynamic``). A LOOK whose vocabulary-wide values left torch (``.numpy()``, ``.tolist()``,
+  without grad — the first LOOK of a position is its score; a segment's last input is taken to predict the
+  stream's next token unless the loss (``cross_entropy``/``nll_loss``) was given a different target there; the
+  harness decides which evaluation pass counts (see ``harness.dynamic``). A LOOK whose vocabulary-wide values left torch (``.numpy()``, ``.tolist()``,
   ``np.asarray``) is flagged: the script may have scored them outside torch.
 * ``torch.autograd.backward`` / ``torch.autograd.grad``: the positions of the looks made with grad since the last
   backward feed the gradient.
@@ -67,7 +69,11 @@ _FROMFILE = np.fromfile
 
 
 class WindowIndex:
-    """Where a row of token ids sits in the validation stream: sorted hashes of every 8-gram."""
+    """Where the token ids of a row sit in the validation stream: sorted hashes of every 8-gram.
+
+    A row is cut into segments, each a maximal run of the row that continues one stretch of the stream: a window
+    of the stream is one segment; documents concatenated out of stream order (a global-SGD batch of scored
+    documents) are one segment each; padding matches nothing."""
 
     def __init__(self, val: np.ndarray):
         self.val = val.astype(np.int64)
@@ -76,44 +82,63 @@ class WindowIndex:
             self.hashes = np.zeros(0, np.uint64)
             self.order = np.zeros(0, np.int64)
             return
-        h = np.zeros(n, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for j in range(K):
-                h = h * np.uint64(1_000_003) + self.val[j : j + n].astype(np.uint64)
+        h = _hashes(self.val)
         self.order = np.argsort(h, kind="stable")
         self.hashes = h[self.order]
 
-    def _hash(self, row: np.ndarray) -> np.uint64:
-        h = np.uint64(0)
-        with np.errstate(over="ignore"):
-            for j in range(K):
-                h = h * np.uint64(1_000_003) + np.uint64(row[j])
-        return h
+    def longest(self, seq: np.ndarray, h: np.uint64 | None = None) -> tuple[int, int]:
+        """(start, length) of the longest stretch of the stream that ``seq`` begins with (-1, 0 if under K)."""
+        if seq.size < K or self.hashes.size == 0:
+            return -1, 0
+        h = _hashes(seq[:K])[0] if h is None else h
+        lo = np.searchsorted(self.hashes, h, "left")
+        hi = min(np.searchsorted(self.hashes, h, "right"), lo + MAX_CANDIDATES)
+        best, best_m = -1, 0
+        N, T = self.val.size, seq.size
+        for s in self.order[lo:hi]:
+            s = int(s)
+            seg = self.val[s : min(s + T, N)]
+            neq = np.flatnonzero(seg != seq[: seg.size])
+            m = int(neq[0]) if neq.size else seg.size
+            if m > best_m:
+                best, best_m = s, m
+        return (best, best_m) if best_m >= K else (-1, 0)
 
-    def match(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(start, matched length) per row; start -1 where the row is not a validation window."""
-        R, T = rows.shape
-        starts = np.full(R, -1, dtype=np.int64)
-        lens = np.zeros(R, dtype=np.int64)
+    def segments(self, rows: np.ndarray) -> np.ndarray:
+        """(row, offset in the row, stream start, length) of every segment of every row, as an (S, 4) array."""
+        out = []
+        T = rows.shape[1]
         if T < K or self.hashes.size == 0:
-            return starts, lens
-        N = self.val.size
-        for r in range(R):
-            row = rows[r]
-            h = self._hash(row)
-            lo = np.searchsorted(self.hashes, h, "left")
-            hi = min(np.searchsorted(self.hashes, h, "right"), lo + MAX_CANDIDATES)
-            best, best_m = -1, 0
-            for s in self.order[lo:hi]:
-                s = int(s)
-                seg = self.val[s : min(s + T, N)]
-                neq = np.flatnonzero(seg != row[: seg.size])
-                m = int(neq[0]) if neq.size else seg.size
-                if m > best_m:
-                    best, best_m = s, m
-            if best >= 0 and best_m >= K:
-                starts[r], lens[r] = best, best_m
-        return starts, lens
+            return np.zeros((0, 4), np.int64)
+        for r in range(rows.shape[0]):
+            row, o, known = rows[r], 0, None
+            while T - o >= K:
+                s, m = self.longest(row[o:])
+                if m:
+                    out.append((r, o, s, m))
+                    o += m
+                    continue
+                if known is None:  # where in the rest of the row a segment could start at all
+                    hs = _hashes(row)
+                    at = np.minimum(np.searchsorted(self.hashes, hs), self.hashes.size - 1)
+                    known = np.flatnonzero(self.hashes[at] == hs)
+                nxt = known[np.searchsorted(known, o + 1):]
+                if not nxt.size:
+                    break
+                o = int(nxt[0])
+        return np.asarray(out, dtype=np.int64).reshape(-1, 4)
+
+
+def _hashes(seq: np.ndarray) -> np.ndarray:
+    """The hash of every K-gram of ``seq`` (empty if it is shorter)."""
+    n = seq.size - K + 1
+    if n <= 0:
+        return np.zeros(0, np.uint64)
+    h = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(K):
+            h = h * np.uint64(1_000_003) + seq[j : j + n].astype(np.uint64)
+    return h
 
 
 def read_split(data_path: str | None, split: str) -> np.ndarray:
@@ -128,13 +153,14 @@ def read_split(data_path: str | None, split: str) -> np.ndarray:
 
 
 class _Look:
-    __slots__ = ("logits", "final", "shape", "starts", "lens", "amb", "grad", "exported")
+    __slots__ = ("logits", "final", "shape", "segs", "amb", "grad", "exported", "targets")
 
-    def __init__(self, logits, shape, starts, lens, amb, grad):
-        self.logits, self.final, self.shape, self.starts, self.lens = logits, None, shape, starts, lens
-        self.amb = amb  # per row: matched by content alone, and the window occurs in the training shards too
+    def __init__(self, logits, shape, segs, amb, grad):
+        self.logits, self.final, self.shape, self.segs = logits, None, shape, segs
+        self.amb = amb  # per segment: matched by content alone, and it occurs in the training shards too
         self.grad = grad  # gradients were enabled when the projection ran
         self.exported = False  # its vocabulary-wide values left torch
+        self.targets = None  # the target ids the loss was given, when it was cross_entropy / nll_loss
 
 
 class Tracer:
@@ -227,24 +253,20 @@ class Tracer:
             self.map = None  # read from the training shards: not validation tokens, whatever their content
             return
         rows = ids.detach().reshape(-1, ids.shape[-1]).to("cpu", torch.int64).numpy()
-        starts, lens = self.index.match(rows)
-        if not (starts >= 0).any():
+        segs = self.index.segments(rows)
+        if not len(segs):
             self.map = None
             return
-        amb = np.zeros(starts.size, dtype=bool)
+        amb = np.zeros(len(segs), dtype=bool)
         if not bits & prov.VAL:
-            amb = self.ambiguous(rows, starts, lens)
-        self.map = (tuple(ids.shape), starts, lens, amb)
+            amb = self.ambiguous(rows, segs)
+        self.map = (tuple(ids.shape), segs, amb)
 
-    def ambiguous(self, rows: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-        """Rows of unknown origin whose whole validation match also occurs in the training shards."""
+    def ambiguous(self, rows: np.ndarray, segs: np.ndarray) -> np.ndarray:
+        """Segments of unknown origin whose whole content also occurs in the training shards."""
         if self.train_index is None:
             self.train_index = WindowIndex(read_split(self.data_path, "train"))
-        amb = np.zeros(starts.size, dtype=bool)
-        sel = np.flatnonzero(starts >= 0)
-        _, tlens = self.train_index.match(rows[sel])
-        amb[sel] = tlens >= lens[sel]
-        return amb
+        return np.asarray([self.train_index.longest(rows[r, o : o + m])[1] >= m for r, o, _, m in segs], dtype=bool)
 
     def on_projection(self, out) -> None:
         if self.map is None:
@@ -261,10 +283,10 @@ class Tracer:
                 self.spans.mark(self.version, self.alive())
             elif self.spans.due():
                 self.check_span("scoring forward")
-        _, starts, lens, amb = self.map
-        self.look = _Look(out, shape, starts, lens, amb, bool(out.requires_grad) or self.torch.is_grad_enabled())
+        _, segs, amb = self.map
+        self.look = _Look(out, shape, segs, amb, bool(out.requires_grad) or self.torch.is_grad_enabled())
 
-    def on_normalizer(self, x, dim=None) -> None:
+    def on_normalizer(self, x, dim=None, target=None) -> None:
         lk = self.look
         if lk is None or x.numel() != lk.logits.numel():
             return
@@ -273,6 +295,10 @@ class Tracer:
             lk.final = x.reshape(*lk.shape, V)
         elif x.dim() >= 2 and x.shape[1] == V:  # (B, V, T) layout of cross_entropy
             lk.final = x.movedim(1, -1).reshape(*lk.shape, V)
+        else:
+            return
+        if target is not None and target.numel() * V == x.numel() and not target.is_floating_point():
+            lk.targets = target.reshape(lk.shape)
 
     def on_export(self, x) -> None:
         if self.look is not None and x.dim() >= 1 and x.shape[-1] == self.vocab:
@@ -292,17 +318,16 @@ class Tracer:
                 val = self.val_dev.get(lg.device)
                 if val is None:
                     val = self.val_dev[lg.device] = self.val_t.to(lg.device)
-                rows = np.flatnonzero(lk.starts >= 0)
+                ends = self.segment_ends(lk, lg.shape[1])
                 pos_parts, nll_parts, amb_parts = [], [], []
-                for r in rows:
-                    s, m = int(lk.starts[r]), int(lk.lens[r])
-                    m = min(m, self.n - 1 - s)
+                for (r, o, s, _), m, amb in zip(lk.segs, ends, lk.amb):
+                    r, o, s, m = int(r), int(o), int(s), min(int(m), self.n - 1 - int(s))
                     if m <= 0:
                         continue
-                    lp = torch.log_softmax(lg[r, :m].float(), dim=-1)
+                    lp = torch.log_softmax(lg[r, o : o + m].float(), dim=-1)
                     nll_parts.append(-lp.gather(-1, val[s + 1 : s + m + 1, None])[:, 0])
                     pos_parts.append((s + 1, s + m + 1))
-                    amb_parts.append(bool(lk.amb[r]))
+                    amb_parts.append(bool(amb))
                 if not pos_parts:
                     return
                 nll = torch.cat(nll_parts).cpu().numpy()
@@ -320,6 +345,21 @@ class Tracer:
                         self.grad_looks.append((rng[part], nodes, bool(extra)))
         except Exception as exc:
             self.error("look", exc)
+
+    def segment_ends(self, lk: _Look, T: int) -> np.ndarray:
+        """How many targets each segment predicts. A segment's last input predicts the stream's next token when the
+        row ends there (its targets are the next window's ids) or when the loss was given that token (ids gathered
+        past the segment and masked); when the loss was given something else (the first id of the next document of
+        a concatenation), that prediction is not of this stretch of the stream."""
+        segs = lk.segs
+        m = segs[:, 3].copy()
+        inner = np.flatnonzero(segs[:, 1] + segs[:, 3] < T)
+        if inner.size and lk.targets is not None:
+            r, col, nxt = segs[inner, 0], segs[inner, 1] + segs[inner, 3] - 1, segs[inner, 2] + segs[inner, 3]
+            ok = nxt < self.n
+            tg = lk.targets.reshape(-1, T)[self.torch.as_tensor(r), self.torch.as_tensor(col)].to("cpu").numpy()
+            m[inner[~ok | (tg != self.index.val[np.minimum(nxt, self.n - 1)])]] -= 1
+        return m
 
     def note_device(self, device) -> None:
         self.device = device
@@ -583,8 +623,8 @@ def _contraction(t, out):
 
 
 @_guarded
-def _normalizer(t, x, dim=None):
-    t.on_normalizer(x, dim)
+def _normalizer(t, x, dim=None, target=None):
+    t.on_normalizer(x, dim, target)
 
 
 @_guarded
@@ -673,7 +713,10 @@ def _observer(torch):
             elif name in _NORMALIZERS:
                 x = tensor(args[0] if args else kwargs.get("input"))
                 if x is not None:
-                    _normalizer(x, args[1] if len(args) > 1 and name.endswith("softmax") else kwargs.get("dim"))
+                    if name.endswith("softmax"):
+                        _normalizer(x, args[1] if len(args) > 1 else kwargs.get("dim"))
+                    else:
+                        _normalizer(x, None, tensor(args[1] if len(args) > 1 else kwargs.get("target")))
             elif name in _EXPORTS and args and tensor(args[0]) is not None:
                 _export(args[0])
             return out

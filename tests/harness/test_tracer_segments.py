@@ -1,0 +1,71 @@
+"""Rows are cut into the stretches of the validation stream they are made of: an update reads every stretch, and a
+stretch's last input predicts the stream's next token only when the loss says so (or cannot be seen)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.ledger import UPDATE, Ledger
+from harness.tracer import TRACER_DIR
+
+SCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "dynamic" / "tracer" / "segments.py"
+REPO = Path(__file__).resolve().parents[2]
+VAL = np.random.default_rng(1).integers(2, 64, size=400).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def index():
+    sys.path.insert(0, str(TRACER_DIR))
+    try:
+        from scorefirst_trace import WindowIndex
+    finally:
+        sys.path.remove(str(TRACER_DIR))
+    return WindowIndex(VAL)
+
+
+def test_a_window_is_one_segment(index):
+    assert index.segments(VAL[None, 50:90].astype(np.int64)).tolist() == [[0, 0, 50, 40]]
+
+
+def test_concatenated_stretches_are_one_segment_each_and_padding_none(index):
+    row = np.concatenate([VAL[100:140], VAL[300:340], np.zeros(12), VAL[10:30]]).astype(np.int64)
+    assert index.segments(row[None]).tolist() == [[0, 0, 100, 40], [0, 40, 300, 40], [0, 92, 10, 20]]
+
+
+def test_rows_shorter_than_a_k_gram_or_foreign_match_nothing(index):
+    assert index.segments(np.ones((2, 7), np.int64)).shape == (0, 4)
+    assert index.segments(np.ones((1, 50), np.int64)).shape == (0, 4)
+
+
+@pytest.fixture(scope="module")
+def updates(tmp_path_factory):
+    work = tmp_path_factory.mktemp("segments")
+    np.save(work / "val.npy", VAL)
+    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")},
+           "PYTHONPATH": str(TRACER_DIR), "SCOREFIRST_TRACE": str(work / "trace"),
+           "SCOREFIRST_VAL_TOKENS": str(work / "val.npy"), "SCOREFIRST_VOCAB": "64", "SCOREFIRST_REPO": str(REPO),
+           "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    led = Ledger(work / "trace" / "rank0")
+    return [led.event_ranges(i).tolist() for i in np.flatnonzero(led.events["kind"] == UPDATE)]
+
+
+def test_an_update_reads_every_concatenated_stretch_and_not_the_stream_after_the_first(updates):
+    """Column 39 predicts the second stretch's first token, so 140 (the stream after the first) was not read."""
+    assert updates[0] == [[100, 140], [300, 341]]
+
+
+def test_a_masked_row_still_predicts_the_stream_after_its_last_valid_input(updates):
+    assert updates[1] == [[200, 221]]
+
+
+def test_without_targets_the_stream_continuation_is_assumed(updates):
+    assert updates[2] == [[100, 141], [300, 341]]
