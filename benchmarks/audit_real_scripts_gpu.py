@@ -17,6 +17,8 @@ condition, the wall time, the leak magnitude, and the evidence behind every verd
 (``TORCHDYNAMO_DISABLE`` 1 / 0; ``--modes`` picks them and their order), plain and traced alternating — and writes
 ``OUT/real_scripts_overhead.json`` after every run:
 wall time of each run and the ``eval_time`` the script printed for each evaluation, and the traced/plain ratios.
+A traced run is always eager (the tracer must see every operation; it sets ``TORCHDYNAMO_DISABLE=1`` itself), so
+the "compiled" pair compares the script's own compiled run with the audit's traced run of it.
 
 Needs torch, numpy and sentencepiece (no libcst: only the dynamic path runs).
 """

@@ -21,7 +21,9 @@ origin the tracer lost and whose window occurs in the training shards too. They 
 was read before its first score, the ``ambiguous-provenance`` check says so (WARN: could not tell).
 
 Leak magnitude: every C3/C4 failure states the reported score against the score of each position's first look
-(its earliest prediction in the reported evaluation, SCORE or LOOK): what the leak is worth.
+(its earliest prediction in the reported evaluation, SCORE or LOOK): what the leak is worth. When the reported
+evaluation holds no earlier prediction (training on the positions came before it: pre-eval TTT), a traced run's
+earliest predictions before it are used, and the sentence says they came from another state.
 
 Restores (META "restore" events from the tracer): an update that a later restore reverted (the state returned to
 its content before the update) counts against a position only if the position was first scored before the restore;
@@ -173,8 +175,14 @@ def check_ledger(ledger: Ledger, bytes_at: Any = None, reported: dict | None = N
              "loss_sum": facts.loss_sum, "tokens": tokens, "bytes": facts.nbytes if bytes_at is not None else None}
     if traced:
         recon["last_look_val_loss"] = facts.last_look_loss
+    reps = repeats[0] if repeats is not None else None
     recon["leak"] = leak = leak_of(ledger, facts.scores, looks if traced else ledger.kind_ranges(LOOK), bytes_at,
-                                   facts.reported, tile, repeats[0] if repeats is not None else None)
+                                   facts.reported, tile, reps)
+    if traced and look_window is not None and leak is not None and leak["unmeasured"]:
+        wider = leak_of(ledger, facts.scores, ledger.kind_ranges(LOOK), bytes_at, facts.reported, tile, reps,
+                        earlier=True)
+        if wider is not None and not wider["unmeasured"]:
+            recon["leak"] = leak = wider
     if leak is not None:
         for c in checks:
             if c.verdict == "FAIL" and c.condition in ("C3", "C4"):
@@ -242,12 +250,14 @@ def build_timeline(ledger: Ledger, violations: list[tuple[int, int, int]], cap: 
 
 
 def leak_of(ledger: Ledger, scores: KindRanges, looks: KindRanges, bytes_at: Any, reported: dict | None,
-            tile: int, repeat_pos: Any = None) -> dict | None:
+            tile: int, repeat_pos: Any = None, earlier: bool = False) -> dict | None:
     """The reported score against the score of each scored position's first look (its earliest prediction in the
     reported evaluation, SCORE or LOOK — a traced script's evaluations before it, with another state, are not the
     one claimed): ``{"reported_loss", "first_look_loss", "reported_bpb", "first_look_bpb", "worth_bpb", "sentence"}``;
     None without a reported loss or scored positions. ``repeat_pos``: positions the reported mean counts again
-    (a re-scored tail); the first-look score counts them as often, so only the leak is measured, not the weighting."""
+    (a re-scored tail); the first-look score counts them as often, so only the leak is measured, not the weighting.
+    ``earlier``: ``looks`` reach back before the reported evaluation — what a run that trained on the positions
+    before its reported evaluation first predicted them with (pre-eval TTT), the sentence says so."""
     extra = np.bincount(np.asarray(repeat_pos, dtype=np.int64), minlength=ledger.positions) \
         if repeat_pos is not None and len(repeat_pos) else None
     rep_loss = finite((reported or {}).get("val_loss"))
@@ -274,15 +284,19 @@ def leak_of(ledger: Ledger, scores: KindRanges, looks: KindRanges, bytes_at: Any
     fl_loss = loss_sum / tokens
     fl_bpb = loss_sum / (nbytes * LN2) if nbytes else None
     out = {"reported_loss": rep_loss, "first_look_loss": fl_loss, "reported_bpb": rep_bpb, "first_look_bpb": fl_bpb,
-           "worth_bpb": None}
+           "worth_bpb": None, "unmeasured": abs(fl_loss - rep_loss) < 5e-5}
+    first = ("first-look (the earliest predictions of these positions, made before the reported evaluation by "
+             "another state of the model: for a run that trained on them first, the state before that training; "
+             "the figure also carries whatever else changed in between, quantization included)") \
+        if earlier else "first-look"
     if rep_bpb is not None and fl_bpb is not None:
         out["worth_bpb"] = fl_bpb - rep_bpb
-        out["sentence"] = (f"reported {rep_bpb:.4f} bpb; first-look {fl_bpb:.4f} bpb: the leak is worth "
+        out["sentence"] = (f"reported {rep_bpb:.4f} bpb; {first} {fl_bpb:.4f} bpb: the leak is worth "
                            f"{fl_bpb - rep_bpb:.4f} bpb")
     else:
-        out["sentence"] = (f"reported {rep_loss:.4f} nats/token; first-look {fl_loss:.4f} nats/token: the leak is "
+        out["sentence"] = (f"reported {rep_loss:.4f} nats/token; {first} {fl_loss:.4f} nats/token: the leak is "
                            f"worth {fl_loss - rep_loss:.4f} nats/token")
-    if abs(fl_loss - rep_loss) < 5e-5:
+    if out["unmeasured"]:
         out["sentence"] += (" (no earlier prediction of these positions was recorded, so this run cannot put a "
                             "number on it)")
     return out

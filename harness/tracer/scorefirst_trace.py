@@ -104,13 +104,34 @@ class WindowIndex:
                 best, best_m = s, m
         return (best, best_m) if best_m >= K else (-1, 0)
 
+    def whole_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Per row, the stream start of the first candidate window that the whole row equals (-1 if none): what
+        :meth:`longest` would pick for such a row, found for all rows in a few array operations."""
+        R, T = rows.shape
+        N = self.val.size
+        h = np.zeros(R, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(K):
+                h = h * np.uint64(1_000_003) + rows[:, j].astype(np.uint64)
+        at = np.minimum(np.searchsorted(self.hashes, h), self.hashes.size - 1)
+        cand = np.where(self.hashes[at] == h, self.order[at], -1)
+        ok = (cand >= 0) & (cand + T <= N)
+        if ok.any():
+            idx = cand[ok, None] + np.arange(T)[None]
+            ok[ok] = (self.val[idx] == rows[ok]).all(axis=1)
+        return np.where(ok, cand, -1)
+
     def segments(self, rows: np.ndarray) -> np.ndarray:
         """(row, offset in the row, stream start, length) of every segment of every row, as an (S, 4) array."""
         out = []
-        T = rows.shape[1]
+        R, T = rows.shape
         if T < K or self.hashes.size == 0:
             return np.zeros((0, 4), np.int64)
-        for r in range(rows.shape[0]):
+        whole = self.whole_rows(rows)
+        for r in range(R):
+            if whole[r] >= 0:  # the common case, settled for every row at once: the row is one window
+                out.append((r, 0, int(whole[r]), T))
+                continue
             row, o, known = rows[r], 0, None
             while T - o >= K:
                 s, m = self.longest(row[o:])
@@ -318,28 +339,29 @@ class Tracer:
                 val = self.val_dev.get(lg.device)
                 if val is None:
                     val = self.val_dev[lg.device] = self.val_t.to(lg.device)
-                ends = self.segment_ends(lk, lg.shape[1])
-                pos_parts, nll_parts, amb_parts = [], [], []
-                for (r, o, s, _), m, amb in zip(lk.segs, ends, lk.amb):
-                    r, o, s, m = int(r), int(o), int(s), min(int(m), self.n - 1 - int(s))
-                    if m <= 0:
-                        continue
-                    lp = torch.log_softmax(lg[r, o : o + m].float(), dim=-1)
-                    nll_parts.append(-lp.gather(-1, val[s + 1 : s + m + 1, None])[:, 0])
-                    pos_parts.append((s + 1, s + m + 1))
-                    amb_parts.append(bool(amb))
-                if not pos_parts:
+                segs = lk.segs
+                m = np.minimum(self.segment_ends(lk, lg.shape[1]), self.n - 1 - segs[:, 2])
+                keep = m > 0
+                if not keep.any():
                     return
-                nll = torch.cat(nll_parts).cpu().numpy()
-            rng = np.asarray(pos_parts, dtype=np.int64)
-            amb = np.asarray(amb_parts, dtype=bool)
+                segs, m, amb = segs[keep], m[keep], lk.amb[keep]
+                # every segment's predictions in one gather and one logsumexp (no kernel per row)
+                within = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m)
+                dev = lg.device
+                rows = torch.as_tensor(np.repeat(segs[:, 0], m), device=dev)
+                cols = torch.as_tensor(np.repeat(segs[:, 1], m) + within, device=dev)
+                tgt = val[torch.as_tensor(np.repeat(segs[:, 2], m) + 1 + within, device=dev)]
+                x = lg[rows, cols].float()
+                nll = (torch.logsumexp(x, -1) - x.gather(-1, tgt[:, None])[:, 0]).cpu().numpy()
+            rng = np.stack([segs[:, 2] + 1, segs[:, 2] + 1 + m], axis=1).astype(np.int64)
             nodes = {id(t.grad_fn) for t in (lk.logits, lk.final) if t is not None and t.grad_fn is not None}
             flags = (self.FLAG_GRAD if (lk.grad or nodes) else 0) | (self.FLAG_EXPORT if lk.exported else 0)
             sizes = rng[:, 1] - rng[:, 0]
             ends = np.cumsum(sizes)
             for part, extra in ((~amb, 0), (amb, self.FLAG_AMBIGUOUS)):
                 if part.any():
-                    idx = np.concatenate([np.arange(e - n, e) for e, n in zip(ends[part], sizes[part])])
+                    idx = slice(None) if part.all() else \
+                        np.concatenate([np.arange(e - n, e) for e, n in zip(ends[part], sizes[part])])
                     self.writer.look(self.Ranges(rng[part]), nll[idx], self.version, flags | extra)
                     if nodes:
                         self.grad_looks.append((rng[part], nodes, bool(extra)))
@@ -730,7 +752,9 @@ def install() -> None:
     repo = os.environ.get("SCOREFIRST_REPO")
     if repo and repo not in sys.path:
         sys.path.append(repo)  # after the script's own folder: its modules win
-    os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
+    # the tracer must see every operation, and torch.compile would fuse them out of its sight (and trace into its
+    # hooks): a traced run is always eager, whatever the script or its environment asks for
+    os.environ["TORCHDYNAMO_DISABLE"] = "1"
     import torch
     from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 

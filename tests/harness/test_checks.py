@@ -229,6 +229,29 @@ def test_a_c3_failure_states_what_the_leak_is_worth(tmp_path):
     assert leak["worth_bpb"] == pytest.approx(first - rep) and leak["first_look_loss"] == pytest.approx(2.0)
 
 
+def test_a_leak_before_the_reported_evaluation_is_measured_from_the_earlier_predictions(tmp_path):
+    """PR #1488's shape: an evaluation (NLL 2.0), pre-eval TTT reading every position, then the reported evaluation
+    alone in its window (NLL 1.0). Inside the window there is nothing earlier to compare with; the earlier
+    evaluation is, and the sentence says it came from another state."""
+    from harness.ledger import FLAG_GRAD
+
+    def build(w):
+        w.look((1, N), np.full(N - 1, 2.0), 0)            # the diagnostic evaluation before the TTT
+        w.look((1, N), np.full(N - 1, 2.0), 0, FLAG_GRAD)  # the TTT's training forward
+        w.update((0, N), ["blocks.0.w"], 1)
+        w.score((1, N), np.ones(N - 1), 1)                # the reported evaluation
+        return N - 1.0, N - 1, 3 * (N - 1)
+
+    led = _ledger(tmp_path, build)
+    window = (int(led.events["seq"][-3]), int(led.events["seq"][-1]) + 1)  # the score and the end record
+    out = check_ledger(led, bytes_at=BYTES, traced=True, look_window=window)
+    c3 = next(c for c in out.checks if c.id == "score-before-update")
+    rep, first = 1 / (3 * math.log(2)), 2 / (3 * math.log(2))
+    assert c3.verdict == "FAIL" and "made before the reported evaluation by another state" in c3.message
+    assert c3.message.endswith(f"{first:.4f} bpb: the leak is worth {first - rep:.4f} bpb")
+    assert out.reconstructed["leak"]["worth_bpb"] == pytest.approx(first - rep)
+
+
 def test_ambiguous_reads_before_the_score_warn_and_never_fail_c3(tmp_path):
     def build(w):
         w.update((0, 0), ["blocks.0.w"], 1)  # a training step whose validation-looking rows were ambiguous
