@@ -345,14 +345,19 @@ class Tracer:
                 if not keep.any():
                     return
                 segs, m, amb = segs[keep], m[keep], lk.amb[keep]
-                # every segment's predictions in one gather and one logsumexp (no kernel per row)
+                # one log_softmax per row, one gather for all of its segments; a single copy to the host at the end
                 within = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m)
-                dev = lg.device
-                rows = torch.as_tensor(np.repeat(segs[:, 0], m), device=dev)
-                cols = torch.as_tensor(np.repeat(segs[:, 1], m) + within, device=dev)
-                tgt = val[torch.as_tensor(np.repeat(segs[:, 2], m) + 1 + within, device=dev)]
-                x = lg[rows, cols].float()
-                nll = (torch.logsumexp(x, -1) - x.gather(-1, tgt[:, None])[:, 0]).cpu().numpy()
+                rows_np = np.repeat(segs[:, 0], m)  # non-decreasing: segments come in row order
+                cols = np.repeat(segs[:, 1], m) + within
+                tpos = np.repeat(segs[:, 2], m) + 1 + within
+                bounds = np.flatnonzero(np.diff(rows_np)) + 1
+                parts = []
+                for i, j in zip(np.r_[0, bounds], np.r_[bounds, rows_np.size]):
+                    lp = torch.log_softmax(lg[int(rows_np[i])].float(), -1)
+                    c = torch.as_tensor(cols[i:j], device=lg.device)
+                    t = val[torch.as_tensor(tpos[i:j], device=lg.device)]
+                    parts.append(-lp[c, t])
+                nll = torch.cat(parts).cpu().numpy()
             rng = np.stack([segs[:, 2] + 1, segs[:, 2] + 1 + m], axis=1).astype(np.int64)
             nodes = {id(t.grad_fn) for t in (lk.logits, lk.final) if t is not None and t.grad_fn is not None}
             flags = (self.FLAG_GRAD if (lk.grad or nodes) else 0) | (self.FLAG_EXPORT if lk.exported else 0)

@@ -1,0 +1,115 @@
+"""What the script tracer costs a scorer, on the CPU: one evaluation run plain and traced, alternating, in one run.
+
+    python3 benchmarks/bench_tracer_cpu.py [--tokens 65536] [--reps 3] [--tracer DIR ...]
+
+The workload is a record script's scoring loop in miniature: official-layout shards (``fineweb_val_*``, so the
+ids carry their provenance), a small tied-embedding transformer, sliding windows of 512 tokens with stride 64 in
+batches of 32 rows under ``no_grad``, the NLL of every newly scored target summed, ``val_loss … val_bpb …``
+printed; then a score-first TTT pass (score a chunk, one SGD step on it). Each ``--tracer`` is a folder holding a
+tracer (``harness/tracer`` of this tree by default; pass another checkout's to compare two versions in one run).
+Prints the median eval seconds of each variant and the traced/plain ratios; writes nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+WORKLOAD = textwrap.dedent('''
+    import os, time, numpy as np, torch, torch.nn.functional as F
+    torch.manual_seed(0); torch.set_num_threads(1)
+    V, D, T, S, B = 1024, 128, 512, 64, 32
+    val = torch.from_numpy(np.fromfile(os.environ["VAL_FILE"], dtype="<u2", offset=1024).astype(np.int64))
+    emb = torch.nn.Embedding(V, D)
+    blocks = torch.nn.ModuleList(torch.nn.Sequential(torch.nn.LayerNorm(D), torch.nn.Linear(D, 4 * D),
+                                                     torch.nn.GELU(), torch.nn.Linear(4 * D, D)) for _ in range(2))
+    def logits(x):
+        h = emb(x)
+        for b in blocks:
+            h = h + b(h)
+        return F.linear(h, emb.weight)
+    n = val.numel() - 1
+    starts = list(range(0, n - T + 1, S))
+    t0 = time.perf_counter(); loss = 0.0; count = 0
+    with torch.no_grad():
+        for i in range(0, len(starts), B):
+            ws = starts[i : i + B]
+            x = torch.stack([val[w : w + T] for w in ws]); y = torch.stack([val[w + 1 : w + T + 1] for w in ws])
+            nll = F.cross_entropy(logits(x).flatten(0, 1), y.flatten(), reduction="none").view(len(ws), T)
+            first = [0 if w == 0 else T - S for w in ws]
+            for r, f in enumerate(first):
+                loss += float(nll[r, f:].sum()); count += T - f
+    opt = torch.optim.SGD([*emb.parameters(), *blocks.parameters()], lr=1e-3)
+    for c in range(0, n - T + 1, 8 * T):  # score-first TTT: score a chunk, then one step on it
+        x, y = val[c : c + 8 * T].view(8, T), val[c + 1 : c + 8 * T + 1].view(8, T)
+        with torch.no_grad():
+            F.cross_entropy(logits(x).flatten(0, 1), y.flatten())
+        opt.zero_grad(); F.cross_entropy(logits(x).flatten(0, 1), y.flatten()).backward(); opt.step()
+    print(f"eval_seconds:{time.perf_counter() - t0:.4f}")
+    print(f"final val_loss:{loss / count:.6f} val_bpb:{loss / count / 0.6931 / 3.5:.6f}")
+''')
+
+
+def shard(path: Path, tokens: np.ndarray) -> None:
+    header = np.zeros(256, dtype="<i4")
+    header[:3] = (20240520, 1, tokens.size)
+    with open(path, "wb") as f:
+        f.write(header.tobytes())
+        f.write(tokens.astype("<u2").tobytes())
+
+
+def run(work: Path, val: Path, tracer: Path | None) -> float:
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")}
+    env.update({"VAL_FILE": str(val), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
+    if tracer is not None:
+        npy = work / "val.npy"
+        if not npy.exists():
+            np.save(npy, np.fromfile(val, dtype="<u2", offset=1024))
+        env.update({"PYTHONPATH": str(tracer), "SCOREFIRST_TRACE": str(work / f"trace-{time.monotonic_ns()}"),
+                    "SCOREFIRST_VAL_TOKENS": str(npy), "SCOREFIRST_VOCAB": "1024",
+                    "SCOREFIRST_REPO": str(tracer.parents[1])})
+    p = subprocess.run([sys.executable, str(work / "workload.py")], cwd=work, env=env, capture_output=True,
+                       text=True, timeout=1800)
+    if p.returncode:
+        raise SystemExit(f"workload failed ({'traced' if tracer else 'plain'}): {p.stderr[-800:]}")
+    return float(next(ln for ln in p.stdout.splitlines() if ln.startswith("eval_seconds:")).split(":")[1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tokens", type=int, default=65_536, help="validation targets")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--tracer", action="append", type=Path, help="a tracer folder (repeatable)")
+    args = ap.parse_args()
+    tracers = [t.resolve() for t in (args.tracer or [REPO / "harness" / "tracer"])]
+    work = Path(tempfile.mkdtemp(prefix="bench-tracer-"))
+    (work / "workload.py").write_text(WORKLOAD)
+    val = work / "fineweb_val_000000.bin"
+    shard(val, np.random.default_rng(0).integers(2, 1024, size=args.tokens + 1))
+    times: dict[str, list[float]] = {"plain": [], **{str(t): [] for t in tracers}}
+    for _ in range(args.reps):  # alternating, so drift on a shared machine hits every variant alike
+        times["plain"].append(run(work, val, None))
+        for t in tracers:
+            times[str(t)].append(run(work, val, t))
+    plain = statistics.median(times["plain"])
+    print(f"{args.tokens:,} targets, {args.reps} reps, median eval seconds")
+    print(f"  plain  {plain:.3f} s")
+    for t in tracers:
+        m = statistics.median(times[str(t)])
+        print(f"  traced {m:.3f} s  ratio {m / plain:.3f}  ({t})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
