@@ -1,6 +1,6 @@
 """What the script tracer costs a scorer, on the CPU: one evaluation run plain and traced, alternating, in one run.
 
-    python3 benchmarks/bench_tracer_cpu.py [--tokens 65536] [--reps 3] [--tracer DIR ...]
+    python3 benchmarks/bench_tracer_cpu.py [--tokens 65536] [--reps 3] [--tracer DIR ...] [--calls]
 
 The workload is a record script's scoring loop in miniature: official-layout shards (``fineweb_val_*``, so the
 ids carry their provenance), a small tied-embedding transformer, sliding windows of 512 tokens with stride 64 in
@@ -8,6 +8,9 @@ batches of 32 rows under ``no_grad``, the NLL of every newly scored target summe
 printed; then a score-first TTT pass (score a chunk, one SGD step on it). Each ``--tracer`` is a folder holding a
 tracer (``harness/tracer`` of this tree by default; pass another checkout's to compare two versions in one run).
 Prints the median eval seconds of each variant and the traced/plain ratios; writes nothing else.
+
+``--calls`` times what the tracer adds to one torch call and to one module call instead (8x8 tensors, so the
+Python work is all there is: on a GPU that work is what the CPU must keep up with while kernels run).
 """
 
 from __future__ import annotations
@@ -61,6 +64,21 @@ WORKLOAD = textwrap.dedent('''
 ''')
 
 
+CALLS = textwrap.dedent('''
+    import time, torch
+    torch.set_num_threads(1)
+    x, lin = torch.randn(8, 8), torch.nn.Linear(8, 8)
+    def per(f, n=20000):
+        f(); t = time.perf_counter()
+        for _ in range(n):
+            f()
+        return (time.perf_counter() - t) / n * 1e6
+    with torch.no_grad():
+        print(f"op_us:{per(lambda: x * 1.0001):.3f}")
+        print(f"module_us:{per(lambda: lin(x)):.3f}")
+''')
+
+
 def shard(path: Path, tokens: np.ndarray) -> None:
     header = np.zeros(256, dtype="<i4")
     header[:3] = (20240520, 1, tokens.size)
@@ -69,7 +87,7 @@ def shard(path: Path, tokens: np.ndarray) -> None:
         f.write(tokens.astype("<u2").tobytes())
 
 
-def run(work: Path, val: Path, tracer: Path | None) -> float:
+def run(work: Path, val: Path, tracer: Path | None, script: str = "workload.py") -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")}
     env.update({"VAL_FILE": str(val), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
     if tracer is not None:
@@ -79,11 +97,16 @@ def run(work: Path, val: Path, tracer: Path | None) -> float:
         env.update({"PYTHONPATH": str(tracer), "SCOREFIRST_TRACE": str(work / f"trace-{time.monotonic_ns()}"),
                     "SCOREFIRST_VAL_TOKENS": str(npy), "SCOREFIRST_VOCAB": "1024",
                     "SCOREFIRST_REPO": str(tracer.parents[1])})
-    p = subprocess.run([sys.executable, str(work / "workload.py")], cwd=work, env=env, capture_output=True,
+    p = subprocess.run([sys.executable, str(work / script)], cwd=work, env=env, capture_output=True,
                        text=True, timeout=1800)
     if p.returncode:
         raise SystemExit(f"workload failed ({'traced' if tracer else 'plain'}): {p.stderr[-800:]}")
-    return float(next(ln for ln in p.stdout.splitlines() if ln.startswith("eval_seconds:")).split(":")[1])
+    out = {}
+    for ln in p.stdout.splitlines():
+        key, _, value = ln.partition(":")
+        if key in ("eval_seconds", "op_us", "module_us"):
+            out[key] = float(value)
+    return out
 
 
 def main() -> int:
@@ -91,23 +114,26 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=65_536, help="validation targets")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--tracer", action="append", type=Path, help="a tracer folder (repeatable)")
+    ap.add_argument("--calls", action="store_true", help="time one torch call and one module call instead")
     args = ap.parse_args()
     tracers = [t.resolve() for t in (args.tracer or [REPO / "harness" / "tracer"])]
     work = Path(tempfile.mkdtemp(prefix="bench-tracer-"))
     (work / "workload.py").write_text(WORKLOAD)
+    (work / "calls.py").write_text(CALLS)
     val = work / "fineweb_val_000000.bin"
     shard(val, np.random.default_rng(0).integers(2, 1024, size=args.tokens + 1))
-    times: dict[str, list[float]] = {"plain": [], **{str(t): [] for t in tracers}}
+    script, keys = ("calls.py", ("op_us", "module_us")) if args.calls else ("workload.py", ("eval_seconds",))
+    times: dict[str, list[dict]] = {"plain": [], **{str(t): [] for t in tracers}}
     for _ in range(args.reps):  # alternating, so drift on a shared machine hits every variant alike
-        times["plain"].append(run(work, val, None))
+        times["plain"].append(run(work, val, None, script))
         for t in tracers:
-            times[str(t)].append(run(work, val, t))
-    plain = statistics.median(times["plain"])
-    print(f"{args.tokens:,} targets, {args.reps} reps, median eval seconds")
-    print(f"  plain  {plain:.3f} s")
+            times[str(t)].append(run(work, val, t, script))
+    print(f"{args.tokens:,} targets, {args.reps} reps, medians" if not args.calls else f"{args.reps} reps, medians")
+    plain = {k: statistics.median(r[k] for r in times["plain"]) for k in keys}
+    print("  plain  " + "  ".join(f"{k} {v:.3f}" for k, v in plain.items()))
     for t in tracers:
-        m = statistics.median(times[str(t)])
-        print(f"  traced {m:.3f} s  ratio {m / plain:.3f}  ({t})")
+        med = {k: statistics.median(r[k] for r in times[str(t)]) for k in keys}
+        print("  traced " + "  ".join(f"{k} {v:.3f} (x{v / plain[k]:.3f})" for k, v in med.items()) + f"  ({t})")
     return 0
 
 
