@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from harness.checks import SCRIPT_TOLERANCE, Tolerance
-from harness.ledger_checks.base import LN2
 from harness.ledger import (FLAG_EXPORT, FLAG_GRAD, LOOK, META, NONE, SYNC, UPDATE, Ledger, LedgerWriter, Ranges,
                             iter_tiles)
 
@@ -208,9 +207,8 @@ def _reading(raw: Ledger, lo: int, hi: int, final: dict, tol: Tolerance, bytes_a
                 count += int(rp.size)
                 nbytes += int(np.asarray(bytes_at)[rp].sum(dtype=np.int64)) if bytes_at is not None else 0
             loss_ok = count > 0 and abs(total / count - rep_loss) <= t.loss()
-            bpb_ok = bytes_at is None or not nbytes or not rep_bpb or abs(
-                rep_loss * count / (LN2 * rep_bpb) / nbytes - 1) <= t.bytes_rel + t.rel_printed(rep_loss) \
-                + t.rel_printed(rep_bpb)
+            bpb_ok = bytes_at is None or not nbytes or not rep_bpb or t.implied_bytes(rep_loss, rep_bpb, count,
+                                                                                     nbytes)[2]
             readings.append((h, (rp, rv) if tail else none, loss_ok, loss_ok and bpb_ok))
     pick = next((r for r in readings if r[3]), None) or next((r for r in readings if r[2]), None)
     if pick is None:

@@ -39,6 +39,13 @@ class Tolerance:
             return 0.0
         return 0.5 * 10.0 ** -self.decimals / abs(value)
 
+    def implied_bytes(self, loss: float, bpb: float, tokens: int, nbytes: int) -> tuple[float, float, bool]:
+        """(the bytes a reported (loss, bpb) pair implies for ``tokens`` predictions, their relative difference
+        from ``nbytes``, whether that is within the tolerance)."""
+        implied = loss * tokens / (LN2 * bpb)
+        rel = implied / nbytes - 1 if nbytes else float("inf")
+        return implied, rel, abs(rel) <= self.bytes_rel + self.rel_printed(loss) + self.rel_printed(bpb)
+
 
 class First:
     """The smallest position with a property, over tiles visited in position order, and how many have it."""

@@ -7,9 +7,9 @@ Observed (all through public PyTorch entry points, hooked once at start-up; the 
   decided by where they were read from (``scorefirst_provenance``): ids derived from a ``fineweb_val_*`` file are
   matched against the validation stream (an index of its 8-grams), giving the validation position of every input
   token — a row made of several stretches of the stream (documents concatenated out of order) is cut into one
-  segment per stretch; ids derived only from training shards are ignored, whatever their content. Ids whose origin was lost are
-  matched by content: a row whose matched window also occurs in the training shards is ambiguous (its looks are
-  flagged, and an update reading it is a META "ambiguous-read" event, not an UPDATE of those positions).
+  segment per stretch; ids derived only from training shards are ignored, whatever their content. Ids whose
+  origin was lost are matched by content: a segment that also occurs in the training shards is ambiguous (its
+  looks are flagged, and an update reading it is a META "ambiguous-read" event, not an UPDATE of those positions).
 * a contraction (``F.linear``, ``@``/``matmul``, ``mm``/``bmm``/``addmm``, ``einsum``, ``tensordot``) with a
   vocabulary-sized last dimension whose leading shape is the last matched input (or its flattening): the output
   projection, however it is written (``h @ tok_emb.weight.T`` with tied embeddings too). The last such contraction of
@@ -19,8 +19,8 @@ Observed (all through public PyTorch entry points, hooked once at start-up; the 
   ends, a LOOK event records the NLL of the full distribution at each matched position's target, computed with or
   without grad — the first LOOK of a position is its score; a segment's last input is taken to predict the
   stream's next token unless the loss (``cross_entropy``/``nll_loss``) was given a different target there; the
-  harness decides which evaluation pass counts (see ``harness.dynamic``). A LOOK whose vocabulary-wide values left torch (``.numpy()``, ``.tolist()``,
-  ``np.asarray``) is flagged: the script may have scored them outside torch.
+  harness decides which evaluation pass counts (see ``harness.dynamic``). A LOOK whose vocabulary-wide values left
+  torch (``.numpy()``, ``.tolist()``, ``np.asarray``) is flagged: the script may have scored them outside torch.
 * ``torch.autograd.backward`` / ``torch.autograd.grad``: the positions of the looks made with grad since the last
   backward feed the gradient.
 * the global optimizer step hooks (``torch.optim.optimizer.register_optimizer_step_{pre,post}_hook``, which fire for
@@ -86,11 +86,16 @@ class WindowIndex:
         self.order = np.argsort(h, kind="stable")
         self.hashes = h[self.order]
 
-    def longest(self, seq: np.ndarray, h: np.uint64 | None = None) -> tuple[int, int]:
+    def candidate(self, h: np.ndarray) -> np.ndarray:
+        """Per hash, the earliest stream position whose K-gram has it (-1 where none does)."""
+        at = np.minimum(np.searchsorted(self.hashes, h), self.hashes.size - 1)
+        return np.where(self.hashes[at] == h, self.order[at], -1)
+
+    def longest(self, seq: np.ndarray) -> tuple[int, int]:
         """(start, length) of the longest stretch of the stream that ``seq`` begins with (-1, 0 if under K)."""
         if seq.size < K or self.hashes.size == 0:
             return -1, 0
-        h = _hashes(seq[:K])[0] if h is None else h
+        h = _hashes(seq[:K])[0]
         lo = np.searchsorted(self.hashes, h, "left")
         hi = min(np.searchsorted(self.hashes, h, "right"), lo + MAX_CANDIDATES)
         best, best_m = -1, 0
@@ -107,15 +112,9 @@ class WindowIndex:
     def whole_rows(self, rows: np.ndarray) -> np.ndarray:
         """Per row, the stream start of the first candidate window that the whole row equals (-1 if none): what
         :meth:`longest` would pick for such a row, found for all rows in a few array operations."""
-        R, T = rows.shape
-        N = self.val.size
-        h = np.zeros(R, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for j in range(K):
-                h = h * np.uint64(1_000_003) + rows[:, j].astype(np.uint64)
-        at = np.minimum(np.searchsorted(self.hashes, h), self.hashes.size - 1)
-        cand = np.where(self.hashes[at] == h, self.order[at], -1)
-        ok = (cand >= 0) & (cand + T <= N)
+        T = rows.shape[1]
+        cand = self.candidate(_hashes(rows[:, :K])[:, 0])
+        ok = (cand >= 0) & (cand + T <= self.val.size)
         if ok.any():
             idx = cand[ok, None] + np.arange(T)[None]
             ok[ok] = (self.val[idx] == rows[ok]).all(axis=1)
@@ -140,9 +139,7 @@ class WindowIndex:
                     o += m
                     continue
                 if known is None:  # where in the rest of the row a segment could start at all
-                    hs = _hashes(row)
-                    at = np.minimum(np.searchsorted(self.hashes, hs), self.hashes.size - 1)
-                    known = np.flatnonzero(self.hashes[at] == hs)
+                    known = np.flatnonzero(self.candidate(_hashes(row)) >= 0)
                 nxt = known[np.searchsorted(known, o + 1):]
                 if not nxt.size:
                     break
@@ -151,14 +148,14 @@ class WindowIndex:
 
 
 def _hashes(seq: np.ndarray) -> np.ndarray:
-    """The hash of every K-gram of ``seq`` (empty if it is shorter)."""
-    n = seq.size - K + 1
+    """The hash of every K-gram along the last axis of ``seq`` (empty there if it is shorter)."""
+    n = seq.shape[-1] - K + 1
     if n <= 0:
-        return np.zeros(0, np.uint64)
-    h = np.zeros(n, dtype=np.uint64)
+        return np.zeros((*seq.shape[:-1], 0), np.uint64)
+    h = np.zeros((*seq.shape[:-1], n), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for j in range(K):
-            h = h * np.uint64(1_000_003) + seq[j : j + n].astype(np.uint64)
+            h = h * np.uint64(1_000_003) + seq[..., j : j + n].astype(np.uint64)
     return h
 
 
