@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from audits.dynamic_result import Check
-from harness.ledger import FLAG_EXPORT, SCORE, KindRanges, Ledger
+from harness.ledger import FLAG_EXPORT, NONE, SCORE, KindRanges, Ledger, first_seqs
 
 LN2 = math.log(2)
 
@@ -226,3 +226,36 @@ def restore_note(ledger: Ledger, seq: int) -> str:
         return ""
     names = ", ".join(m.get("names", [])[:3])
     return f" (state back to version {m.get('to_version')}{': ' + names if names else ''})"
+
+
+def meta_ranges(ledger: Ledger, event: str) -> KindRanges:
+    """The positions the tracer's META events of one kind name (``ranges``: (start, stop) pairs, or
+    ``positions``), as ranges at each event's seq."""
+    start, stop, seq = [], [], []
+    for m in ledger.metas:
+        if m.get("event") == event and "seq" in m:
+            pairs = [(int(a), int(b)) for a, b in m.get("ranges", ())] + [(int(q), int(q) + 1)
+                                                                         for q in m.get("positions", ())]
+            for a, b in pairs:
+                start.append(a)
+                stop.append(b)
+                seq.append(int(m["seq"]))
+    arr = [np.asarray(x, dtype=np.int64) for x in (start, stop, seq)]
+    return KindRanges(arr[0], arr[1], arr[2], np.zeros_like(arr[2]), None)
+
+
+def read_before_scored(f: Facts, kr: KindRanges, unscored: bool) -> tuple[int, tuple[int, int, int] | None]:
+    """How many positions ``kr`` reads before their first score, and the first of them as (position, first score
+    seq or NONE, first read seq); ``unscored``: positions never scored count too."""
+    n, first = 0, None
+    if not len(kr):
+        return n, first
+    lo, hi = int(kr.start.min()), int(kr.stop.max())
+    for a in range(lo, hi, f.tile):
+        b = min(a + f.tile, hi)
+        fr, fs = first_seqs(kr, a, b), first_seqs(f.scores, a, b)
+        bad = np.flatnonzero((fr != NONE) & (fr < fs) & (True if unscored else fs != NONE))
+        n += int(bad.size)
+        if bad.size and first is None:
+            first = (a + int(bad[0]), int(fs[bad[0]]), int(fr[bad[0]]))
+    return n, first

@@ -5,37 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from audits.dynamic_result import Check, Violation
-from harness.ledger import NONE, UPDATE, KindRanges, Ledger, first_seqs
-from harness.ledger_checks.base import Facts, First, LedgerCheck, TileView, touched_note
+from harness.ledger import UPDATE
+from harness.ledger_checks.base import (Facts, First, LedgerCheck, TileView, meta_ranges, read_before_scored,
+                                        touched_note)
 
 SAMPLES_PER_TILE = 64
 
 
-def boundary_reads(ledger: Ledger) -> KindRanges:
-    """The tracer's META "boundary-context" events: a document's BOS read by an update only as the first input of a
-    row (one range per position, at the META's seq). Not part of any UPDATE: per-document evaluation takes the
-    document boundaries as given."""
-    pos, seq = [], []
-    for m in ledger.metas:
-        if m.get("event") == "boundary-context" and "seq" in m:
-            for p in m.get("positions", ()):
-                pos.append(int(p))
-                seq.append(int(m["seq"]))
-    p, s = np.asarray(pos, dtype=np.int64), np.asarray(seq, dtype=np.int64)
-    return KindRanges(p, p + 1, s, np.zeros_like(s), None)
-
-
 def boundary_note(f: Facts) -> str:
-    """How many document starts were read as leading context before the previous document scored them."""
-    kr = boundary_reads(f.ledger)
-    if not len(kr):
-        return ""
-    n = 0
-    lo, hi = int(kr.start.min()), int(kr.stop.max())
-    for a in range(lo, hi, f.tile):
-        b = min(a + f.tile, hi)
-        fb, fs = first_seqs(kr, a, b), first_seqs(f.scores, a, b)
-        n += int(((fb != NONE) & (fs != NONE) & (fb < fs)).sum())
+    """How many document starts were read as leading context before the previous document scored them (the
+    tracer's META "boundary-context" events: a document's BOS read by an update only as the first input of a row;
+    not part of any UPDATE, since per-document evaluation takes the document boundaries as given)."""
+    n, _ = read_before_scored(f, meta_ranges(f.ledger, "boundary-context"), unscored=False)
     if not n:
         return ""
     return (f"; not counted: {n:,} document BOS tokens that updates read only as the first input of the next "

@@ -4,8 +4,11 @@ reference model, and small validation prefixes (CPU, one thread, fp32)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -14,6 +17,30 @@ pytest.importorskip("sentencepiece")
 from reference_model import config, data, metric, prepare, tokenizer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+TRACER_SCRIPTS = REPO / "tests" / "fixtures" / "dynamic" / "tracer"
+
+
+@pytest.fixture(scope="session")
+def run_traced():
+    """``run_traced(name, work, val, vocab=64)``: the ledger of a tracer fixture script run under the tracer."""
+    return _run_traced
+
+
+def _run_traced(name: str, work: Path, val: np.ndarray, vocab: int = 64):
+    """Run ``tests/fixtures/dynamic/tracer/<name>`` under the tracer in ``work`` (no sandbox, CPU, one thread),
+    with ``val`` as the validation stream; the ledger of its rank 0."""
+    from harness.ledger import Ledger
+    from harness.tracer import TRACER_DIR
+
+    np.save(work / "val.npy", val)
+    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")},
+           "PYTHONPATH": str(TRACER_DIR), "SCOREFIRST_TRACE": str(work / "trace"),
+           "SCOREFIRST_VAL_TOKENS": str(work / "val.npy"), "SCOREFIRST_VOCAB": str(vocab),
+           "SCOREFIRST_REPO": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(TRACER_SCRIPTS / name)], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return Ledger(work / "trace" / "rank0")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -5,35 +5,18 @@ the predictions is recorded."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from harness.ledger import FLAG_EXPORT, LOOK, SYNC, Ledger
-from harness.tracer import TRACER_DIR
-
-SCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "dynamic" / "tracer" / "spellings.py"
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def traced(tmp_path_factory):
+def traced(tmp_path_factory, run_traced):
     work = tmp_path_factory.mktemp("spellings")
-    val = np.random.default_rng(0).integers(2, 64, size=400).astype(np.uint16)
-    np.save(work / "val.npy", val)
-    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")},
-           "PYTHONPATH": str(TRACER_DIR), "SCOREFIRST_TRACE": str(work / "trace"),
-           "SCOREFIRST_VAL_TOKENS": str(work / "val.npy"), "SCOREFIRST_VOCAB": "64", "SCOREFIRST_REPO": str(REPO),
-           "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    expected = json.loads((work / "expected.json").read_text())
-    return Ledger(work / "trace" / "rank0"), expected
+    led = run_traced("spellings.py", work, np.random.default_rng(0).integers(2, 64, size=400).astype(np.uint16))
+    return led, json.loads((work / "expected.json").read_text())
 
 
 def _looks(led: Ledger) -> dict[int, tuple[np.ndarray, int]]:

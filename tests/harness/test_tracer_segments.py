@@ -3,19 +3,14 @@ stretch's last input predicts the stream's next token only when the loss says so
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness.ledger import UPDATE, Ledger
+from harness.ledger import UPDATE
 from harness.tracer import TRACER_DIR
 
-SCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "dynamic" / "tracer" / "segments.py"
-REPO = Path(__file__).resolve().parents[2]
 VAL = np.random.default_rng(1).integers(2, 64, size=400).astype(np.uint16)
 
 
@@ -44,17 +39,8 @@ def test_rows_shorter_than_a_k_gram_or_foreign_match_nothing(index):
 
 
 @pytest.fixture(scope="module")
-def updates(tmp_path_factory):
-    work = tmp_path_factory.mktemp("segments")
-    np.save(work / "val.npy", VAL)
-    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")},
-           "PYTHONPATH": str(TRACER_DIR), "SCOREFIRST_TRACE": str(work / "trace"),
-           "SCOREFIRST_VAL_TOKENS": str(work / "val.npy"), "SCOREFIRST_VOCAB": "64", "SCOREFIRST_REPO": str(REPO),
-           "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, str(SCRIPT)], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    led = Ledger(work / "trace" / "rank0")
+def updates(tmp_path_factory, run_traced):
+    led = run_traced("segments.py", tmp_path_factory.mktemp("segments"), VAL)
     return [led.event_ranges(i).tolist() for i in np.flatnonzero(led.events["kind"] == UPDATE)]
 
 
