@@ -119,11 +119,17 @@ def mark_tensor(t, bits: int) -> None:
             pass
 
 
-def propagate(torch, name: str, args, kwargs, out) -> None:
-    """Give an integer output (and the destination of an in-place write) the marks of the tensor inputs."""
+def writes_in_place(name: str) -> bool:
+    """Whether a torch function of this name writes its first argument (``x[i] = ...``, ``copy_``, ``add_``...)."""
+    return name == "__setitem__" or (name.endswith("_") and not name.startswith("__"))
+
+
+def propagate(torch, inplace: bool, args, kwargs, out) -> None:
+    """Give an integer output (and the destination of an in-place write: ``inplace``) the marks of the tensor
+    inputs."""
     Tensor = torch.Tensor
-    dest = (args[0] if (name == "__setitem__" or (name.endswith("_") and not name.startswith("__"))) and args
-            and isinstance(args[0], Tensor) and args[0].dtype in _INT_DTYPES else None)
+    dest = (args[0] if inplace and args and isinstance(args[0], Tensor) and args[0].dtype in _INT_DTYPES
+            else None)
     if isinstance(out, Tensor):
         if out.dtype not in _INT_DTYPES and dest is None:
             return

@@ -24,7 +24,7 @@ def fingerprints(torch, tensors: list) -> list[tuple[int, int]]:
     """(h1, h2) per tensor: sums of its bits (as int64) times two position-dependent odd multipliers."""
     if not tensors:
         return []
-    parts = []
+    sums = []
     with torch.no_grad():
         for t in tensors:
             flat = t.detach().reshape(-1)
@@ -34,10 +34,15 @@ def fingerprints(torch, tensors: list) -> list[tuple[int, int]]:
             i = torch.arange(bits.numel(), device=bits.device, dtype=torch.int64)
             w1 = (i * _M1) | 1
             w2 = ((i + 7) * _M2) ^ (i >> 3)
-            parts.append(torch.stack([(bits * w1).sum(), ((bits + i) * (w2 | 1)).sum(), torch.tensor(
-                bits.numel(), device=bits.device)]))
-        host = torch.stack([p.to("cpu") for p in parts]).tolist()
-    return [(int(a) ^ (int(n) << 1), int(b)) for a, b, n in host]
+            sums.append(torch.stack([(bits * w1).sum(), ((bits + i) * (w2 | 1)).sum()]))
+        host: list = [None] * len(tensors)
+        by_device: dict = {}
+        for k, part in enumerate(sums):  # one copy to the host per device, not one per tensor
+            by_device.setdefault(part.device, []).append(k)
+        for idx in by_device.values():
+            for k, pair in zip(idx, torch.stack([sums[k] for k in idx]).cpu().tolist()):
+                host[k] = pair
+    return [(int(a) ^ (int(t.numel()) << 1), int(b)) for (a, b), t in zip(host, tensors)]
 
 
 class Lineage:

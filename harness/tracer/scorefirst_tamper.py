@@ -31,20 +31,22 @@ class Integrity:
         self.mode = mode
         self.handles = list(handles)
         self.watched = [(owner, name, getattr(owner, name, None)) for owner, name in watched]
+        C = torch._C  # looked up once: the mode check runs at every module forward
+        self._enabled = getattr(C, "_is_torch_function_mode_enabled", None)
+        self._depth = getattr(C, "_len_torch_function_stack", None)
+        self._at = getattr(C, "_get_function_stack_at", None)
 
     def mode_problem(self) -> str | None:
         """Whether the observer still sees torch functions (cheap: called at every module forward)."""
-        C = self.torch._C
-        try:
-            if not C._is_torch_function_mode_enabled():
-                return "torch-function modes are disabled (torch._C.DisableTorchFunction or equivalent)"
-            from torch.overrides import _get_current_function_mode_stack
-
-            if not any(m is self.mode for m in _get_current_function_mode_stack()):
-                return "the tracer's TorchFunctionMode was removed from the mode stack"
-        except AttributeError:
+        if self._enabled is None or self._depth is None or self._at is None:
             return None
-        return None
+        if not self._enabled():
+            return "torch-function modes are disabled (torch._C.DisableTorchFunction or equivalent)"
+        at, mode = self._at, self.mode
+        for i in range(self._depth()):
+            if at(i) is mode:
+                return None
+        return "the tracer's TorchFunctionMode was removed from the mode stack"
 
     def problems(self, mode: bool = True) -> list[tuple[str, str]]:
         """(kind, detail) of everything that is no longer as installed; ``mode=False`` inside the observer's own

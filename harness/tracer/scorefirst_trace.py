@@ -170,15 +170,71 @@ def read_split(data_path: str | None, split: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
 
 
-class _Look:
-    __slots__ = ("logits", "final", "shape", "segs", "amb", "grad", "exported", "targets")
+class _Ids:
+    """The token ids of an embedding call, and where they sit in the validation stream once matched. Ids on a GPU
+    are copied to the host without waiting (the copy is queued after the kernels that made them) and matched when
+    their look is written, a forward later, by when the copy is long done: the tracer never makes the script wait
+    for its queue of kernels here."""
 
-    def __init__(self, logits, shape, segs, amb, grad):
-        self.logits, self.final, self.shape, self.segs = logits, None, shape, segs
-        self.amb = amb  # per segment: matched by content alone, and it occurs in the training shards too
+    __slots__ = ("shape", "bits", "host", "event", "segs", "amb")
+
+    def __init__(self, shape: tuple, bits: int, host, event):
+        self.shape, self.bits, self.host, self.event = shape, bits, host, event
+        self.segs = self.amb = None
+
+
+class _Look:
+    __slots__ = ("logits", "final", "shape", "ids", "grad", "exported", "targets")
+
+    def __init__(self, logits, ids: _Ids, grad):
+        self.logits, self.final, self.shape, self.ids = logits, None, ids.shape, ids
         self.grad = grad  # gradients were enabled when the projection ran
         self.exported = False  # its vocabulary-wide values left torch
         self.targets = None  # the target ids the loss was given, when it was cross_entropy / nll_loss
+
+
+class _Deferred:
+    """The ledger writer, with the NLL of looks left on their device until a batch of them goes to the host in one
+    copy (a copy per look would make the script wait for its queue of kernels at every forward). Anything else
+    written — an update, a META event, a collective — first writes the looks before it, in order; so does the
+    passing of ``SECONDS`` (what a killed run loses stays small)."""
+
+    LIMIT, SECONDS = 64, 2.0
+
+    def __init__(self, writer, torch):
+        self._writer, self._torch, self._pending, self._since = writer, torch, [], None
+
+    def look(self, nll, parts: list) -> None:
+        """``parts``: (ranges, selection of ``nll`` or None for all of it, version, flags) per LOOK event."""
+        import time
+
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        self._pending.append((nll, parts))
+        if len(self._pending) >= self.LIMIT or now - self._since > self.SECONDS:
+            self.drain()
+
+    def drain(self) -> None:
+        pending, self._pending, self._since = self._pending, [], None
+        if not pending:
+            return
+        host: list = [None] * len(pending)
+        by_device: dict = {}
+        for k, (nll, _) in enumerate(pending):
+            by_device.setdefault(nll.device, []).append(k)
+        for idx in by_device.values():
+            flat = self._torch.cat([pending[k][0].reshape(-1) for k in idx]).cpu().numpy()
+            ends = np.cumsum([pending[k][0].numel() for k in idx])
+            for k, e, n in zip(idx, ends, (pending[k][0].numel() for k in idx)):
+                host[k] = flat[e - n : e]
+        for values, (_, parts) in zip(host, pending):
+            for ranges, select, version, flags in parts:
+                self._writer.look(ranges, values if select is None else values[select], version, flags)
+
+    def __getattr__(self, name):
+        self.drain()
+        return getattr(self._writer, name)
 
 
 class Tracer:
@@ -198,22 +254,27 @@ class Tracer:
         self.index = WindowIndex(val)
         self.val_t = torch.as_tensor(self.index.val)
         self.n = int(val.size)
-        self.writer = LedgerWriter(ledger_dir, positions=self.n, rank=rank, flush_seconds=2.0,
-                                   meta={"source": "tracer", "vocab": vocab, "world_size": world})
+        self.writer = _Deferred(LedgerWriter(ledger_dir, positions=self.n, rank=rank, flush_seconds=2.0,
+                                             meta={"source": "tracer", "vocab": vocab, "world_size": world}), torch)
         self.writer.meta(event="trace-begin", rank=rank, world_size=world, vocab=vocab, n_tokens=self.n,
                          torch=torch.__version__, argv=list(sys.argv))
         self.lineage = Lineage()
         self.version = 0
         self.device = None
         self.map_key = None
-        self.map = None            # (shape, starts, lens, ambiguous rows) of the last matched embedding input
+        self.map: _Ids | None = None  # the last embedding input that may hold validation tokens
         self.look: _Look | None = None
         self.grad_looks: list[tuple] = []        # (ranges, ids of their autograd nodes) not yet back-propagated
         self.step_ranges: list[np.ndarray] = []   # positions whose loss reached a backward since the last update
         self.amb_ranges: list[np.ndarray] = []    # the same, from rows of ambiguous provenance
         self.names: dict[int, str] = {}
         self.tracked: dict[int, tuple] = {}        # id -> (weakref, version counter, sampled sum)
-        self.seen_modules: weakref.WeakSet = weakref.WeakSet()
+        # memory reached past the version counter, by storage address: ``.data`` aliases (weakref, counter then,
+        # storage), content replaced since the last snapshot, memory reached raw (compared at every check)
+        self.aliases: list[tuple] = []
+        self.suspect: set[int] = set()
+        self.raw: set[int] = set()
+        self.seen_modules: dict[int, weakref.ref] = {}   # id -> ref; an entry leaves when its module is freed
         self.val_dev: dict = {}                          # the validation tokens on each device a look used
         self.clean: set[int] = {0}                       # versions no live update on validation tokens led to
         self.val_updates: dict[int, np.ndarray] = {}   # update version -> validation ranges it read
@@ -270,15 +331,30 @@ class Tracer:
         if bits == prov.TRAIN:
             self.map = None  # read from the training shards: not validation tokens, whatever their content
             return
-        rows = ids.detach().reshape(-1, ids.shape[-1]).to("cpu", torch.int64).numpy()
-        segs = self.index.segments(rows)
-        if not len(segs):
-            self.map = None
+        flat = ids.detach().reshape(-1, ids.shape[-1])
+        if flat.device.type == "cuda":
+            host = torch.empty(flat.shape, dtype=torch.int64, pin_memory=True)
+            host.copy_(flat, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self.map = _Ids(tuple(ids.shape), bits, host, event)
             return
-        amb = np.zeros(len(segs), dtype=bool)
-        if not bits & prov.VAL:
-            amb = self.ambiguous(rows, segs)
-        self.map = (tuple(ids.shape), segs, amb)
+        self.map = _Ids(tuple(ids.shape), bits, flat.to("cpu", torch.int64).numpy(), None)
+        if not len(self.segments_of(self.map)[0]):
+            self.map = None
+
+    def segments_of(self, ids: _Ids) -> tuple[np.ndarray, np.ndarray]:
+        """(segments, which are ambiguous) of an embedding input, matched on first use."""
+        if ids.segs is None:
+            if ids.event is not None:
+                ids.event.synchronize()
+            rows = ids.host.numpy() if isinstance(ids.host, self.torch.Tensor) else ids.host
+            ids.segs = self.index.segments(rows)
+            ids.amb = np.zeros(len(ids.segs), dtype=bool)
+            if len(ids.segs) and not ids.bits & prov.VAL:
+                ids.amb = self.ambiguous(rows, ids.segs)
+            ids.host = ids.event = None
+        return ids.segs, ids.amb
 
     def ambiguous(self, rows: np.ndarray, segs: np.ndarray) -> np.ndarray:
         """Segments of unknown origin whose whole content also occurs in the training shards."""
@@ -289,7 +365,7 @@ class Tracer:
     def on_projection(self, out) -> None:
         if self.map is None:
             return
-        lead, shape = tuple(out.shape[:-1]), self.map[0]
+        lead, shape = tuple(out.shape[:-1]), self.map.shape
         if lead != shape and not (len(lead) == 1 and lead[0] == math.prod(shape)):
             return
         if self.look is not None and self.look.final is not None:
@@ -301,8 +377,7 @@ class Tracer:
                 self.spans.mark(self.version, self.alive())
             elif self.spans.due():
                 self.check_span("scoring forward")
-        _, segs, amb = self.map
-        self.look = _Look(out, shape, segs, amb, bool(out.requires_grad) or self.torch.is_grad_enabled())
+        self.look = _Look(out, self.map, bool(out.requires_grad) or self.torch.is_grad_enabled())
 
     def on_normalizer(self, x, dim=None, target=None) -> None:
         lk = self.look
@@ -322,12 +397,17 @@ class Tracer:
         if self.look is not None and x.dim() >= 1 and x.shape[-1] == self.vocab:
             self.look.exported = True
 
+    ROWS_ENTRIES = 1 << 26  # logits entries turned to float32 at once when a look's NLL is computed
+
     def finish_look(self) -> None:
         lk, self.look = self.look, None
         if lk is None:
             return
         torch = self.torch
         try:
+            segs, amb = self.segments_of(lk.ids)
+            if not len(segs):
+                return
             logits = lk.final if lk.final is not None else lk.logits
             with torch.no_grad():
                 lg = logits.detach().reshape(*lk.shape, self.vocab).reshape(-1, lk.shape[-1], self.vocab)
@@ -336,46 +416,54 @@ class Tracer:
                 val = self.val_dev.get(lg.device)
                 if val is None:
                     val = self.val_dev[lg.device] = self.val_t.to(lg.device)
-                segs = lk.segs
-                m = np.minimum(self.segment_ends(lk, lg.shape[1]), self.n - 1 - segs[:, 2])
+                T = lg.shape[1]
+                m = np.minimum(self.segment_ends(lk, segs, T), self.n - 1 - segs[:, 2])
                 keep = m > 0
                 if not keep.any():
                     return
-                segs, m, amb = segs[keep], m[keep], lk.amb[keep]
-                # one log_softmax per row, one gather for all of its segments; a single copy to the host at the end
+                segs, m, amb = segs[keep], m[keep], amb[keep]
                 within = np.arange(int(m.sum())) - np.repeat(np.cumsum(m) - m, m)
-                rows_np = np.repeat(segs[:, 0], m)  # non-decreasing: segments come in row order
-                cols = np.repeat(segs[:, 1], m) + within
-                tpos = np.repeat(segs[:, 2], m) + 1 + within
-                bounds = np.flatnonzero(np.diff(rows_np)) + 1
+                rows = np.repeat(segs[:, 0], m)  # non-decreasing: segments come in row order
+                at = self.to_device(np.stack([rows * T + np.repeat(segs[:, 1], m) + within,
+                                              np.repeat(segs[:, 2], m) + 1 + within]), lg.device)
+                flat, tgt = at[0], val[at[1]]
+                # rows in blocks, each turned to float32 and normalized once; one gather per block
+                per = max(1, self.ROWS_ENTRIES // (T * self.vocab))
                 parts = []
-                for i, j in zip(np.r_[0, bounds], np.r_[bounds, rows_np.size]):
-                    lp = torch.log_softmax(lg[int(rows_np[i])].float(), -1)
-                    c = torch.as_tensor(cols[i:j], device=lg.device)
-                    t = val[torch.as_tensor(tpos[i:j], device=lg.device)]
-                    parts.append(-lp[c, t])
-                nll = torch.cat(parts).cpu().numpy()
+                for r0 in range(int(rows[0]), int(rows[-1]) + 1, per):
+                    i, j = np.searchsorted(rows, [r0, r0 + per])
+                    if i < j:
+                        lp = torch.log_softmax(lg[r0 : r0 + per].float(), -1).reshape(-1, self.vocab)
+                        parts.append(-lp[flat[i:j] - r0 * T, tgt[i:j]])
+                nll = torch.cat(parts)
             rng = np.stack([segs[:, 2] + 1, segs[:, 2] + 1 + m], axis=1).astype(np.int64)
             nodes = {id(t.grad_fn) for t in (lk.logits, lk.final) if t is not None and t.grad_fn is not None}
             flags = (self.FLAG_GRAD if (lk.grad or nodes) else 0) | (self.FLAG_EXPORT if lk.exported else 0)
-            sizes = rng[:, 1] - rng[:, 0]
-            ends = np.cumsum(sizes)
+            ends = np.cumsum(m)
+            events = []
             for part, extra in ((~amb, 0), (amb, self.FLAG_AMBIGUOUS)):
                 if part.any():
-                    idx = slice(None) if part.all() else \
-                        np.concatenate([np.arange(e - n, e) for e, n in zip(ends[part], sizes[part])])
-                    self.writer.look(self.Ranges(rng[part]), nll[idx], self.version, flags | extra)
+                    select = None if part.all() else \
+                        np.concatenate([np.arange(e - n, e) for e, n in zip(ends[part], m[part])])
+                    events.append((self.Ranges(rng[part]), select, self.version, flags | extra))
                     if nodes:
                         self.grad_looks.append((rng[part], nodes, bool(extra)))
+            self.writer.look(nll, events)
         except Exception as exc:
             self.error("look", exc)
 
-    def segment_ends(self, lk: _Look, T: int) -> np.ndarray:
+    def to_device(self, arr: np.ndarray, device):
+        """An index array on ``device``, copied without waiting for the device (pinned memory on CUDA)."""
+        t = self.torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64))
+        if device.type == "cuda":
+            return t.pin_memory().to(device, non_blocking=True)
+        return t.to(device)
+
+    def segment_ends(self, lk: _Look, segs: np.ndarray, T: int) -> np.ndarray:
         """How many targets each segment predicts. A segment's last input predicts the stream's next token when the
         row ends there (its targets are the next window's ids) or when the loss was given that token (ids gathered
         past the segment and masked); when the loss was given something else (the first id of the next document of
         a concatenation), that prediction is not of this stretch of the stream."""
-        segs = lk.segs
         m = segs[:, 3].copy()
         inner = np.flatnonzero(segs[:, 1] + segs[:, 3] < T)
         if inner.size and lk.targets is not None:
@@ -494,13 +582,29 @@ class Tracer:
             return
         if name is not None:
             self.names.setdefault(id(t), name)
-        self.tracked[id(t)] = (weakref.ref(t), _counter(t), self.sampled(t))
+        self.tracked[id(t)] = (weakref.ref(t), _counter(t), self.sampled([t])[0])
 
-    def sampled(self, t) -> float:
-        with self.torch.no_grad():
-            flat = t.detach().reshape(-1)
-            step = max(1, flat.numel() // 16)
-            return float(flat[::step][:16].double().sum())
+    def sampled(self, tensors: list) -> list[float]:
+        """A sum of 16 entries spread over each tensor: catches writes the version counter does not count. One copy
+        to the host per device for the whole list, so that checking a model costs one synchronisation, not one per
+        parameter."""
+        out = [0.0] * len(tensors)
+        by_device: dict = {}
+        for i, t in enumerate(tensors):
+            by_device.setdefault(t.device, []).append(i)
+        torch = self.torch
+        with torch.no_grad():
+            for idx in by_device.values():
+                parts = []
+                for i in idx:
+                    flat = tensors[i].detach().reshape(-1)
+                    parts.append(flat[:: max(1, flat.numel() // 16)][:16].to(torch.float64))
+                sizes = np.asarray([p.numel() for p in parts])
+                values = torch.cat(parts).cpu().numpy() if sizes.sum() else np.zeros(0)
+                sums = np.add.reduceat(values, np.r_[0, np.cumsum(sizes)[:-1]]) if values.size else None
+                for j, i in enumerate(idx):
+                    out[i] = float(sums[j]) if sizes[j] else 0.0
+        return out
 
     def alive(self) -> dict:
         out = {}
@@ -511,22 +615,63 @@ class Tracer:
         return out
 
     def snapshot(self) -> None:
-        for k, (ref, _, _) in list(self.tracked.items()):
-            t = ref()
-            if t is None:
-                del self.tracked[k]
-            else:
-                self.tracked[k] = (ref, _counter(t), self.sampled(t))
+        live = self.alive()
+        for k in [k for k in self.tracked if k not in live]:
+            del self.tracked[k]
+        keys = list(live)
+        for k, fp in zip(keys, self.sampled([live[k] for k in keys])):
+            self.tracked[k] = (self.tracked[k][0], _counter(live[k]), fp)
+        self.suspect.clear()
+
+    def on_alias(self, base, alias) -> None:
+        """Memory was reached past its version counter through ``base`` (a tracked tensor, a view of one, or one
+        tracked later: remembered by storage). ``alias`` is what reached it: a ``t.data`` tensor (writes to it count
+        on its own counter, watched while it lives), ``None`` for ``t.data = x`` (new content, compared once),
+        anything else for raw memory (``data_ptr``, ``untyped_storage``, DLPack, numpy: compared at every check
+        from then on)."""
+        where = _storage(base)
+        if isinstance(alias, self.torch.Tensor):
+            self.aliases.append((weakref.ref(alias), _counter(alias), where))
+        elif alias is None:
+            self.suspect.add(where)
+        else:
+            self.raw.add(where)
+
+    def on_storages(self, live: dict, storages) -> set[int]:
+        """Ids of the live tracked tensors on any of ``storages``."""
+        storages = set(storages)
+        return {k for k, t in live.items() if _storage(t) in storages} if storages else set()
 
     def check_inplace(self) -> None:
-        changed = {}
-        for k, (ref, ver, fp) in list(self.tracked.items()):
-            t = ref()
-            if t is None:
-                del self.tracked[k]
-                continue
-            if _counter(t) != ver or self.sampled(t) != fp:
-                changed[k] = t
+        """Tracked tensors whose content changed since the last snapshot, outside an optimizer step: their version
+        counter moved, a ``.data`` alias of them was written, or — for those whose memory was reached past the
+        counter — the sampled entries differ."""
+        live = self.alive()
+        suspect = self.suspect | self.raw
+        written = set()
+        kept = []
+        for ref, ver, where in self.aliases:
+            a = ref()
+            if a is None:
+                suspect.add(where)  # written or not before it was freed: compare the content
+            elif _counter(a) != ver:
+                written.add(where)
+                kept.append((ref, _counter(a), where))
+            else:
+                kept.append((ref, ver, where))
+        self.aliases = kept
+        for k in [k for k in self.tracked if k not in live]:
+            del self.tracked[k]
+        written = self.on_storages(live, written)
+        suspect = self.on_storages(live, suspect)
+        if self.raw:  # raw memory stays watched only while a tracked tensor lives on it
+            self.raw &= {_storage(live[k]) for k in suspect}
+        changed = {k: t for k, t in live.items() if k in written or _counter(t) != self.tracked[k][1]}
+        look = [k for k in suspect if k in live and k not in changed]
+        for k, fp in zip(look, self.sampled([live[k] for k in look])):
+            if fp != self.tracked[k][2]:
+                changed[k] = live[k]
+        self.suspect.clear()
         if not changed:
             return
         wanted = {u for u in self.val_updates if u not in self.reverted}
@@ -546,9 +691,8 @@ class Tracer:
         self.spans.mark(self.version, self.alive())
 
     def on_module(self, module) -> None:
-        if module in self.seen_modules:
-            return
-        self.seen_modules.add(module)
+        seen = self.seen_modules
+        seen[id(module)] = weakref.ref(module, lambda _, key=id(module): seen.pop(key, None))
         prefix = type(module).__name__
         for name, p in module.named_parameters():
             if id(p) not in self.names:
@@ -585,6 +729,13 @@ def _counter(t) -> int | None:
     try:
         return t._version
     except RuntimeError:
+        return None
+
+
+def _storage(t) -> int | None:
+    try:
+        return t.untyped_storage().data_ptr()
+    except Exception:
         return None
 
 
@@ -657,6 +808,11 @@ def _export(t, x):
 
 
 @_guarded
+def _alias(t, base, alias):
+    t.on_alias(base, alias)
+
+
+@_guarded
 def _collective(t):
     t.finish_look()  # the look was computed before the collective: it must be written before the count moves
 
@@ -682,12 +838,14 @@ def _module(t, module):
 
 
 def _module_forward(module, args) -> None:
-    """Every module forward: note its parameters, and check that the observer mode is still in force."""
-    _module(module)
+    """Every module forward: note the parameters of a module not seen before, and check that the observer mode is
+    still in force. Runs for every module call of the script, so the common case is two lookups and the check."""
     t = _tracer
-    if t is None or t.busy or t.integrity is None:
+    if t is None or t.busy:
         return
-    problem = t.integrity.mode_problem()
+    if id(module) not in t.seen_modules:
+        _module(module)
+    problem = t.integrity.mode_problem() if t.integrity is not None else None
     if problem:
         t.busy = True
         try:
@@ -708,41 +866,87 @@ _COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "all_gathe
                 "scatter_object_list")
 
 
+_OTHER, _EMBED, _CONTRACT, _SOFTMAX, _LOSS, _EXPORT, _SHARED, _ALIAS, _INPLACE, _REPLACE = range(10)
+_ALIASES = {"untyped_storage", "storage", "_typed_storage", "data_ptr", "__dlpack__", "__cuda_array_interface__"}
+
+
+def _kind(torch, func) -> int:
+    """What the observer does with a torch function (computed once per function, then looked up)."""
+    import torch.nn.functional as F
+
+    name = getattr(func, "__name__", "")
+    if func is F.embedding:
+        return _EMBED
+    if name in _CONTRACTIONS:
+        return _CONTRACT
+    if name in _NORMALIZERS:
+        return _SOFTMAX if name.endswith("softmax") else _LOSS
+    if name in _EXPORTS:
+        return _EXPORT if name == "tolist" else _SHARED  # numpy and __array__ share the tensor's memory
+    if name in _ALIASES or func == torch.Tensor.data.__get__:
+        return _ALIAS  # memory the version counter does not watch
+    if func == torch.Tensor.data.__set__:
+        return _REPLACE  # ``t.data = x``: new content, counter untouched
+    if prov.writes_in_place(name):
+        return _INPLACE
+    return _OTHER
+
+
+def _watched_call(Tensor, kind: int, args, kwargs, out) -> None:
+    """Hand a watched call to the tracer (after the call: ``out`` is its result)."""
+    if kind == _CONTRACT:  # ``einsum``'s first argument is its equation: only the result counts
+        if isinstance(out, Tensor):
+            _contraction(out)
+        return
+    first = args[0] if args else kwargs.get("input")
+    if not isinstance(first, Tensor):
+        return
+    if kind == _SOFTMAX:
+        _normalizer(first, args[1] if len(args) > 1 else kwargs.get("dim"))
+    elif kind == _LOSS:
+        target = args[1] if len(args) > 1 else kwargs.get("target")
+        _normalizer(first, None, target if isinstance(target, Tensor) else None)
+    elif kind == _EXPORT or kind == _SHARED:
+        _export(first)
+        if kind == _SHARED:
+            _alias(first, True)
+    elif kind == _ALIAS or kind == _REPLACE:
+        _alias(first, out if kind == _ALIAS else None)
+
+
 def _observer(torch):
     """The forward observer: one TorchFunctionMode, entered for the whole run, sees every call of the watched
-    operations whatever the spelling (function, ``torch.`` alias, tensor method, operator)."""
-    import torch.nn.functional as F
+    operations whatever the spelling (function, ``torch.`` alias, tensor method, operator). It runs for every torch
+    call of the script, attribute reads included, so what it does with a call is looked up by the function."""
     from torch.overrides import TorchFunctionMode
 
-    def tensor(x):
-        return x if isinstance(x, torch.Tensor) else None
+    Tensor, INT = torch.Tensor, prov._INT_DTYPES
+    kinds: dict = {}
 
     class Observer(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
+            if kwargs is None:
+                kwargs = {}
             t = _tracer
             if t is None or t.busy:
                 return func(*args, **kwargs)
-            name = getattr(func, "__name__", "")
-            if func is F.embedding and len(args) >= 2:
+            try:
+                kind = kinds[func]
+            except KeyError:
+                kind = kinds[func] = _kind(torch, func)
+            except TypeError:  # an unhashable callable
+                kind = _kind(torch, func)
+            if kind == _EMBED and len(args) >= 2:
                 _embedding(args[0], args[1])
             out = func(*args, **kwargs)
-            try:
-                prov.propagate(torch, name, args, kwargs, out)
-            except Exception:
-                pass
-            if name in _CONTRACTIONS:
-                if tensor(out) is not None:
-                    _contraction(out)
-            elif name in _NORMALIZERS:
-                x = tensor(args[0] if args else kwargs.get("input"))
-                if x is not None:
-                    if name.endswith("softmax"):
-                        _normalizer(x, args[1] if len(args) > 1 else kwargs.get("dim"))
-                    else:
-                        _normalizer(x, None, tensor(args[1] if len(args) > 1 else kwargs.get("target")))
-            elif name in _EXPORTS and args and tensor(args[0]) is not None:
-                _export(args[0])
+            if kind == _INPLACE or kind == _REPLACE or (isinstance(out, Tensor) and out.dtype in INT) or \
+                    (kind == _OTHER and (type(out) is tuple or type(out) is list)):
+                try:
+                    prov.propagate(torch, kind == _INPLACE or kind == _REPLACE, args, kwargs, out)
+                except Exception:
+                    pass
+            if kind != _OTHER and kind != _INPLACE:
+                _watched_call(Tensor, kind, args, kwargs, out)
             return out
 
     return Observer()
@@ -801,8 +1005,9 @@ def _watched(torch, observer_type) -> list[tuple[object, str]]:
     out = [(F, n) for n in ("embedding", "linear", "cross_entropy", "nll_loss", "log_softmax", "softmax")]
     out += [(torch.autograd, "backward"), (torch.autograd, "grad"), (torch.Tensor, "backward"),
             (observer_type, "__torch_function__")]
-    out += [(me, n) for n in ("_embedding", "_contraction", "_normalizer", "_export", "_collective", "_backward",
-                              "_before_step", "_step", "_module", "_module_forward", "_close")]
+    out += [(me, n) for n in ("_embedding", "_contraction", "_normalizer", "_export", "_alias", "_watched_call",
+                              "_collective", "_backward", "_before_step", "_step", "_module", "_module_forward",
+                              "_close")]
     out += [(Tracer, n) for n, v in vars(Tracer).items() if callable(v) and not n.startswith("__")]
     return out
 

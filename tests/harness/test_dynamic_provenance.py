@@ -93,7 +93,8 @@ class M(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        prov.propagate(torch, getattr(func, "__name__", ""), args, kwargs, out)
+        inplace = prov.writes_in_place(getattr(func, "__name__", ""))
+        prov.propagate(torch, inplace, args, kwargs, out)
         return out
 M().__enter__()
 d = sys.argv[1]
