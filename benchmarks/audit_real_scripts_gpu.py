@@ -3,7 +3,8 @@
     python3 benchmarks/audit_real_scripts_gpu.py audit --corpus DIR --tokenizer FILE --out DIR \
         --case PR:folder-substring ... [--case-env PR:KEY=VALUE ...] [--val-tokens N] [--iterations N] \
         [--probe-case PR] [--save-traces DIR] [--sandbox unshare]
-    python3 benchmarks/audit_real_scripts_gpu.py overhead --corpus DIR --tokenizer FILE --out DIR --case PR:substr
+    python3 benchmarks/audit_real_scripts_gpu.py overhead --corpus DIR --tokenizer FILE --out DIR --case PR:substr \
+        [--modes eager,compiled] [--reps N] [--tracer DIR ...]
 
 The corpus (``../shared/corpus``: one folder per PR with ``manifest.tsv`` giving each one's label and ruled rule)
 is read, never copied into the project. ``audit`` writes official-format shards of synthetic tokens (documents that
@@ -18,7 +19,9 @@ condition, the wall time, the leak magnitude, and the evidence behind every verd
 ``OUT/real_scripts_overhead.json`` after every run:
 wall time of each run and the ``eval_time`` the script printed for each evaluation, and the traced/plain ratios.
 A traced run is always eager (the tracer must see every operation; it sets ``TORCHDYNAMO_DISABLE=1`` itself), so
-the "compiled" pair compares the script's own compiled run with the audit's traced run of it.
+the "compiled" pair compares the script's own compiled run with the audit's traced run of it. Each ``--tracer``
+is a repository root whose ``harness/tracer`` traces (this tree's by default; pass another checkout to compare two
+tracer versions in the same run: each is one more traced run per round, and each gets its own ratios).
 
 Needs torch, numpy and sentencepiece (no libcst: only the dynamic path runs).
 """
@@ -230,18 +233,21 @@ def audit(args) -> int:
 
 
 def write_overhead(out: Path, runs: list[dict], meta: dict) -> dict:
-    """Traced/plain ratios per mode from the runs so far, written to ``OUT/real_scripts_overhead.json`` (after
-    every run, so a call cut short keeps what finished)."""
+    """Traced/plain ratios per mode (and per tracer, when there are several) from the runs so far, written to
+    ``OUT/real_scripts_overhead.json`` (after every run, so a call cut short keeps what finished)."""
     import numpy as np
     import torch
 
     summary = {}
+    tracers = list(dict.fromkeys(r["tracer"] for r in runs if r["traced"]))
     for compiled in (False, True):
         sel = [r for r in runs if r["compiled"] == compiled and r["exit_code"] == 0]
         plain = [r for r in sel if not r["traced"]]
-        traced = [r for r in sel if r["traced"]]
-        if plain and traced:
-            key = "compiled" if compiled else "eager"
+        for tracer in tracers:
+            traced = [r for r in sel if r["traced"] and r["tracer"] == tracer]
+            if not (plain and traced):
+                continue
+            key = ("compiled" if compiled else "eager") + ("" if len(tracers) == 1 else f" {tracer}")
             pw, tw = np.median([r["wall_s"] for r in plain]), np.median([r["wall_s"] for r in traced])
             pe = np.median([sum(v for _, v in r["eval_time_ms"]) for r in plain])
             te = np.median([sum(v for _, v in r["eval_time_ms"]) for r in traced])
@@ -253,6 +259,10 @@ def write_overhead(out: Path, runs: list[dict], meta: dict) -> dict:
            "date": time.strftime("%Y-%m-%d", time.gmtime())}
     (out / "real_scripts_overhead.json").write_text(json.dumps(res, indent=1) + "\n")
     return summary
+
+
+def label(root: Path) -> str:
+    return "this tree" if root == REPO else root.name
 
 
 def overhead(args) -> int:
@@ -278,19 +288,22 @@ def overhead(args) -> int:
     meta = {"pr": pr, "folder": str(folder.relative_to(corpus)), "val_targets": args.val_tokens,
             "iterations": args.iterations}
     summary = {}
+    roots = [Path(t).resolve() for t in (args.tracer or [REPO])]
     for compiled in [m == "compiled" for m in args.modes.split(",")]:
-        for traced in (False, True, False, True)[: 2 * args.reps]:
+        for root in [None, *roots] * args.reps:
+            traced = root is not None
             work = Path(tempfile.mkdtemp(prefix="run-", dir=base))
             for p in folder.iterdir():
                 if p.is_file() and p.suffix in (".py", ".txt", ".md"):
                     (work / p.name).write_bytes(p.read_bytes())
             env = dict(env0, TORCHDYNAMO_DISABLE="0" if compiled else "1")
+            standin = python_path().split(":", 1)[1] if ":" in python_path() else ""
             if traced:
-                env.update({"PYTHONPATH": python_path(), "SCOREFIRST_TRACE": str(work / "trace"),
-                            "SCOREFIRST_VAL_TOKENS": str(val_file), "SCOREFIRST_VOCAB": "1024",
-                            "SCOREFIRST_REPO": str(REPO)})
+                env.update({"PYTHONPATH": ":".join(filter(None, [str(root / "harness" / "tracer"), standin])),
+                            "SCOREFIRST_TRACE": str(work / "trace"), "SCOREFIRST_VAL_TOKENS": str(val_file),
+                            "SCOREFIRST_VOCAB": "1024", "SCOREFIRST_REPO": str(root)})
             else:
-                env["PYTHONPATH"] = python_path().split(":", 1)[1] if ":" in python_path() else ""
+                env["PYTHONPATH"] = standin
             t0 = time.monotonic()
             try:
                 p = subprocess.run([sys.executable, "train_gpt.py"], cwd=work, env=env, capture_output=True,
@@ -301,10 +314,19 @@ def overhead(args) -> int:
                                                 f"timed out after {args.timeout} s")
             wall = time.monotonic() - t0
             evals = [(m.group(1), float(m.group(2))) for m in map(EVAL_TIME.match, p.stdout.splitlines()) if m]
-            runs.append({"compiled": compiled, "traced": traced, "exit_code": p.returncode, "wall_s": round(wall, 2),
+            seen = {}
+            if traced and (work / "trace" / "rank0").is_dir():  # a tracer that saw nothing would be cheap too
+                from harness.ledger import LOOK, Ledger
+
+                raw = Ledger(work / "trace" / "rank0")
+                seen = {"looks": int((raw.events["kind"] == LOOK).sum()),
+                        "tracer_errors": [m for m in raw.metas if m.get("event") == "tracer-error"][:5]}
+            runs.append({"compiled": compiled, "traced": traced, "tracer": label(root) if traced else None, **seen,
+                         "exit_code": p.returncode, "wall_s": round(wall, 2),
                          "eval_time_ms": evals, "stderr_tail": p.stderr[-800:] if p.returncode else ""})
-            print(f"{'compiled' if compiled else 'eager':8} {'traced' if traced else 'plain':6} exit {p.returncode} "
-                  f"wall {wall:.1f} s evals {evals}" + (f"\n{p.stderr[-800:]}" if p.returncode else ""), flush=True)
+            print(f"{'compiled' if compiled else 'eager':8} {label(root) if traced else 'plain':10} {seen} "
+                  f"exit {p.returncode} wall {wall:.1f} s evals {evals}"
+                  + (f"\n{p.stderr[-800:]}" if p.returncode else ""), flush=True)
             summary = write_overhead(out, runs, meta)
     print(json.dumps(summary, indent=1))
     return 0
@@ -324,6 +346,7 @@ def main() -> int:
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--modes", default="eager,compiled", help="overhead: which pairs, in this order")
+    ap.add_argument("--tracer", action="append", help="overhead: a repository root whose tracer runs (repeatable)")
     ap.add_argument("--case-env", action="append", help="PR:KEY=VALUE run setting for one case (repeatable)")
     ap.add_argument("--save-traces", help="audit: write each case's raw trace and ledger here (tar.xz)")
     ap.add_argument("--timeout", type=int, default=420)
