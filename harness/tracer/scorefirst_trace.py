@@ -599,11 +599,11 @@ class Tracer:
                 for i in idx:
                     flat = tensors[i].detach().reshape(-1)
                     parts.append(flat[:: max(1, flat.numel() // 16)][:16].to(torch.float64))
-                sizes = np.asarray([p.numel() for p in parts])
-                values = torch.cat(parts).cpu().numpy() if sizes.sum() else np.zeros(0)
-                sums = np.add.reduceat(values, np.r_[0, np.cumsum(sizes)[:-1]]) if values.size else None
-                for j, i in enumerate(idx):
-                    out[i] = float(sums[j]) if sizes[j] else 0.0
+                values = torch.cat(parts).cpu().numpy()
+                at = 0
+                for part, i in zip(parts, idx):  # each tensor's own sum: independent of the others' content
+                    out[i] = float(values[at : at + part.numel()].sum())
+                    at += part.numel()
         return out
 
     def alive(self) -> dict:
