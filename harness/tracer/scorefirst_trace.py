@@ -793,8 +793,7 @@ def _embedding(t, ids, weight):
 
 @_guarded
 def _contraction(t, out):
-    if out.dim() >= 2 and out.shape[-1] == t.vocab:
-        t.on_projection(out)
+    t.on_projection(out)
 
 
 @_guarded
@@ -895,8 +894,9 @@ def _kind(torch, func) -> int:
 def _watched_call(Tensor, kind: int, args, kwargs, out) -> None:
     """Hand a watched call to the tracer (after the call: ``out`` is its result)."""
     if kind == _CONTRACT:  # ``einsum``'s first argument is its equation: only the result counts
-        if isinstance(out, Tensor):
-            _contraction(out)
+        t = _tracer
+        if isinstance(out, Tensor) and t is not None and out.dim() >= 2 and out.shape[-1] == t.vocab:
+            _contraction(out)  # the vocabulary-wide ones only: most contractions of a forward are not
         return
     first = args[0] if args else kwargs.get("input")
     if not isinstance(first, Tensor):
