@@ -13,7 +13,7 @@ class AmbiguousProvenance(LedgerCheck):
     order = 120
 
     def verdict(self, f: Facts) -> Check | None:
-        n_before, first = read_before_scored(f, meta_ranges(f.ledger, "ambiguous-read"), unscored=True)
+        n_before, first = read_before_scored(f, meta_ranges(f.ledger, "ambiguous-read", "ranges"), unscored=True)
         if first is None:
             return None
         p, s, u = first

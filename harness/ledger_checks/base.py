@@ -228,14 +228,14 @@ def restore_note(ledger: Ledger, seq: int) -> str:
     return f" (state back to version {m.get('to_version')}{': ' + names if names else ''})"
 
 
-def meta_ranges(ledger: Ledger, event: str) -> KindRanges:
-    """The positions the tracer's META events of one kind name (``ranges``: (start, stop) pairs, or
-    ``positions``), as ranges at each event's seq."""
+def meta_ranges(ledger: Ledger, event: str, key: str) -> KindRanges:
+    """The positions the tracer's META events of one kind name under ``key`` — "ranges" ((start, stop) pairs) or
+    "positions" (single positions) — as ranges at each event's seq."""
     start, stop, seq = [], [], []
     for m in ledger.metas:
         if m.get("event") == event and "seq" in m:
-            pairs = [(int(a), int(b)) for a, b in m.get("ranges", ())] + [(int(q), int(q) + 1)
-                                                                         for q in m.get("positions", ())]
+            items = m.get(key, ())
+            pairs = [(int(a), int(b)) for a, b in items] if key == "ranges" else [(int(q), int(q) + 1) for q in items]
             for a, b in pairs:
                 start.append(a)
                 stop.append(b)

@@ -16,7 +16,7 @@ def boundary_note(f: Facts) -> str:
     """How many document starts were read as leading context before the previous document scored them (the
     tracer's META "boundary-context" events: a document's BOS read by an update only as the first input of a row;
     not part of any UPDATE, since per-document evaluation takes the document boundaries as given)."""
-    n, _ = read_before_scored(f, meta_ranges(f.ledger, "boundary-context"), unscored=False)
+    n, _ = read_before_scored(f, meta_ranges(f.ledger, "boundary-context", "positions"), unscored=False)
     if not n:
         return ""
     return (f"; not counted: {n:,} document BOS tokens that updates read only as the first input of the next "
