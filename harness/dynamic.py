@@ -410,8 +410,9 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
                     return ledger_nll(ledger_path)
                 tag = f"probe{len(runs)}"
                 pds = build_dataset(base / f"data-{tag}", tokens, train, tok)
-                cut = int(np.flatnonzero(tokens != val)[0]) - 1
-                _log(opts, f"C1 probe: running again with the validation tokens after {cut:,} replaced")
+                moved = np.flatnonzero(tokens != val)
+                _log(opts, f"C1 probe: running again with the validation tokens after {int(moved[0]) - 1:,} replaced"
+                     if moved.size else "C1 probe: running again on the same tokens (control: run-to-run noise)")
                 try:
                     pres, praw, _ = run_traced(opts, pds, base, tag, env, launch)
                 except TraceUnreadable as e:
@@ -425,8 +426,8 @@ def audit_script(opts: ScriptOptions) -> ScriptAudit:
                 except Exception:  # hostile input: the probe cannot compare
                     return np.full(tokens.size, np.nan)
 
-            probe = future_perturbation(eval_fn, val, ds.vocab, atol=atol, cuts=opts.probe_cuts,
-                                        what=f"{opts.path.name} run twice on {device.describe()}"
+            probe = future_perturbation(eval_fn, val, ds.vocab, atol=atol, cuts=opts.probe_cuts, control=atol > 0,
+                                        what=f"{opts.path.name} run again per cut on {device.describe()}"
                                              + (f" (GPU kernels are not bit-reproducible: tolerance {atol:g})"
                                                 if atol and device.type == "cuda" else ""))
             result.probes.append(_probe_note(probe, runs))

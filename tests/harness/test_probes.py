@@ -154,3 +154,31 @@ def test_normalization_samples_scored_positions_only(make_model, val_prefix, tin
     assert all(700 <= p < 720 for p in shown)
     none = normalization(model_dist_fn(make_model()), val_prefix, 1024, scored=np.zeros(val_prefix.size, bool))
     assert none.verdict == "WARN" and none.message.startswith("inconclusive")
+
+
+def _noisy(scorer, scale: float, seed: int = 0):
+    """``scorer`` with run-to-run noise: each call moves a few NLLs by up to ``scale``, as a training script on a
+    GPU does (atomics, then quantization rounding some weights the other way)."""
+    rng = np.random.default_rng(seed)
+
+    def run(tokens):
+        out = scorer(tokens)
+        hit = rng.random(out.size) < 0.01
+        return out + np.where(hit, rng.uniform(-scale, scale, out.size), 0.0)
+    return run
+
+
+def test_a_control_run_tells_run_to_run_noise_from_a_dependence_on_future_tokens():
+    """A causal scorer whose runs differ by up to 0.008 fails at a kernel-level tolerance of 1e-3 (the wrong verdict
+    a real record script got on an H100); with the control run measuring that noise it passes, while a bidirectional
+    scorer with the same noise still fails, and a run noisier than the limit is inconclusive."""
+    tokens = np.random.default_rng(3).integers(2, 64, 1025)
+    causal = _noisy(_window_scorer(causal_until=10**9), 0.008)
+    assert future_perturbation(causal, tokens, 64, atol=1e-3).verdict == "FAIL"
+    ok = future_perturbation(causal, tokens, 64, atol=1e-3, control=True)
+    assert ok.verdict == "PASS" and "beyond the run-to-run noise" in ok.message
+    assert "a control run on the same tokens moved" in ok.probed
+    leaky = future_perturbation(_noisy(_window_scorer(causal_until=0), 0.008), tokens, 64, atol=1e-3, control=True)
+    assert leaky.verdict == "FAIL"
+    wild = future_perturbation(_noisy(_window_scorer(causal_until=10**9), 1.0), tokens, 64, atol=1e-3, control=True)
+    assert wild.verdict == "WARN" and "not reproducible" in wild.message
