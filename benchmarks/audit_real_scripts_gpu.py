@@ -201,6 +201,7 @@ def audit(args) -> int:
             got = d["verdict"]["conditions"]
             row.update({"observed": got, "overall": d["verdict"]["overall"], "reported": d["reported"],
                         "reconstructed": d["reconstructed"], "leak": d["leak"], "evidence": evidence(d),
+                        "probe_results": d["probes"],  # PASS ones too: what was compared, at what tolerance
                         "exit_code": a.sandbox.exit_code, "script_seconds": round(a.sandbox.wall_seconds, 1),
                         "isolation": d["sandbox"]["isolation"] if d["sandbox"] else None,
                         "device": a.device.describe() if a.device else None,

@@ -10,7 +10,8 @@ tracer (``harness/tracer`` of this tree by default; pass another checkout's to c
 Prints the median eval seconds of each variant and the traced/plain ratios; writes nothing else.
 
 ``--calls`` times what the tracer adds to one torch call and to one module call instead (8x8 tensors, so the
-Python work is all there is: on a GPU that work is what the CPU must keep up with while kernels run).
+Python work is all there is: on a GPU that work is what the CPU must keep up with while kernels run), next to the
+floor of any such observer: a ``TorchFunctionMode`` and a global module hook that do nothing.
 """
 
 from __future__ import annotations
@@ -65,8 +66,15 @@ WORKLOAD = textwrap.dedent('''
 
 
 CALLS = textwrap.dedent('''
-    import time, torch
+    import os, time, torch
     torch.set_num_threads(1)
+    if os.environ.get("EMPTY_OBSERVER"):  # the floor: a mode and a global module hook that do nothing
+        from torch.overrides import TorchFunctionMode
+        class Empty(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                return func(*args, **(kwargs or {}))
+        Empty().__enter__()
+        torch.nn.modules.module.register_module_forward_pre_hook(lambda module, args: None)
     x, lin = torch.randn(8, 8), torch.nn.Linear(8, 8)
     def per(f, n=20000):
         f(); t = time.perf_counter()
@@ -87,9 +95,12 @@ def shard(path: Path, tokens: np.ndarray) -> None:
         f.write(tokens.astype("<u2").tobytes())
 
 
-def run(work: Path, val: Path, tracer: Path | None, script: str = "workload.py") -> dict[str, float]:
+def run(work: Path, val: Path, tracer: Path | None, script: str = "workload.py",
+        empty: bool = False) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "HOME")}
     env.update({"VAL_FILE": str(val), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""})
+    if empty:
+        env["EMPTY_OBSERVER"] = "1"
     if tracer is not None:
         npy = work / "val.npy"
         if not npy.exists():
@@ -123,14 +134,20 @@ def main() -> int:
     val = work / "fineweb_val_000000.bin"
     shard(val, np.random.default_rng(0).integers(2, 1024, size=args.tokens + 1))
     script, keys = ("calls.py", ("op_us", "module_us")) if args.calls else ("workload.py", ("eval_seconds",))
-    times: dict[str, list[dict]] = {"plain": [], **{str(t): [] for t in tracers}}
+    times: dict[str, list[dict]] = {"plain": [], "empty": [], **{str(t): [] for t in tracers}}
     for _ in range(args.reps):  # alternating, so drift on a shared machine hits every variant alike
         times["plain"].append(run(work, val, None, script))
+        if args.calls:
+            times["empty"].append(run(work, val, None, script, empty=True))
         for t in tracers:
             times[str(t)].append(run(work, val, t, script))
     print(f"{args.tokens:,} targets, {args.reps} reps, medians" if not args.calls else f"{args.reps} reps, medians")
     plain = {k: statistics.median(r[k] for r in times["plain"]) for k in keys}
     print("  plain  " + "  ".join(f"{k} {v:.3f}" for k, v in plain.items()))
+    if times["empty"]:
+        med = {k: statistics.median(r[k] for r in times["empty"]) for k in keys}
+        print("  empty  " + "  ".join(f"{k} {v:.3f} (x{v / plain[k]:.3f})" for k, v in med.items())
+              + "  (a mode and a module hook that do nothing: the floor of observing every call)")
     for t in tracers:
         med = {k: statistics.median(r[k] for r in times[str(t)]) for k in keys}
         print("  traced " + "  ".join(f"{k} {v:.3f} (x{v / plain[k]:.3f})" for k, v in med.items()) + f"  ({t})")
