@@ -622,6 +622,8 @@ class Tracer:
         for k, fp in zip(keys, self.sampled([live[k] for k in keys])):
             self.tracked[k] = (self.tracked[k][0], _counter(live[k]), fp)
         self.suspect.clear()
+        aliases = [(ref, ref(), where) for ref, _, where in self.aliases]  # writes so far are in the snapshot
+        self.aliases = [(ref, _counter(a), where) for ref, a, where in aliases if a is not None]
 
     def on_alias(self, base, alias) -> None:
         """Memory was reached past its version counter through ``base`` (a tracked tensor, a view of one, or one
