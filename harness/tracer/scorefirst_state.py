@@ -20,6 +20,23 @@ _M1, _M2 = 0x9E3779B97F4A7C15 - (1 << 64), 0x2545F4914F6CDD1D
 _INT_OF_SIZE = {1: "uint8", 2: "int16", 4: "int32", 8: "int64"}
 
 
+def to_host(torch, tensors: list) -> list:
+    """Each tensor's values as a flat numpy array, in one copy to the host per device rather than one per tensor:
+    every copy from a GPU waits for its queue of kernels."""
+    import numpy as np
+
+    out: list = [None] * len(tensors)
+    by_device: dict = {}
+    for k, t in enumerate(tensors):
+        by_device.setdefault(t.device, []).append(k)
+    for idx in by_device.values():
+        flat = torch.cat([tensors[k].reshape(-1) for k in idx]).cpu().numpy()
+        ends = np.cumsum([tensors[k].numel() for k in idx])
+        for k, e in zip(idx, ends):
+            out[k] = flat[e - tensors[k].numel() : e]
+    return out
+
+
 def fingerprints(torch, tensors: list) -> list[tuple[int, int]]:
     """(h1, h2) per tensor: sums of its bits (as int64) times two position-dependent odd multipliers."""
     if not tensors:
@@ -35,13 +52,7 @@ def fingerprints(torch, tensors: list) -> list[tuple[int, int]]:
             w1 = (i * _M1) | 1
             w2 = ((i + 7) * _M2) ^ (i >> 3)
             sums.append(torch.stack([(bits * w1).sum(), ((bits + i) * (w2 | 1)).sum()]))
-        host: list = [None] * len(tensors)
-        by_device: dict = {}
-        for k, part in enumerate(sums):  # one copy to the host per device, not one per tensor
-            by_device.setdefault(part.device, []).append(k)
-        for idx in by_device.values():
-            for k, pair in zip(idx, torch.stack([sums[k] for k in idx]).cpu().tolist()):
-                host[k] = pair
+        host = to_host(torch, sums)
     return [(int(a) ^ (int(t.numel()) << 1), int(b)) for (a, b), t in zip(host, tensors)]
 
 

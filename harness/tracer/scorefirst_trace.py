@@ -52,12 +52,13 @@ import math
 import os
 import re
 import sys
+import time
 import weakref
 
 import numpy as np
 
 import scorefirst_provenance as prov
-from scorefirst_state import Lineage
+from scorefirst_state import Lineage, to_host
 from scorefirst_tamper import Integrity, Spans
 
 _REPORT = re.compile(r"val_loss[\s:=]+(-?[0-9]+(?:\.([0-9]+))?(?:[eE]-?[0-9]+)?).*?"
@@ -206,8 +207,6 @@ class _Deferred:
 
     def look(self, nll, parts: list) -> None:
         """``parts``: (ranges, selection of ``nll`` or None for all of it, version, flags) per LOOK event."""
-        import time
-
         now = time.monotonic()
         if self._since is None:
             self._since = now
@@ -219,16 +218,7 @@ class _Deferred:
         pending, self._pending, self._since = self._pending, [], None
         if not pending:
             return
-        host: list = [None] * len(pending)
-        by_device: dict = {}
-        for k, (nll, _) in enumerate(pending):
-            by_device.setdefault(nll.device, []).append(k)
-        for idx in by_device.values():
-            flat = self._torch.cat([pending[k][0].reshape(-1) for k in idx]).cpu().numpy()
-            ends = np.cumsum([pending[k][0].numel() for k in idx])
-            for k, e, n in zip(idx, ends, (pending[k][0].numel() for k in idx)):
-                host[k] = flat[e - n : e]
-        for values, (_, parts) in zip(host, pending):
+        for values, (_, parts) in zip(to_host(self._torch, [nll for nll, _ in pending]), pending):
             for ranges, select, version, flags in parts:
                 self._writer.look(ranges, values if select is None else values[select], version, flags)
 
@@ -588,23 +578,13 @@ class Tracer:
         """A sum of 16 entries spread over each tensor: catches writes the version counter does not count. One copy
         to the host per device for the whole list, so that checking a model costs one synchronisation, not one per
         parameter."""
-        out = [0.0] * len(tensors)
-        by_device: dict = {}
-        for i, t in enumerate(tensors):
-            by_device.setdefault(t.device, []).append(i)
         torch = self.torch
         with torch.no_grad():
-            for idx in by_device.values():
-                parts = []
-                for i in idx:
-                    flat = tensors[i].detach().reshape(-1)
-                    parts.append(flat[:: max(1, flat.numel() // 16)][:16].to(torch.float64))
-                values = torch.cat(parts).cpu().numpy()
-                at = 0
-                for part, i in zip(parts, idx):  # each tensor's own sum: independent of the others' content
-                    out[i] = float(values[at : at + part.numel()].sum())
-                    at += part.numel()
-        return out
+            parts = []
+            for t in tensors:
+                flat = t.detach().reshape(-1)
+                parts.append(flat[:: max(1, flat.numel() // 16)][:16].to(torch.float64))
+            return [float(v.sum()) for v in to_host(torch, parts)]  # each its own sum: not the others' rounding
 
     def alive(self) -> dict:
         out = {}
@@ -614,10 +594,15 @@ class Tracer:
                 out[k] = t
         return out
 
-    def snapshot(self) -> None:
-        live = self.alive()
-        for k in [k for k in self.tracked if k not in live]:
+    def live(self) -> dict:
+        """:meth:`alive`, forgetting the tracked tensors that were freed."""
+        out = self.alive()
+        for k in [k for k in self.tracked if k not in out]:
             del self.tracked[k]
+        return out
+
+    def snapshot(self) -> None:
+        live = self.live()
         keys = list(live)
         for k, fp in zip(keys, self.sampled([live[k] for k in keys])):
             self.tracked[k] = (self.tracked[k][0], _counter(live[k]), fp)
@@ -648,7 +633,7 @@ class Tracer:
         """Tracked tensors whose content changed since the last snapshot, outside an optimizer step: their version
         counter moved, a ``.data`` alias of them was written, or — for those whose memory was reached past the
         counter — the sampled entries differ."""
-        live = self.alive()
+        live = self.live()
         suspect = self.suspect | self.raw
         written = set()
         kept = []
@@ -662,8 +647,6 @@ class Tracer:
             else:
                 kept.append((ref, ver, where))
         self.aliases = kept
-        for k in [k for k in self.tracked if k not in live]:
-            del self.tracked[k]
         written = self.on_storages(live, written)
         suspect = self.on_storages(live, suspect)
         if self.raw:  # raw memory stays watched only while a tracked tensor lives on it
