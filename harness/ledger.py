@@ -99,12 +99,16 @@ def to_ranges(positions: Any) -> np.ndarray:
     if p.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
     breaks = np.flatnonzero(np.diff(p) != 1) + 1
+    if not breaks.size:  # one run, the usual case (a window, a chunk): no concatenations
+        return np.array([[p[0], p[-1] + 1]], dtype=np.int64)
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks, [p.size]])
     return np.stack([p[starts], p[stops - 1] + 1], axis=1)
 
 
 def ranges_size(ranges: np.ndarray) -> int:
+    if len(ranges) == 1:  # called per event: skip the array arithmetic for the usual single range
+        return int(ranges[0, 1] - ranges[0, 0])
     return int((ranges[:, 1] - ranges[:, 0]).sum()) if len(ranges) else 0
 
 
@@ -160,10 +164,10 @@ class LedgerWriter:
         n = ranges_size(rng)
         if values.size != n:
             raise ValueError(f"{values.size} NLL values for {n} positions")
-        return self._append(kind, rng, values, version, -1, flags)
+        return self._append(kind, rng, values, version, -1, flags, n)
 
     def update(self, positions: Any, touched: Sequence[str], version_after: int) -> int:
-        key = tuple(str(t) for t in touched)
+        key = tuple(map(str, touched))
         tid = self._touched.get(key)
         if tid is None:
             tid = self._touched[key] = len(self._touched)
@@ -183,7 +187,7 @@ class LedgerWriter:
         return seq
 
     def _append(self, kind: int, rng: np.ndarray, nll: np.ndarray | None, version: int, touched: int,
-                flags: int = 0) -> int:
+                flags: int = 0, npos: int | None = None) -> int:
         if self.closed:
             raise LedgerError("ledger is closed")
         if kind != SYNC and self._synced != self.collectives:
@@ -193,7 +197,8 @@ class LedgerWriter:
         self.seq += 1
         rng_off = self.counts["ranges"] + self._pending_rng
         nll_off = self.counts["nll"] + self._pending_pos
-        npos = ranges_size(rng)
+        if npos is None:
+            npos = ranges_size(rng)
         self._ev.append((seq, kind, flags, self.rank, touched, version, time.time(), rng_off, len(rng),
                          nll_off if nll is not None else -1, npos))
         if len(rng):

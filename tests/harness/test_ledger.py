@@ -23,6 +23,18 @@ def test_to_ranges_run_length_encodes_in_order():
     assert to_ranges(np.array([4, 5, 6, 1, 2, 9])).tolist() == [[4, 7], [1, 3], [9, 10]]
     assert to_ranges(Ranges([[1, 2], [8, 9]])).tolist() == [[1, 2], [8, 9]]
     assert to_ranges([]).shape == (0, 2)
+    assert to_ranges(np.arange(10, 20)).tolist() == [[10, 20]]  # one run: the fast path
+    assert to_ranges(np.array([7])).tolist() == [[7, 8]]
+    assert to_ranges(np.array([3, 2])).tolist() == [[3, 4], [2, 3]]  # descending is not one run
+
+
+def test_event_sizes_add_up_for_single_and_multi_range_events(tmp_path):
+    w = LedgerWriter(tmp_path / "l", positions=100)
+    w.score(np.arange(10, 20), np.zeros(10), 0)
+    w.score(np.array([1, 2, 5]), np.zeros(3), 0)
+    w.update((0, 40), ["w"], 1)
+    w.close()
+    assert Ledger(tmp_path / "l").events["npos"].tolist() == [10, 3, 40]
 
 
 def test_roundtrip_events_meta_and_touched(tmp_path):
