@@ -85,6 +85,8 @@ def test_training_before_scoring_is_named(name, audits):
     fv = c.first_violation
     assert c.verdict == "FAIL" and fv.position == 1 and fv.update_seq < fv.score_seq
     assert ("SGD.step" if name == "illegal_pre_eval_ttt" else "AdamW.step") in fv.detail
+    if name == "illegal_pre_eval_ttt":  # every step's reads count, not only some of them: all 1,024 targets
+        assert c.message.startswith("1,024 positions were read by an update before they were scored")
     assert "gradients" in _checks(audits[name].result)["run-completed"].message
     assert audits[name].result.timeline.violations
 
