@@ -171,6 +171,15 @@ def read_split(data_path: str | None, split: str) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
 
 
+def _node(fn) -> tuple:
+    """A key for an autograd node that outlives it: its Python object's address with the node's creation number. The
+    address alone is reused once a graph is freed, so a look whose graph is gone (a forward with gradients that was
+    never back-propagated) would match whichever node of a later graph lands there and charge its positions to an
+    update that never read them."""
+    seq = getattr(fn, "_sequence_nr", None)
+    return id(fn), seq() if seq is not None else None
+
+
 class _Ids:
     """The token ids of an embedding call, and where they sit in the validation stream once matched. Ids on a GPU
     are copied to the host without waiting (the copy is queued after the kernels that made them) and matched when
@@ -254,7 +263,7 @@ class Tracer:
         self.map_key = None
         self.map: _Ids | None = None  # the last embedding input that may hold validation tokens
         self.look: _Look | None = None
-        self.grad_looks: list[tuple] = []        # (ranges, ids of their autograd nodes) not yet back-propagated
+        self.grad_looks: list[tuple] = []        # (ranges, _node keys of their autograd nodes, ambiguous) not yet back-propagated
         self.step_ranges: list[np.ndarray] = []   # positions whose loss reached a backward since the last update
         self.amb_ranges: list[np.ndarray] = []    # the same, from rows of ambiguous provenance
         self.names: dict[int, str] = {}
@@ -427,7 +436,7 @@ class Tracer:
                         parts.append(-lp[flat[i:j] - r0 * T, tgt[i:j]])
                 nll = torch.cat(parts)
             rng = np.stack([segs[:, 2] + 1, segs[:, 2] + 1 + m], axis=1).astype(np.int64)
-            nodes = {id(t.grad_fn) for t in (lk.logits, lk.final) if t is not None and t.grad_fn is not None}
+            nodes = {_node(t.grad_fn) for t in (lk.logits, lk.final) if t is not None and t.grad_fn is not None}
             flags = (self.FLAG_GRAD if (lk.grad or nodes) else 0) | (self.FLAG_EXPORT if lk.exported else 0)
             ends = np.cumsum(m)
             events = []
@@ -490,14 +499,18 @@ class Tracer:
         self.grad_looks = keep
 
     def walk(self, tensors) -> tuple[set, list]:
+        """The autograd nodes a backward from ``tensors`` reaches (as :func:`_node` keys), and its leaf tensors."""
         todo = [t.grad_fn for t in tensors if getattr(t, "grad_fn", None) is not None]
         seen: set = set()
         leaves = []
         while todo and len(seen) < 500_000:
             fn = todo.pop()
-            if fn is None or id(fn) in seen:
+            if fn is None:
                 continue
-            seen.add(id(fn))
+            key = _node(fn)
+            if key in seen:
+                continue
+            seen.add(key)
             var = getattr(fn, "variable", None)
             if var is not None:
                 leaves.append(var)
