@@ -263,7 +263,7 @@ class Tracer:
         self.map_key = None
         self.map: _Ids | None = None  # the last embedding input that may hold validation tokens
         self.look: _Look | None = None
-        self.grad_looks: list[tuple] = []        # (ranges, _node keys of their autograd nodes, ambiguous) not yet back-propagated
+        self.grad_looks: list[tuple] = []        # (ranges, _node keys, ambiguous) of looks not yet back-propagated
         self.step_ranges: list[np.ndarray] = []   # positions whose loss reached a backward since the last update
         self.amb_ranges: list[np.ndarray] = []    # the same, from rows of ambiguous provenance
         self.names: dict[int, str] = {}

@@ -21,6 +21,26 @@ TRACER_SCRIPTS = REPO / "tests" / "fixtures" / "dynamic" / "tracer"
 
 
 @pytest.fixture(scope="session")
+def tracer_module():
+    """``tracer_module(name)``: a module of the tracer folder, for tests of its parts."""
+    return _tracer_module
+
+
+def _tracer_module(name: str):
+    """A module of the tracer folder (``scorefirst_trace``, ...), imported here for tests of its parts: the tracer's
+    modules import one another by bare name, as they do inside a traced script."""
+    import importlib
+
+    from harness.tracer import TRACER_DIR
+
+    sys.path.insert(0, str(TRACER_DIR))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(TRACER_DIR))
+
+
+@pytest.fixture(scope="session")
 def run_traced():
     """``run_traced(name, work, val, vocab=64)``: the ledger of a tracer fixture script run under the tracer."""
     return _run_traced

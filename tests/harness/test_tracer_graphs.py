@@ -3,24 +3,16 @@ dropped without a backward fed nothing, whatever later graph reuses its memory."
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 
 from harness.ledger import LOOK, UPDATE
-from harness.tracer import TRACER_DIR
 
 
 @pytest.fixture(scope="module")
-def trace():
-    sys.path.insert(0, str(TRACER_DIR))
-    try:
-        import scorefirst_trace
-    finally:
-        sys.path.remove(str(TRACER_DIR))
-    return scorefirst_trace
+def trace(tracer_module):
+    return tracer_module("scorefirst_trace")
 
 
 def test_a_node_key_is_stable_while_the_graph_lives_and_walked_keys_match_it(trace):

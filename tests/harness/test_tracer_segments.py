@@ -3,25 +3,17 @@ stretch's last input predicts the stream's next token only when the loss says so
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 
 from harness.ledger import UPDATE
-from harness.tracer import TRACER_DIR
 
 VAL = np.random.default_rng(1).integers(2, 64, size=400).astype(np.uint16)
 
 
 @pytest.fixture(scope="module")
-def index():
-    sys.path.insert(0, str(TRACER_DIR))
-    try:
-        from scorefirst_trace import WindowIndex
-    finally:
-        sys.path.remove(str(TRACER_DIR))
-    return WindowIndex(VAL)
+def index(tracer_module):
+    return tracer_module("scorefirst_trace").WindowIndex(VAL)
 
 
 def test_a_window_is_one_segment(index):
